@@ -1,0 +1,68 @@
+/**
+ * `flare <role> [-f file] [--key value ...]`: one entry point for every role, as Flare's flarei and
+ * flared binaries. A bad configuration stops start-up with one line naming the key.
+ */
+import { loadConfig } from "../common/config.js";
+import { FlareError } from "../common/errors.js";
+import { createLogger } from "../common/log.js";
+import { VERSION } from "../common/version.js";
+import { nodeConfigSpec } from "../storage/config.js";
+import { startNode } from "../storage/node.js";
+
+const USAGE = `usage: flare <command> [-f config-file] [--key value ...]
+
+commands:
+  node     run a storage node (flared): memcached text protocol, Flare admin commands, HTTP API
+
+Every config-file key is also a flag: flare node --server-port 11211 --http-port 11280
+See README.md for every key.`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === "help" || command === "--help" || command === "-h") {
+    process.stdout.write(`${USAGE}\n`);
+    return command === undefined ? 2 : 0;
+  }
+  if (command === "--version" || command === "-v") {
+    process.stdout.write(`${VERSION}\n`);
+    return 0;
+  }
+  switch (command) {
+    case "node": {
+      const log = createLogger({ role: "node" });
+      const config = loadConfig(nodeConfigSpec, rest, log);
+      const node = await startNode(config, log.child({ node: `${config["server-name"]}:${config["server-port"]}` }));
+      await untilSignal();
+      await node.stop();
+      return 0;
+    }
+    default:
+      process.stderr.write(`flare: unknown command '${command}'\n${USAGE}\n`);
+      return 2;
+  }
+}
+
+/** Resolves on the first SIGTERM or SIGINT; a second one exits at once. */
+function untilSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    const onSignal = (): void => {
+      process.once("SIGTERM", () => process.exit(1));
+      process.once("SIGINT", () => process.exit(1));
+      resolve();
+    };
+    process.once("SIGTERM", onSignal);
+    process.once("SIGINT", onSignal);
+  });
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof FlareError) {
+      process.stderr.write(`flare: ${err.message}\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`flare: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

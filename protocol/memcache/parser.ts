@@ -1,0 +1,348 @@
+/**
+ * Streaming parser of the memcached text protocol. Bytes arrive in arbitrary pieces; complete
+ * requests leave through `onRequest` in order, synchronously, so a caller can answer a whole packet
+ * of pipelined requests with one write. Memory stays bounded: a line longer than `maxLine` is fatal,
+ * and a value larger than `maxValue` is skipped (counted, never buffered).
+ */
+import type { Request, StoreOp, SyncOption } from "./request.js";
+
+export interface ParserLimits {
+  /** Longest request line, in bytes, before the connection is given up. */
+  maxLine: number;
+  /** Largest value accepted; a larger one is answered `SERVER_ERROR object too large for cache`. */
+  maxValue: number;
+  /** Longest key, in bytes (memcached: 250). */
+  maxKey: number;
+}
+
+export const BAD_FORMAT = "CLIENT_ERROR bad command line format";
+export const BAD_CHUNK = "CLIENT_ERROR bad data chunk";
+export const TOO_LARGE = "SERVER_ERROR object too large for cache";
+export const BAD_EXPTIME = "CLIENT_ERROR invalid exptime argument";
+export const LINE_TOO_LONG = "CLIENT_ERROR line too long";
+
+/** memcached's 30-day cut between relative and absolute expiry (also its signed 32-bit field). */
+const INT32_MAX = 2147483647;
+const UINT32_MAX = 4294967295;
+const UINT64_MAX = (1n << 64n) - 1n;
+/** A length field past this is nonsense, not a big value: we refuse instead of swallowing it. */
+const MAX_DECLARED_BYTES = INT32_MAX - 2;
+
+type PendingStore = Extract<Request, { op: StoreOp }>;
+
+export class RequestParser {
+  /** Unconsumed bytes of an incomplete line. */
+  private rest: Buffer | null = null;
+  /** A storage request waiting for its data block. */
+  private pending: PendingStore | null = null;
+  private pendingBytes = 0;
+  private parts: Buffer[] = [];
+  private partsLength = 0;
+  /** Bytes of a refused data block still to skip, and the reply owed once they are skipped. */
+  private skip = 0;
+  private skipReply = "";
+  /** Set by the consumer (after `quit`, or on a fatal error) to stop parsing for good. */
+  halted = false;
+
+  constructor(
+    private readonly limits: ParserLimits,
+    private readonly onRequest: (req: Request) => void,
+    /** The input cannot be followed any more; the reply line goes out, then the connection closes. */
+    private readonly onFatal: (line: string) => void,
+  ) {}
+
+  /** Bytes buffered for an incomplete request (what a slow client is holding). */
+  get buffered(): number {
+    return (this.rest?.length ?? 0) + this.partsLength;
+  }
+
+  push(chunk: Buffer): void {
+    let data = chunk;
+    let pos = 0;
+    if (this.skip > 0) {
+      const n = Math.min(this.skip, data.length);
+      this.skip -= n;
+      pos = n;
+      if (this.skip > 0) return;
+      this.emit({ op: "reply", line: this.skipReply });
+    } else if (this.pending !== null) {
+      pos = this.fillValue(data);
+      if (this.pending !== null) return;
+    } else if (this.rest !== null) {
+      data = Buffer.concat([this.rest, data]);
+      this.rest = null;
+    }
+    this.parseLines(data, pos);
+  }
+
+  private emit(req: Request): void {
+    if (!this.halted) this.onRequest(req);
+  }
+
+  private parseLines(data: Buffer, start: number): void {
+    let pos = start;
+    const end = data.length;
+    while (pos < end && !this.halted) {
+      const nl = data.indexOf(10, pos);
+      if (nl < 0 || nl - pos > this.limits.maxLine) {
+        if (end - pos > this.limits.maxLine) {
+          this.halted = true;
+          this.onFatal(LINE_TOO_LONG);
+          return;
+        }
+        // Copy: a view would pin the whole socket chunk while the client dawdles.
+        this.rest = Buffer.from(data.subarray(pos));
+        return;
+      }
+      const lineEnd = nl > pos && data[nl - 1] === 13 ? nl - 1 : nl;
+      const line = data.toString("latin1", pos, lineEnd);
+      pos = nl + 1;
+      const req = this.parseLine(line);
+      if (req !== null) {
+        this.emit(req);
+        continue;
+      }
+      if (this.skip > 0) {
+        const n = Math.min(this.skip, end - pos);
+        this.skip -= n;
+        pos += n;
+        if (this.skip > 0) return;
+        this.emit({ op: "reply", line: this.skipReply });
+        continue;
+      }
+      // A storage header was read: its data block follows.
+      const pending = this.pending as PendingStore;
+      const need = this.pendingBytes;
+      if (end - pos >= need + 2) {
+        this.pending = null;
+        this.finishValue(pending, data.subarray(pos, pos + need), data[pos + need], data[pos + need + 1]);
+        pos += need + 2;
+      } else {
+        pos += this.fillValue(data.subarray(pos));
+        return;
+      }
+    }
+  }
+
+  /** Adds bytes to the pending data block; returns how many of `data` it used. */
+  private fillValue(data: Buffer): number {
+    const req = this.pending as PendingStore;
+    const need = this.pendingBytes + 2 - this.partsLength;
+    const used = Math.min(need, data.length);
+    this.parts.push(used === data.length ? data : data.subarray(0, used));
+    this.partsLength += used;
+    if (used === need) {
+      const block = this.parts.length === 1 ? (this.parts[0] as Buffer) : Buffer.concat(this.parts, this.partsLength);
+      this.parts = [];
+      this.partsLength = 0;
+      this.pending = null;
+      const n = this.pendingBytes;
+      this.finishValue(req, block.subarray(0, n), block[n], block[n + 1]);
+    }
+    return used;
+  }
+
+  private finishValue(req: PendingStore, value: Buffer, cr: number | undefined, lf: number | undefined): void {
+    if (cr !== 13 || lf !== 10) {
+      this.emit({ op: "reply", line: BAD_CHUNK });
+      return;
+    }
+    req.value = value;
+    this.emit(req);
+  }
+
+  /**
+   * Returns the request of a line, or null when the line opened a data block: then either `pending`
+   * waits for the block, or `skip` counts a refused block down.
+   */
+  private parseLine(line: string): Request | null {
+    let tokens = line.split(" ");
+    if (line.includes("  ") || line.startsWith(" ") || line.endsWith(" ")) tokens = tokens.filter((t) => t !== "");
+    const cmd = tokens[0];
+    switch (cmd) {
+      case "get":
+      case "gets":
+        return this.retrieval(cmd, tokens, 1, 0);
+      case "gat":
+      case "gats": {
+        const exptime = parseInt32(tokens[1]);
+        if (exptime === null) return { op: "reply", line: tokens.length < 2 ? "ERROR" : BAD_EXPTIME };
+        if (tokens.length === 2) return { op: "reply", line: "END" };
+        return this.retrieval(cmd, tokens, 2, exptime);
+      }
+      case "set":
+      case "add":
+      case "replace":
+      case "append":
+      case "prepend":
+      case "cas":
+        return this.storage(cmd, tokens);
+      case "incr":
+      case "decr":
+        return this.arithmetic(cmd, tokens);
+      case "delete":
+        return this.delete(tokens);
+      case "touch": {
+        const noreply = tokens[3] === "noreply";
+        if (tokens.length !== (noreply ? 4 : 3)) return { op: "reply", line: "ERROR" };
+        const key = tokens[1] as string;
+        const exptime = parseInt32(tokens[2]);
+        if (!this.validKey(key)) return badFormat();
+        if (exptime === null) return { op: "reply", line: BAD_EXPTIME };
+        return { op: "touch", key, exptime, noreply };
+      }
+      case "flush_all": {
+        const noreply = tokens[tokens.length - 1] === "noreply";
+        const args = tokens.length - (noreply ? 2 : 1);
+        if (args > 1) return badFormat();
+        const delay = args === 1 ? parseInt32(tokens[1]) : 0;
+        if (delay === null) return { op: "reply", line: BAD_EXPTIME };
+        return { op: "flush_all", delay, noreply };
+      }
+      case "stats":
+        return { op: "stats", args: tokens.slice(1) };
+      // memcached ignores arguments of version and verbosity; memcapable checks that it does.
+      case "version":
+        return { op: cmd };
+      case "quit":
+      case "ping":
+        return tokens.length === 1 ? { op: cmd } : { op: "reply", line: "ERROR" };
+      case "verbosity":
+        if (tokens.length < 2 || tokens.length > 3) return { op: "reply", line: "ERROR" };
+        return { op: "verbosity", noreply: tokens[tokens.length - 1] === "noreply" };
+      default:
+        return { op: "reply", line: "ERROR" };
+    }
+  }
+
+  private retrieval(op: "get" | "gets" | "gat" | "gats", tokens: string[], first: number, exptime: number): Request {
+    if (tokens.length <= first) return { op: "reply", line: "ERROR" };
+    const keys = first === 1 ? tokens.slice(1) : tokens.slice(first);
+    for (const key of keys) if (!this.validKey(key)) return badFormat();
+    return op === "get" || op === "gets" ? { op, keys } : { op, exptime, keys };
+  }
+
+  /** `<cmd> <key> <flags> <exptime> <bytes> [<cas|version>] [noreply|sync|async]` */
+  private storage(op: StoreOp, tokens: string[]): Request | null {
+    if (tokens.length < (op === "cas" ? 6 : 5)) return { op: "reply", line: "ERROR" };
+    const bytes = parseInt32(tokens[4]);
+    if (bytes === null || bytes < 0 || bytes > MAX_DECLARED_BYTES) return badFormat();
+    const key = tokens[1] as string;
+    const flags = parseUint(tokens[2], UINT32_MAX);
+    const exptime = parseInt32(tokens[3]);
+    let version = 0n;
+    let i = 5;
+    const numeric = tokens[5] !== undefined && isDigits(tokens[5]);
+    if (op === "cas" || numeric) {
+      const v = parseUint64(tokens[5]);
+      if (v === null) return this.refuseBlock(bytes, BAD_FORMAT);
+      version = v;
+      i = 6;
+    }
+    const opts = parseOptions(tokens, i);
+    if (!this.validKey(key) || flags === null || exptime === null || opts === null) {
+      return this.refuseBlock(bytes, BAD_FORMAT);
+    }
+    if (bytes > this.limits.maxValue) return this.refuseBlock(bytes, TOO_LARGE);
+    this.pending = { op, key, flags, exptime, value: NO_VALUE, version, noreply: opts.noreply, sync: opts.sync };
+    this.pendingBytes = bytes;
+    return null;
+  }
+
+  /** Skips a data block we will not store, so the next request is read from the right place. */
+  private refuseBlock(bytes: number, line: string): null {
+    this.skip = bytes + 2;
+    this.skipReply = line;
+    return null;
+  }
+
+  private arithmetic(op: "incr" | "decr", tokens: string[]): Request {
+    if (tokens.length < 3) return { op: "reply", line: "ERROR" };
+    const key = tokens[1] as string;
+    const opts = parseOptions(tokens, 3);
+    if (!this.validKey(key) || opts === null) return badFormat();
+    const delta = parseUint64(tokens[2]);
+    if (delta === null) return { op: "reply", line: "CLIENT_ERROR invalid numeric delta argument" };
+    return { op, key, delta, noreply: opts.noreply, sync: opts.sync };
+  }
+
+  /** `delete <key> [<hold-seconds>] [<version>] [noreply|sync|async]` (hold and version: Flare). */
+  private delete(tokens: string[]): Request {
+    if (tokens.length < 2) return { op: "reply", line: "ERROR" };
+    const key = tokens[1] as string;
+    let i = 2;
+    let hold = 0;
+    let version = 0n;
+    if (tokens[i] !== undefined && isDigits(tokens[i] as string)) {
+      hold = parseInt32(tokens[i]) ?? -1;
+      i++;
+      if (tokens[i] !== undefined && isDigits(tokens[i] as string)) {
+        const v = parseUint64(tokens[i]);
+        if (v === null) return badFormat();
+        version = v;
+        i++;
+      }
+    }
+    const opts = parseOptions(tokens, i);
+    if (!this.validKey(key) || hold < 0 || opts === null) {
+      return { op: "reply", line: "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]" };
+    }
+    return { op: "delete", key, hold, version, noreply: opts.noreply, sync: opts.sync };
+  }
+
+  private validKey(key: string): boolean {
+    const n = key.length;
+    if (n === 0 || n > this.limits.maxKey) return false;
+    for (let i = 0; i < n; i++) {
+      const c = key.charCodeAt(i);
+      if (c <= 32 || c === 127) return false;
+    }
+    return true;
+  }
+}
+
+const NO_VALUE = Buffer.alloc(0);
+
+function badFormat(): Request {
+  return { op: "reply", line: BAD_FORMAT };
+}
+
+function isDigits(s: string): boolean {
+  if (s.length === 0) return false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
+}
+
+function parseUint(s: string | undefined, max: number): number | null {
+  if (s === undefined || s.length === 0 || s.length > 10 || !isDigits(s)) return null;
+  const n = Number(s);
+  return n <= max ? n : null;
+}
+
+function parseInt32(s: string | undefined): number | null {
+  if (s === undefined) return null;
+  const neg = s.startsWith("-");
+  const n = parseUint(neg ? s.slice(1) : s, INT32_MAX + (neg ? 1 : 0));
+  return n === null ? null : neg ? -n : n;
+}
+
+function parseUint64(s: string | undefined): bigint | null {
+  if (s === undefined || s.length === 0 || s.length > 20 || !isDigits(s)) return null;
+  const n = BigInt(s);
+  return n <= UINT64_MAX ? n : null;
+}
+
+function parseOptions(tokens: string[], from: number): { noreply: boolean; sync: SyncOption } | null {
+  let noreply = false;
+  let sync: SyncOption;
+  for (let i = from; i < tokens.length; i++) {
+    const t = tokens[i];
+    if (t === "noreply") noreply = true;
+    else if (t === "sync" || t === "async") sync = t;
+    else return null;
+  }
+  return { noreply, sync };
+}

@@ -1,0 +1,90 @@
+/**
+ * Reply writer: collects the replies to one packet of requests so the connection sends them with
+ * one write (syscalls are the expensive part here). Small pieces are copied into a shared chunk;
+ * large values are referenced, not copied.
+ */
+declare global {
+  interface Buffer {
+    /** Node's undocumented fast path behind `write(s, off, "latin1")`, without argument juggling. */
+    latin1Write(text: string, offset: number): number;
+  }
+}
+
+const CHUNK = 16 * 1024;
+/** Values at least this big are sent by reference instead of being copied. */
+const BY_REFERENCE = 4 * 1024;
+const CRLF = Buffer.from("\r\n");
+
+export class ReplyBuffer {
+  private chunk: Buffer = Buffer.allocUnsafe(CHUNK);
+  private used = 0;
+  /** Chunk pieces and referenced buffers before `chunk`, in order. */
+  private done: Buffer[] = [];
+
+  get empty(): boolean {
+    return this.used === 0 && this.done.length === 0;
+  }
+
+  /** Writes `text` and CRLF; `text` is latin1 (keys are kept as latin1 strings: one char, one byte). */
+  line(text: string): void {
+    const need = text.length + 2;
+    if (this.used + need > this.chunk.length) this.grow(need);
+    const c = this.chunk;
+    let at = this.used;
+    at += c.latin1Write(text, at);
+    c[at++] = 13;
+    c[at++] = 10;
+    this.used = at;
+  }
+
+  /** `VALUE <key> <flags> <bytes>[ <cas>]` + data block. */
+  value(key: string, flags: number, data: Uint8Array, cas?: bigint): void {
+    this.line(
+      cas === undefined
+        ? `VALUE ${key} ${flags} ${data.length}`
+        : `VALUE ${key} ${flags} ${data.length} ${cas}`,
+    );
+    this.bytes(data);
+    this.bytes(CRLF);
+  }
+
+  bytes(data: Uint8Array): void {
+    if (data.length >= BY_REFERENCE) {
+      this.seal();
+      this.done.push(Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.length));
+      return;
+    }
+    if (this.used + data.length > this.chunk.length) this.grow(data.length);
+    this.chunk.set(data, this.used);
+    this.used += data.length;
+  }
+
+  /** Appends everything another buffer holds (used to release replies that waited their turn). */
+  append(other: ReplyBuffer): void {
+    for (const piece of other.take()) {
+      this.seal();
+      this.done.push(piece);
+    }
+  }
+
+  /** Hands over the collected bytes and starts afresh; the returned buffers are never reused. */
+  take(): Buffer[] {
+    this.seal();
+    const out = this.done;
+    this.done = [];
+    return out;
+  }
+
+  private seal(): void {
+    if (this.used === 0) return;
+    this.done.push(this.chunk.subarray(0, this.used));
+    this.chunk = this.chunk.subarray(this.used);
+    this.used = 0;
+    if (this.chunk.length < 256) this.chunk = Buffer.allocUnsafe(CHUNK);
+  }
+
+  private grow(need: number): void {
+    this.seal();
+    this.chunk = Buffer.allocUnsafe(Math.max(CHUNK, need));
+  }
+}

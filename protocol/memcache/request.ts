@@ -1,0 +1,29 @@
+/** Requests of the memcached text protocol (plus Flare's extensions), as the parser produces them. */
+
+export type StoreOp = "set" | "add" | "replace" | "append" | "prepend" | "cas";
+/** Flare's per-request replication option. */
+export type SyncOption = "sync" | "async" | undefined;
+
+export type Request =
+  | { op: "get" | "gets"; keys: string[] }
+  | { op: "gat" | "gats"; exptime: number; keys: string[] }
+  | {
+      op: StoreOp;
+      key: string;
+      flags: number;
+      exptime: number;
+      value: Buffer;
+      /** cas unique for `cas`; Flare's optional explicit version for the others (0n = none). */
+      version: bigint;
+      noreply: boolean;
+      sync: SyncOption;
+    }
+  | { op: "incr" | "decr"; key: string; delta: bigint; noreply: boolean; sync: SyncOption }
+  | { op: "delete"; key: string; hold: number; version: bigint; noreply: boolean; sync: SyncOption }
+  | { op: "touch"; key: string; exptime: number; noreply: boolean }
+  | { op: "flush_all"; delay: number; noreply: boolean }
+  | { op: "stats"; args: string[] }
+  | { op: "verbosity"; noreply: boolean }
+  | { op: "version" | "quit" | "ping" }
+  /** A request the parser already answered: the line goes out in its place, in order. */
+  | { op: "reply"; line: string };

@@ -1,0 +1,49 @@
+/**
+ * The engine contract. Engines are dumb stores of items under keys; the memcached semantics
+ * (add/replace/cas/append/incr/expiry/versions) live once above them in `store.ts`, so every engine
+ * behaves alike. Keys are latin1 strings: one char per byte of the memcached key.
+ */
+
+export interface Item {
+  value: Uint8Array;
+  /** memcached's 32-bit client flags, stored verbatim. */
+  flags: number;
+  /** Flare's 64-bit version, shown as the `gets` cas value; only ever grows for a key. */
+  version: bigint;
+  /** Absolute expiry in Unix milliseconds; 0 = never. */
+  expiresAt: number;
+}
+
+export interface EngineStats {
+  items: number;
+  bytes: number;
+  /** Memory limit in bytes, 0 when the engine has none. */
+  limitBytes: number;
+  evictions: number;
+}
+
+interface EngineBase {
+  readonly kind: string;
+  /** Streams every stored item, live or not, without loading them all; writes may go on meanwhile. */
+  scan(): AsyncIterable<[string, Item]>;
+  stats(): EngineStats;
+  close(): Promise<void>;
+}
+
+/**
+ * An engine that answers in the same tick (memory). The store then runs each command to completion
+ * without promises or locks: the event loop already serializes them.
+ */
+export interface SyncEngine extends EngineBase {
+  readonly sync: true;
+  get(key: string): Item | undefined;
+  /** Returns false when the item cannot be held at all (larger than the engine's memory). */
+  put(key: string, item: Item): boolean;
+  delete(key: string): boolean;
+  clear(): void;
+}
+
+export type Engine = SyncEngine;
+
+/** Told about items an engine dropped on its own (LRU), so their versions are not forgotten. */
+export type EvictionListener = (key: string, item: Item) => void;

@@ -1,0 +1,226 @@
+/**
+ * Executes parsed memcached requests against the store and writes their replies. Typed errors are
+ * mapped here, once, to the protocol's reply lines.
+ */
+import { FlareError } from "../common/errors.js";
+import type { Logger } from "../common/log.js";
+import type { ReplyBuffer } from "../protocol/memcache/reply.js";
+import type { Request } from "../protocol/memcache/request.js";
+import type { Store } from "./store.js";
+
+/** What `stats` reports beyond the store: the process and its connections. */
+export interface NodeInfo {
+  readonly version: string;
+  readonly startedAt: number;
+  readonly maxConnections: number;
+  readonly itemSizeMax: number;
+  readonly connections: { current: number; total: number; rejected: number };
+  readonly traffic: { bytesRead: number; bytesWritten: number };
+  readonly mapVersion: () => number;
+}
+
+export class MemcacheCommands {
+  constructor(
+    private readonly store: Store,
+    private readonly info: NodeInfo,
+    private readonly log: Logger,
+  ) {}
+
+  /** Writes the reply of `req` to `out`; returns false when the connection must close afterwards. */
+  execute(req: Request, out: ReplyBuffer): boolean {
+    try {
+      return this.run(req, out);
+    } catch (err) {
+      if (err instanceof FlareError) {
+        out.line(`SERVER_ERROR ${err.message}`);
+      } else {
+        this.log.error("command failed", { op: req.op, err });
+        out.line("SERVER_ERROR internal error");
+      }
+      return true;
+    }
+  }
+
+  private run(req: Request, out: ReplyBuffer): boolean {
+    const store = this.store;
+    switch (req.op) {
+      case "get":
+      case "gets": {
+        const withCas = req.op === "gets";
+        for (const key of req.keys) {
+          const item = store.get(key);
+          if (item !== undefined) out.value(key, item.flags, item.value, withCas ? item.version : undefined);
+        }
+        out.line("END");
+        return true;
+      }
+      case "gat":
+      case "gats": {
+        const withCas = req.op === "gats";
+        for (const key of req.keys) {
+          const item = store.getAndTouch(key, req.exptime);
+          if (item !== undefined) out.value(key, item.flags, item.value, withCas ? item.version : undefined);
+        }
+        out.line("END");
+        return true;
+      }
+      case "set":
+      case "add":
+      case "replace":
+      case "append":
+      case "prepend":
+      case "cas": {
+        const result = store.store(req.op, req.key, req.value, req.flags, req.exptime, req.version);
+        if (!req.noreply) out.line(result);
+        return true;
+      }
+      case "incr":
+      case "decr": {
+        const result = store.arithmetic(req.key, req.delta, req.op === "decr");
+        if (!req.noreply) {
+          out.line(
+            result === "NON_NUMERIC"
+              ? "CLIENT_ERROR cannot increment or decrement non-numeric value"
+              : typeof result === "bigint"
+                ? result.toString()
+                : result,
+          );
+        }
+        return true;
+      }
+      case "delete": {
+        const result = store.delete(req.key, req.hold, req.version);
+        if (!req.noreply) out.line(result);
+        return true;
+      }
+      case "touch": {
+        const touched = store.touch(req.key, req.exptime);
+        if (!req.noreply) out.line(touched ? "TOUCHED" : "NOT_FOUND");
+        return true;
+      }
+      case "flush_all":
+        store.flush(req.delay);
+        if (!req.noreply) out.line("OK");
+        return true;
+      case "stats":
+        this.stats(req.args, out);
+        return true;
+      case "version":
+        out.line(`VERSION ${this.info.version}`);
+        return true;
+      case "verbosity":
+        if (!req.noreply) out.line("OK");
+        return true;
+      case "ping":
+        out.line("OK");
+        return true;
+      case "quit":
+        return false;
+      case "reply":
+        out.line(req.line);
+        return true;
+    }
+  }
+
+  private stats(args: string[], out: ReplyBuffer): void {
+    const sub = args[0];
+    if (args.length > 1 && sub !== "detail") {
+      out.line("ERROR");
+      return;
+    }
+    switch (sub) {
+      case undefined:
+        for (const [name, value] of this.general()) out.line(`STAT ${name} ${value}`);
+        break;
+      case "settings":
+        for (const [name, value] of this.settings()) out.line(`STAT ${name} ${value}`);
+        break;
+      case "reset":
+        this.store.counters.reset();
+        this.info.traffic.bytesRead = 0;
+        this.info.traffic.bytesWritten = 0;
+        out.line("RESET");
+        return;
+      case "items":
+      case "slabs":
+      case "sizes":
+      case "conns":
+      case "nodes":
+        break;
+      default:
+        out.line("ERROR");
+        return;
+    }
+    out.line("END");
+  }
+
+  private general(): [string, string | number][] {
+    const now = Date.now();
+    const usage = process.resourceUsage();
+    const engine = this.store.engine.stats();
+    const conns = this.info.connections;
+    const c = this.store.counters;
+    return [
+      ["pid", process.pid],
+      ["uptime", Math.floor((now - this.info.startedAt) / 1000)],
+      ["time", Math.floor(now / 1000)],
+      ["version", this.info.version],
+      ["pointer_size", 64],
+      ["rusage_user", seconds(usage.userCPUTime)],
+      ["rusage_system", seconds(usage.systemCPUTime)],
+      ["max_connections", this.info.maxConnections],
+      ["curr_connections", conns.current],
+      ["total_connections", conns.total],
+      ["rejected_connections", conns.rejected],
+      ["connection_structures", conns.current],
+      ["cmd_get", c.cmd_get],
+      ["cmd_set", c.cmd_set],
+      ["cmd_flush", c.cmd_flush],
+      ["cmd_touch", c.cmd_touch],
+      ["get_hits", c.get_hits],
+      ["get_misses", c.get_misses],
+      ["get_expired", c.get_expired],
+      ["get_flushed", c.get_flushed],
+      ["delete_misses", c.delete_misses],
+      ["delete_hits", c.delete_hits],
+      ["incr_misses", c.incr_misses],
+      ["incr_hits", c.incr_hits],
+      ["decr_misses", c.decr_misses],
+      ["decr_hits", c.decr_hits],
+      ["cas_misses", c.cas_misses],
+      ["cas_hits", c.cas_hits],
+      ["cas_badval", c.cas_badval],
+      ["touch_hits", c.touch_hits],
+      ["touch_misses", c.touch_misses],
+      ["auth_cmds", 0],
+      ["auth_errors", 0],
+      ["bytes_read", this.info.traffic.bytesRead],
+      ["bytes_written", this.info.traffic.bytesWritten],
+      ["limit_maxbytes", engine.limitBytes],
+      ["accepting_conns", 1],
+      ["threads", 1],
+      ["bytes", engine.bytes],
+      ["curr_items", engine.items],
+      ["total_items", c.total_items],
+      ["evictions", engine.evictions],
+      ["engine", this.store.engine.kind],
+      ["node_map_version", this.info.mapVersion()],
+    ];
+  }
+
+  private settings(): [string, string | number][] {
+    const engine = this.store.engine.stats();
+    return [
+      ["maxbytes", engine.limitBytes],
+      ["maxconns", this.info.maxConnections],
+      ["item_size_max", this.info.itemSizeMax],
+      ["evictions", "on"],
+      ["cas_enabled", "yes"],
+      ["engine", this.store.engine.kind],
+    ];
+  }
+}
+
+function seconds(micros: number): string {
+  return (micros / 1e6).toFixed(6);
+}
