@@ -31,7 +31,10 @@ async function main(argv: string[]): Promise<number> {
     case "node": {
       const log = createLogger({ role: "node" });
       const config = loadConfig(nodeConfigSpec, rest, log);
-      const node = await startNode(config, log.child({ node: `${config["server-name"]}:${config["server-port"]}` }));
+      const node = await startNode(
+        config,
+        log.child({ node: `${config["server-name"]}:${config["server-port"]}` }),
+      );
       await untilSignal();
       await node.stop();
       return 0;

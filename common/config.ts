@@ -38,7 +38,8 @@ export function parseFlags(argv: readonly string[]): { file?: string; flags: Raw
       if (file === undefined) throw new ConfigError(`${arg}: needs a file path`);
       continue;
     }
-    if (!arg.startsWith("--")) throw new ConfigError(`unexpected argument '${arg}' (options are --key value)`);
+    if (!arg.startsWith("--"))
+      throw new ConfigError(`unexpected argument '${arg}' (options are --key value)`);
     const body = arg.slice(2);
     const eq = body.indexOf("=");
     if (eq > 0) {
@@ -89,7 +90,8 @@ export function validateConfig<S extends z.ZodRawShape>(
   const input: Record<string, string> = {};
   for (const [key, value] of raw) {
     if (Object.hasOwn(known, key)) input[key] = value;
-    else if (spec.ignored.has(key)) log?.warn("config key ignored", { key, reason: `not used by flare-ts ${spec.role}` });
+    else if (spec.ignored.has(key))
+      log?.warn("config key ignored", { key, reason: `not used by flare-ts ${spec.role}` });
     else throw new ConfigError(`${key}: unknown ${spec.role} config key`);
   }
   const parsed = spec.schema.safeParse(input);
@@ -97,7 +99,9 @@ export function validateConfig<S extends z.ZodRawShape>(
     const issue = parsed.error.issues[0];
     const key = String(issue?.path[0] ?? "config");
     const got = input[key];
-    throw new ConfigError(`${key}: ${issue?.message ?? "invalid"}${got === undefined ? "" : ` (got '${got}')`}`);
+    throw new ConfigError(
+      `${key}: ${issue?.message ?? "invalid"}${got === undefined ? "" : ` (got '${got}')`}`,
+    );
   }
   return parsed.data;
 }
@@ -124,7 +128,9 @@ export const cfg = {
       .pipe(z.number().min(min, `must be at least ${min} bytes`).max(max, `must be at most ${max} bytes`));
   },
   bool() {
-    return z.enum(["true", "false", "on", "off", "yes", "no", "1", "0"]).transform((s) => ["true", "on", "yes", "1"].includes(s));
+    return z
+      .enum(["true", "false", "on", "off", "yes", "no", "1", "0"])
+      .transform((s) => ["true", "on", "yes", "1"].includes(s));
   },
   str() {
     return z.string().min(1, "must not be empty");

@@ -4,22 +4,52 @@ import { type ConfigSpec, cfg } from "../common/config.js";
 
 export const nodeSchema = z.object({
   "data-dir": cfg.str().optional().describe("Directory for the node's data (needed by on-disk engines)."),
-  "server-name": cfg.str().default("localhost").describe("The node's name; with server-port it is the node's identity."),
-  "server-port": cfg.int(0, 65535).default(12121).describe("memcached text protocol port (0 = any free port)."),
+  "server-name": cfg
+    .str()
+    .default("localhost")
+    .describe("The node's name; with server-port it is the node's identity."),
+  "server-port": cfg
+    .int(0, 65535)
+    .default(12121)
+    .describe("memcached text protocol port (0 = any free port)."),
   "bind-address": cfg.str().default("127.0.0.1").describe("Address the TCP and HTTP servers listen on."),
-  "http-port": cfg.int(0, 65535).optional().describe("HTTP API port; unset = no HTTP API, 0 = any free port."),
-  "index-servers": cfg.str().optional().describe("Index servers host:port[,host:port]; unset = standalone node."),
+  "http-port": cfg
+    .int(0, 65535)
+    .optional()
+    .describe("HTTP API port; unset = no HTTP API, 0 = any free port."),
+  "index-servers": cfg
+    .str()
+    .optional()
+    .describe("Index servers host:port[,host:port]; unset = standalone node."),
   "index-server-name": cfg.str().optional().describe("Single index server host (Flare style)."),
   "index-server-port": cfg.int(1, 65535).default(12120).describe("Single index server port."),
-  "max-connection": cfg.int(1, 1_000_000).default(128).describe("Client connections served at once; more are refused."),
-  "net-read-timeout": cfg.int(1, 2_147_483).default(600).describe("Seconds a connection may stay idle or stalled."),
+  "max-connection": cfg
+    .int(1, 1_000_000)
+    .default(128)
+    .describe("Client connections served at once; more are refused."),
+  "net-read-timeout": cfg
+    .int(1, 2_147_483)
+    .default(600)
+    .describe("Seconds a connection may stay idle or stalled."),
   "back-log": cfg.int(1, 65535).default(30).describe("Listen backlog."),
   "storage-type": z.enum(["memory"]).default("memory").describe("Engine: memory."),
-  "memory-limit": cfg.bytes(1024 * 1024, 2 ** 50).default(1024 ** 3).describe("Memory engine byte limit (LRU eviction beyond it)."),
-  "item-size-max": cfg.bytes(1024, 1024 ** 3).default(1024 * 1024).describe("Largest value accepted."),
+  "memory-limit": cfg
+    .bytes(1024 * 1024, 2 ** 50)
+    .default(1024 ** 3)
+    .describe("Memory engine byte limit (LRU eviction beyond it)."),
+  "item-size-max": cfg
+    .bytes(1024, 1024 ** 3)
+    .default(1024 * 1024)
+    .describe("Largest value accepted."),
   "key-max-length": cfg.int(1, 65535).default(250).describe("Longest key accepted, in bytes."),
-  "max-line-length": cfg.bytes(1024, 64 * 1024 ** 2).default(64 * 1024).describe("Longest request line; longer closes the connection."),
-  "storage-cache-size": cfg.int(1, 100_000_000).default(65536).describe("Tombstones kept for deleted keys' versions."),
+  "max-line-length": cfg
+    .bytes(1024, 64 * 1024 ** 2)
+    .default(64 * 1024)
+    .describe("Longest request line; longer closes the connection."),
+  "storage-cache-size": cfg
+    .int(1, 100_000_000)
+    .default(65536)
+    .describe("Tombstones kept for deleted keys' versions."),
 });
 
 export type NodeConfig = z.infer<typeof nodeSchema>;
@@ -57,4 +87,8 @@ const ignored = new Set([
   "stderr",
 ]);
 
-export const nodeConfigSpec: ConfigSpec<typeof nodeSchema.shape> = { role: "node", schema: nodeSchema, ignored };
+export const nodeConfigSpec: ConfigSpec<typeof nodeSchema.shape> = {
+  role: "node",
+  schema: nodeSchema,
+  ignored,
+};

@@ -3,8 +3,9 @@
  * ttl and flags come as query parameters or `X-Flare-TTL` / `X-Flare-Flags` headers; the version is
  * the ETag, so `If-Match` is cas and `If-None-Match: *` is add. Errors are JSON `{error: {code, message}}`.
  */
-import { Hono } from "hono";
+
 import type { Context } from "hono";
+import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { z } from "zod";
 import { ClientError, FlareError } from "../common/errors.js";
@@ -18,7 +19,8 @@ export interface HttpAppOptions {
 }
 
 const UINT32_MAX = 4294967295;
-const digits = (max: number) => z.string().regex(/^\d+$/, "must be a whole number").transform(Number).pipe(z.number().max(max));
+const digits = (max: number) =>
+  z.string().regex(/^\d+$/, "must be a whole number").transform(Number).pipe(z.number().max(max));
 const putParams = z.object({
   ttl: z
     .string()
@@ -29,7 +31,12 @@ const putParams = z.object({
   flags: digits(UINT32_MAX).default(0),
 });
 const arithmeticParams = z.object({
-  by: z.string().regex(/^\d{1,20}$/, "must be a whole number").transform(BigInt).pipe(z.bigint().max((1n << 64n) - 1n)).default(1n),
+  by: z
+    .string()
+    .regex(/^\d{1,20}$/, "must be a whole number")
+    .transform(BigInt)
+    .pipe(z.bigint().max((1n << 64n) - 1n))
+    .default(1n),
 });
 const etag = /^(?:W\/)?"(\d{1,20})"$/;
 
@@ -50,7 +57,8 @@ export function createNodeHttpApp(store: Store, options: HttpAppOptions, log: Lo
     }
     for (let i = 0; i < key.length; i++) {
       const ch = key.charCodeAt(i);
-      if (ch <= 32 || ch === 127) throw new ClientError("BAD_KEY", "key must not contain spaces or control characters");
+      if (ch <= 32 || ch === 127)
+        throw new ClientError("BAD_KEY", "key must not contain spaces or control characters");
     }
     return key;
   };
@@ -76,7 +84,8 @@ export function createNodeHttpApp(store: Store, options: HttpAppOptions, log: Lo
     "/v1/kv/:key",
     bodyLimit({
       maxSize: options.maxValue,
-      onError: (c) => fail(c, 413, "TOO_LARGE", `value larger than item-size-max (${options.maxValue} bytes)`),
+      onError: (c) =>
+        fail(c, 413, "TOO_LARGE", `value larger than item-size-max (${options.maxValue} bytes)`),
     }),
     async (c) => {
       const key = keyOf(c);
@@ -106,7 +115,11 @@ export function createNodeHttpApp(store: Store, options: HttpAppOptions, log: Lo
       switch (result) {
         case "STORED": {
           const item = store.engine.get(key);
-          return c.json({ stored: true, version: String(item?.version ?? "") }, 200, item ? itemHeaders(item) : {});
+          return c.json(
+            { stored: true, version: String(item?.version ?? "") },
+            200,
+            item ? itemHeaders(item) : {},
+          );
         }
         case "EXISTS":
           return fail(c, 412, "CAS_MISMATCH", "the item changed since that version");
@@ -129,7 +142,8 @@ export function createNodeHttpApp(store: Store, options: HttpAppOptions, log: Lo
     if (!params.success) return fail(c, 400, "BAD_REQUEST", `by: ${params.error.issues[0]?.message}`);
     const result = store.arithmetic(key, params.data.by, c.req.param("op") === "decr");
     if (result === "NOT_FOUND") return fail(c, 404, "NOT_FOUND", "no such key");
-    if (result === "NON_NUMERIC") return fail(c, 400, "NON_NUMERIC", "cannot increment or decrement a non-numeric value");
+    if (result === "NON_NUMERIC")
+      return fail(c, 400, "NON_NUMERIC", "cannot increment or decrement a non-numeric value");
     return c.json({ value: result.toString() });
   });
 

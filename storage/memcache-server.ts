@@ -34,10 +34,13 @@ export class MemcacheServer {
   listen(): Promise<AddressInfo> {
     return new Promise((resolve, reject) => {
       this.server.once("error", reject);
-      this.server.listen({ host: this.options.host, port: this.options.port, backlog: this.options.backlog }, () => {
-        this.server.off("error", reject);
-        resolve(this.server.address() as AddressInfo);
-      });
+      this.server.listen(
+        { host: this.options.host, port: this.options.port, backlog: this.options.backlog },
+        () => {
+          this.server.off("error", reject);
+          resolve(this.server.address() as AddressInfo);
+        },
+      );
     });
   }
 

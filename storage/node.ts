@@ -21,7 +21,9 @@ export interface RunningNode {
 
 export async function startNode(config: NodeConfig, log: Logger): Promise<RunningNode> {
   if (config["index-servers"] !== undefined || config["index-server-name"] !== undefined) {
-    throw new ConfigError("index-server-name: joining a cluster needs the index service, which this build does not have yet");
+    throw new ConfigError(
+      "index-server-name: joining a cluster needs the index service, which this build does not have yet",
+    );
   }
   let store: Store | undefined;
   const engine = new MemoryEngine({

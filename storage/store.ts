@@ -68,7 +68,14 @@ export class Store {
    * non-zero version is Flare's explicit version (replication, dumps): stored exactly, and refused
    * when not newer than what the key had, so replayed or reordered writes cannot roll data back.
    */
-  store(mode: StoreMode, key: string, value: Uint8Array, flags: number, exptime: number, version: bigint): StoreResult {
+  store(
+    mode: StoreMode,
+    key: string,
+    value: Uint8Array,
+    flags: number,
+    exptime: number,
+    version: bigint,
+  ): StoreResult {
     const c = this.counters;
     c.cmd_set++;
     const now = Date.now();
@@ -188,7 +195,12 @@ export class Store {
     const now = Date.now();
     const item = this.live(key, now);
     if (item === undefined) return undefined;
-    const touched = { value: item.value, flags: item.flags, version: item.version, expiresAt: expiresAt(exptime, now) };
+    const touched = {
+      value: item.value,
+      flags: item.flags,
+      version: item.version,
+      expiresAt: expiresAt(exptime, now),
+    };
     this.write(key, touched);
     return touched;
   }

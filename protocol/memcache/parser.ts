@@ -132,7 +132,8 @@ export class RequestParser {
     this.parts.push(used === data.length ? data : data.subarray(0, used));
     this.partsLength += used;
     if (used === need) {
-      const block = this.parts.length === 1 ? (this.parts[0] as Buffer) : Buffer.concat(this.parts, this.partsLength);
+      const block =
+        this.parts.length === 1 ? (this.parts[0] as Buffer) : Buffer.concat(this.parts, this.partsLength);
       this.parts = [];
       this.partsLength = 0;
       this.pending = null;
@@ -142,7 +143,12 @@ export class RequestParser {
     return used;
   }
 
-  private finishValue(req: PendingStore, value: Buffer, cr: number | undefined, lf: number | undefined): void {
+  private finishValue(
+    req: PendingStore,
+    value: Buffer,
+    cr: number | undefined,
+    lf: number | undefined,
+  ): void {
     if (cr !== 13 || lf !== 10) {
       this.emit({ op: "reply", line: BAD_CHUNK });
       return;
@@ -157,7 +163,8 @@ export class RequestParser {
    */
   private parseLine(line: string): Request | null {
     let tokens = line.split(" ");
-    if (line.includes("  ") || line.startsWith(" ") || line.endsWith(" ")) tokens = tokens.filter((t) => t !== "");
+    if (line.includes("  ") || line.startsWith(" ") || line.endsWith(" "))
+      tokens = tokens.filter((t) => t !== "");
     const cmd = tokens[0];
     switch (cmd) {
       case "get":
@@ -215,7 +222,12 @@ export class RequestParser {
     }
   }
 
-  private retrieval(op: "get" | "gets" | "gat" | "gats", tokens: string[], first: number, exptime: number): Request {
+  private retrieval(
+    op: "get" | "gets" | "gat" | "gats",
+    tokens: string[],
+    first: number,
+    exptime: number,
+  ): Request {
     if (tokens.length <= first) return { op: "reply", line: "ERROR" };
     const keys = first === 1 ? tokens.slice(1) : tokens.slice(first);
     for (const key of keys) if (!this.validKey(key)) return badFormat();
@@ -244,7 +256,16 @@ export class RequestParser {
       return this.refuseBlock(bytes, BAD_FORMAT);
     }
     if (bytes > this.limits.maxValue) return this.refuseBlock(bytes, TOO_LARGE);
-    this.pending = { op, key, flags, exptime, value: NO_VALUE, version, noreply: opts.noreply, sync: opts.sync };
+    this.pending = {
+      op,
+      key,
+      flags,
+      exptime,
+      value: NO_VALUE,
+      version,
+      noreply: opts.noreply,
+      sync: opts.sync,
+    };
     this.pendingBytes = bytes;
     return null;
   }

@@ -88,7 +88,12 @@ export class MemoryEngine implements SyncEngine {
   }
 
   stats(): EngineStats {
-    return { items: this.map.size, bytes: this.bytes, limitBytes: this.options.limitBytes, evictions: this.evictions };
+    return {
+      items: this.map.size,
+      bytes: this.bytes,
+      limitBytes: this.options.limitBytes,
+      evictions: this.evictions,
+    };
   }
 
   async close(): Promise<void> {

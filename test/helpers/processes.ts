@@ -1,0 +1,87 @@
+/** Real child processes of the CLI, started on ephemeral ports and always stopped by pid. */
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { fileURLToPath } from "node:url";
+
+const BIN = fileURLToPath(new URL("../../bin/flare", import.meta.url));
+const running = new Set<ChildProcess>();
+
+export interface NodeProcess {
+  proc: ChildProcess;
+  port: number;
+  httpPort: number | undefined;
+  /** Everything the process wrote to stderr so far. */
+  stderr(): string;
+  stop(): Promise<void>;
+}
+
+/** Runs `flare <args>` to completion; for start-up failures. */
+export async function runFlare(
+  args: string[],
+  timeoutMs = 10_000,
+): Promise<{ code: number | null; stderr: string }> {
+  const proc = spawn(process.execPath, [BIN, ...args], {
+    stdio: ["ignore", "ignore", "pipe"],
+    env: { ...process.env, FLARE_LOG: "warn" },
+  });
+  let stderr = "";
+  proc.stderr?.on("data", (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
+  const [code] = (await once(proc, "exit")) as [number | null];
+  clearTimeout(timer);
+  return { code, stderr };
+}
+
+/** Starts `flare node --server-port 0 ...` and waits for its "node started" line. */
+export async function startNodeProcess(args: string[] = []): Promise<NodeProcess> {
+  const proc = spawn(
+    process.execPath,
+    [BIN, "node", "--server-port", "0", "--bind-address", "127.0.0.1", ...args],
+    {
+      stdio: ["ignore", "ignore", "pipe"],
+      env: { ...process.env, FLARE_LOG: "info" },
+    },
+  );
+  running.add(proc);
+  proc.once("exit", () => running.delete(proc));
+  let stderr = "";
+  const started = await new Promise<{ port: number; httpPort?: number }>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`node did not start: ${stderr}`)), 15_000);
+    proc.stderr?.on("data", (d: Buffer) => {
+      stderr += d.toString();
+      for (const line of stderr.split("\n")) {
+        if (!line.includes('"node started"')) continue;
+        clearTimeout(timer);
+        resolve(JSON.parse(line));
+        return;
+      }
+    });
+    proc.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`node exited with ${code}: ${stderr}`));
+    });
+  });
+  return {
+    proc,
+    port: started.port,
+    httpPort: started.httpPort,
+    stderr: () => stderr,
+    stop: () => stopProcess(proc),
+  };
+}
+
+export async function stopProcess(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = once(proc, "exit");
+  proc.kill("SIGTERM");
+  const timer = setTimeout(() => proc.kill("SIGKILL"), 5_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Safety net for a failed test: nothing we started outlives the test file. */
+export async function stopAll(): Promise<void> {
+  await Promise.all([...running].map(stopProcess));
+}

@@ -1,0 +1,228 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { BAD_FORMAT, LINE_TOO_LONG, RequestParser, TOO_LARGE } from "../protocol/memcache/parser.js";
+import type { Request } from "../protocol/memcache/request.js";
+
+const limits = { maxLine: 2048, maxValue: 1024, maxKey: 250 };
+
+function parseAll(pieces: Buffer[], lim = limits): { requests: Request[]; fatal: string[] } {
+  const requests: Request[] = [];
+  const fatal: string[] = [];
+  const parser = new RequestParser(
+    lim,
+    (r) => {
+      // Values may be views of the input: copy so later pieces cannot change what we compare.
+      if ("value" in r) requests.push({ ...r, value: Buffer.from(r.value) });
+      else requests.push(r);
+    },
+    (line) => fatal.push(line),
+  );
+  for (const p of pieces) parser.push(p);
+  return { requests, fatal };
+}
+
+const key = fc.stringMatching(/^[!-~]{1,40}$/);
+const value = fc.uint8Array({ maxLength: 300 });
+
+/** A valid request on the wire, and the op it must parse to. */
+const wireRequest = fc.oneof(
+  fc
+    .tuple(fc.constantFrom("get", "gets"), fc.array(key, { minLength: 1, maxLength: 5 }))
+    .map(([op, keys]) => ({
+      wire: Buffer.from(`${op} ${keys.join(" ")}\r\n`, "latin1"),
+      expect: { op, keys },
+    })),
+  fc
+    .tuple(
+      fc.constantFrom("set", "add", "replace", "append", "prepend"),
+      key,
+      fc.integer({ min: 0, max: 4294967295 }),
+      fc.integer({ min: -1, max: 100000 }),
+      value,
+      fc.boolean(),
+    )
+    .map(([op, k, flags, exptime, v, noreply]) => ({
+      wire: Buffer.concat([
+        Buffer.from(`${op} ${k} ${flags} ${exptime} ${v.length}${noreply ? " noreply" : ""}\r\n`, "latin1"),
+        Buffer.from(v),
+        Buffer.from("\r\n"),
+      ]),
+      expect: { op, key: k, flags, exptime, value: Buffer.from(v), version: 0n, noreply, sync: undefined },
+    })),
+  fc.tuple(key, fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), value).map(([k, cas, v]) => ({
+    wire: Buffer.concat([
+      Buffer.from(`cas ${k} 0 0 ${v.length} ${cas}\r\n`, "latin1"),
+      Buffer.from(v),
+      Buffer.from("\r\n"),
+    ]),
+    expect: {
+      op: "cas",
+      key: k,
+      flags: 0,
+      exptime: 0,
+      value: Buffer.from(v),
+      version: cas,
+      noreply: false,
+      sync: undefined,
+    },
+  })),
+  fc
+    .tuple(fc.constantFrom("incr", "decr"), key, fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }))
+    .map(([op, k, d]) => ({
+      wire: Buffer.from(`${op} ${k} ${d}\r\n`, "latin1"),
+      expect: { op, key: k, delta: d, noreply: false, sync: undefined },
+    })),
+  key.map((k) => ({
+    wire: Buffer.from(`delete ${k}\r\n`, "latin1"),
+    expect: { op: "delete", key: k, hold: 0, version: 0n, noreply: false, sync: undefined },
+  })),
+  fc.constantFrom("version", "ping").map((op) => ({ wire: Buffer.from(`${op}\r\n`), expect: { op } })),
+);
+
+/** Cuts a buffer at random points. */
+function split(buf: Buffer, cuts: number[]): Buffer[] {
+  const points = [...new Set(cuts.map((c) => c % (buf.length + 1)))].sort((a, b) => a - b);
+  const out: Buffer[] = [];
+  let at = 0;
+  for (const p of points) {
+    out.push(buf.subarray(at, p));
+    at = p;
+  }
+  out.push(buf.subarray(at));
+  return out;
+}
+
+describe("memcached request parser", () => {
+  it("parses pipelined requests identically however the bytes are split", () => {
+    fc.assert(
+      fc.property(
+        fc.array(wireRequest, { minLength: 1, maxLength: 20 }),
+        fc.array(fc.nat(), { maxLength: 30 }),
+        (reqs, cuts) => {
+          const whole = Buffer.concat(reqs.map((r) => r.wire));
+          const expected = reqs.map((r) => r.expect);
+          expect(parseAll([whole]).requests).toEqual(expected);
+          expect(parseAll(split(whole, cuts)).requests).toEqual(expected);
+          // Byte by byte: the worst case of a slow network.
+          expect(parseAll([...whole].map((b) => Buffer.from([b]))).requests).toEqual(expected);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it("stays in step after garbage lines: every garbage line gets one error, the next request parses", () => {
+    const storageWords = /^\s*(set|add|replace|append|prepend|cas)( |$)/;
+    const garbage = fc
+      .uint8Array({ minLength: 0, maxLength: 200 })
+      .map((a) => Buffer.from(a.filter((b) => b !== 10)))
+      .filter((b) => !storageWords.test(b.toString("latin1")));
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(garbage, wireRequest), { minLength: 1, maxLength: 10 }),
+        fc.array(fc.nat()),
+        (pairs, cuts) => {
+          const whole = Buffer.concat(pairs.flatMap(([g, r]) => [g, Buffer.from("\r\n"), r.wire]));
+          const { requests } = parseAll(split(whole, cuts), { ...limits, maxLine: 4096 });
+          // Garbage may happen to be a valid command (e.g. "version"); it still yields exactly one request.
+          expect(requests).toHaveLength(pairs.length * 2);
+          pairs.forEach(([, r], i) => {
+            expect(requests[i * 2 + 1]).toEqual(r.expect);
+          });
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it("answers a too-large value with SERVER_ERROR and skips its data block", () => {
+    const big = Buffer.alloc(5000, 120);
+    const wire = Buffer.concat([Buffer.from("set big 0 0 5000\r\n"), big, Buffer.from("\r\nget big\r\n")]);
+    for (const pieces of [[wire], split(wire, [3, 100, 2000, 4990, 5010, 5020])]) {
+      const { requests } = parseAll(pieces);
+      expect(requests).toEqual([
+        { op: "reply", line: TOO_LARGE },
+        { op: "get", keys: ["big"] },
+      ]);
+    }
+  });
+
+  it("skips the data block of a bad storage header whose length is readable", () => {
+    const wire = Buffer.from(`set ${"k".repeat(251)} 0 0 3\r\nabc\r\nset k x 0 3\r\nabc\r\nversion\r\n`);
+    expect(parseAll([wire]).requests).toEqual([
+      { op: "reply", line: BAD_FORMAT },
+      { op: "reply", line: BAD_FORMAT },
+      { op: "version" },
+    ]);
+  });
+
+  it("rejects a data block without its CRLF", () => {
+    const { requests } = parseAll([Buffer.from("set k 0 0 1\r\nabc\r\nversion\r\n")]);
+    expect(requests[0]).toEqual({ op: "reply", line: "CLIENT_ERROR bad data chunk" });
+    expect(requests.at(-1)).toEqual({ op: "version" });
+  });
+
+  it("refuses keys with control characters and over the length limit", () => {
+    const { requests } = parseAll([
+      Buffer.from(`get a\tb\r\nget ${"x".repeat(251)}\r\nget ${"x".repeat(250)}\r\n`),
+    ]);
+    expect(requests).toEqual([
+      { op: "reply", line: BAD_FORMAT },
+      { op: "reply", line: BAD_FORMAT },
+      { op: "get", keys: ["x".repeat(250)] },
+    ]);
+  });
+
+  it("gives up on a line longer than the limit without buffering it", () => {
+    const requests: Request[] = [];
+    const fatal: string[] = [];
+    const parser = new RequestParser(
+      limits,
+      (r) => requests.push(r),
+      (l) => fatal.push(l),
+    );
+    const chunk = Buffer.alloc(1000, 97);
+    for (let i = 0; i < 10 && fatal.length === 0; i++) parser.push(chunk);
+    expect(fatal).toEqual([LINE_TOO_LONG]);
+    expect(parser.buffered).toBeLessThanOrEqual(limits.maxLine);
+    expect(requests).toEqual([]);
+  });
+
+  it("parses Flare's version field and sync options", () => {
+    const { requests } = parseAll([Buffer.from("set k 1 2 1 77 sync\r\na\r\ndelete k 0 78 noreply\r\n")]);
+    expect(requests).toEqual([
+      {
+        op: "set",
+        key: "k",
+        flags: 1,
+        exptime: 2,
+        value: Buffer.from("a"),
+        version: 77n,
+        noreply: false,
+        sync: "sync",
+      },
+      { op: "delete", key: "k", hold: 0, version: 78n, noreply: true, sync: undefined },
+    ]);
+  });
+
+  it("answers like memcached on malformed lines", () => {
+    const lines: [string, string][] = [
+      ["", "ERROR"],
+      ["bogus", "ERROR"],
+      ["GET k", "ERROR"],
+      ["get", "ERROR"],
+      ["set k 0 0", "ERROR"],
+      ["set k 0 0 -1", BAD_FORMAT],
+      ["incr k abc", "CLIENT_ERROR invalid numeric delta argument"],
+      ["touch k", "ERROR"],
+      ["touch k x", "CLIENT_ERROR invalid exptime argument"],
+      ["flush_all abc", "CLIENT_ERROR invalid exptime argument"],
+      ["verbosity", "ERROR"],
+      ["verbosity a b c", "ERROR"],
+      ["quit now", "ERROR"],
+    ];
+    for (const [line, reply] of lines) {
+      expect(parseAll([Buffer.from(`${line}\r\n`)]).requests, line).toEqual([{ op: "reply", line: reply }]);
+    }
+  });
+});
