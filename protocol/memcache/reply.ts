@@ -3,13 +3,6 @@
  * one write (syscalls are the expensive part here). Small pieces are copied into a shared chunk;
  * large values are referenced, not copied.
  */
-declare global {
-  interface Buffer {
-    /** Node's undocumented fast path behind `write(s, off, "latin1")`, without argument juggling. */
-    latin1Write(text: string, offset: number): number;
-  }
-}
-
 const CHUNK = 16 * 1024;
 /** Values at least this big are sent by reference instead of being copied. */
 const BY_REFERENCE = 4 * 1024;

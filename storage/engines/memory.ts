@@ -43,13 +43,17 @@ export class MemoryEngine implements SyncEngine {
   put(key: string, item: Item): boolean {
     const size = key.length + item.value.length + ITEM_OVERHEAD;
     if (size > this.options.limitBytes) return false;
+    const now = Date.now();
     const old = this.map.get(key);
+    let bumpedAt = now;
     if (old !== undefined) {
       this.bytes -= old.size;
-      this.map.delete(key);
+      // Overwriting a recently used key keeps its place: delete + insert churns the Map's table.
+      if (now - old.bumpedAt < BUMP_INTERVAL_MS) bumpedAt = old.bumpedAt;
+      else this.map.delete(key);
     }
     // Own a copy: the caller's bytes may be a view into a socket chunk or a caller's buffer.
-    const value = Buffer.allocUnsafeSlow(item.value.length);
+    const value = Buffer.allocUnsafe(item.value.length);
     value.set(item.value);
     const entry: Entry = {
       value,
@@ -57,7 +61,7 @@ export class MemoryEngine implements SyncEngine {
       version: item.version,
       expiresAt: item.expiresAt,
       size,
-      bumpedAt: Date.now(),
+      bumpedAt,
     };
     this.bytes += size;
     if (this.bytes > this.options.limitBytes) this.evictFor();

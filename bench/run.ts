@@ -1,0 +1,139 @@
+/**
+ * `npm run bench [-- --duration S]`: get/set throughput, p50/p99 latency and server CPU per
+ * operation for a flare-ts node and, in the same run under the same load, a real memcached.
+ */
+import { preload, runLoad } from "./load.js";
+import { type BenchServer, cpuSeconds, startFlareNode, startMemcached } from "./servers.js";
+
+interface Row {
+  server: string;
+  workload: string;
+  op: string;
+  opsPerSecond: number;
+  p50us: number;
+  p99us: number;
+  cpuUsPerOp: number;
+  cpuPercent: number;
+  errors: number;
+}
+
+const KEYS = 10_000;
+const VALUE_SIZE = 32;
+const workloads = [
+  { name: "pipelined 4x32", connections: 4, depth: 32 },
+  { name: "request/reply 50x1", connections: 50, depth: 1 },
+];
+
+function arg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
+}
+
+async function measure(server: BenchServer, durationMs: number): Promise<Row[]> {
+  await preload(server.port, KEYS, VALUE_SIZE);
+  const rows: Row[] = [];
+  for (const w of workloads) {
+    for (const op of ["set", "get"] as const) {
+      // Warm-up (JIT, connection set-up), not counted.
+      await runLoad({
+        port: server.port,
+        op,
+        connections: w.connections,
+        depth: w.depth,
+        durationMs: 300,
+        keys: KEYS,
+        valueSize: VALUE_SIZE,
+      });
+      const cpu0 = cpuSeconds(server.pid);
+      const r = await runLoad({
+        port: server.port,
+        op,
+        connections: w.connections,
+        depth: w.depth,
+        durationMs,
+        keys: KEYS,
+        valueSize: VALUE_SIZE,
+      });
+      const cpu = cpuSeconds(server.pid) - cpu0;
+      rows.push({
+        server: server.name,
+        workload: w.name,
+        op,
+        opsPerSecond: r.opsPerSecond,
+        p50us: r.p50us,
+        p99us: r.p99us,
+        cpuUsPerOp: (cpu * 1e6) / r.ops,
+        cpuPercent: (cpu / r.seconds) * 100,
+        errors: r.errors,
+      });
+    }
+  }
+  return rows;
+}
+
+function table(rows: Row[]): string {
+  const head = [
+    "server",
+    "workload",
+    "op",
+    "ops/s",
+    "p50 µs",
+    "p99 µs",
+    "CPU µs/op",
+    "server CPU %",
+    "errors",
+  ];
+  const body = rows.map((r) => [
+    r.server,
+    r.workload,
+    r.op,
+    Math.round(r.opsPerSecond).toLocaleString("en-US"),
+    String(r.p50us),
+    String(r.p99us),
+    r.cpuUsPerOp.toFixed(1),
+    r.cpuPercent.toFixed(0),
+    String(r.errors),
+  ]);
+  const all = [head, ...body];
+  const widths = head.map((_, i) => Math.max(...all.map((row) => (row[i] as string).length)));
+  const line = (row: string[]) => `| ${row.map((c, i) => c.padEnd(widths[i] as number)).join(" | ")} |`;
+  return [line(head), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...body.map(line)].join("\n");
+}
+
+async function main(): Promise<void> {
+  const durationMs = arg("duration", 3) * 1000;
+  const rows: Row[] = [];
+  for (const start of [startMemcached, () => startFlareNode()]) {
+    const server = await start();
+    try {
+      rows.push(...(await measure(server, durationMs)));
+    } finally {
+      await server.stop();
+    }
+  }
+  console.log(
+    `\nmemcached text protocol, ${KEYS} keys, ${VALUE_SIZE}-byte values, ${durationMs / 1000} s per row\n`,
+  );
+  console.log(table(rows));
+  console.log("\nflare-ts / memcached:");
+  for (const row of rows.filter((r) => r.server.startsWith("flare"))) {
+    const base = rows.find(
+      (r) => r.server.startsWith("memcached") && r.workload === row.workload && r.op === row.op,
+    );
+    if (!base) continue;
+    console.log(
+      `  ${row.workload} ${row.op}: throughput ${(row.opsPerSecond / base.opsPerSecond).toFixed(2)}x, CPU/op ${(row.cpuUsPerOp / base.cpuUsPerOp).toFixed(2)}x`,
+    );
+  }
+  const saturated = rows.filter((r) => r.server.startsWith("memcached") && r.cpuPercent < 80);
+  if (saturated.length > 0) {
+    console.log(
+      "\nnote: memcached stayed under 80% CPU in some rows: the load generator or the loopback was the limit there.",
+    );
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,89 @@
+/** Servers the bench runs: flare-ts nodes and the real programs they are compared with. */
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { readFileSync } from "node:fs";
+import { connect, createServer } from "node:net";
+import { fileURLToPath } from "node:url";
+
+const CLI = fileURLToPath(new URL("../cli/main.js", import.meta.url));
+/** Linux clock ticks per second for /proc/PID/stat times (getconf CLK_TCK; 100 on Linux). */
+const TICKS_PER_SECOND = 100;
+
+export interface BenchServer {
+  name: string;
+  port: number;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** User + system CPU seconds a process has used so far (from /proc/PID/stat, the steadiest figure here). */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+}
+
+async function stopChild(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = once(proc, "exit");
+  proc.kill("SIGTERM");
+  const timer = setTimeout(() => proc.kill("SIGKILL"), 5000);
+  await exited;
+  clearTimeout(timer);
+}
+
+export async function startFlareNode(args: string[] = []): Promise<BenchServer> {
+  const proc = spawn(process.execPath, [CLI, "node", "--server-port", "0", ...args], {
+    stdio: ["ignore", "ignore", "pipe"],
+    env: { ...process.env, FLARE_LOG: "info" },
+  });
+  let stderr = "";
+  const port = await new Promise<number>((resolve, reject) => {
+    proc.stderr?.on("data", (d: Buffer) => {
+      stderr += d.toString();
+      const line = stderr.split("\n").find((l) => l.includes('"node started"'));
+      if (line) resolve((JSON.parse(line) as { port: number }).port);
+    });
+    proc.once("exit", (code) => reject(new Error(`flare node exited ${code}: ${stderr}`)));
+  });
+  return { name: "flare-ts node (memory)", port, pid: proc.pid as number, stop: () => stopChild(proc) };
+}
+
+export async function startMemcached(): Promise<BenchServer> {
+  const port = await freePort();
+  const proc = spawn(
+    "memcached",
+    ["-t", "1", "-p", String(port), "-l", "127.0.0.1", "-U", "0", "-m", "1024", "-u", "root"],
+    {
+      stdio: "ignore",
+    },
+  );
+  proc.once("error", () => {});
+  // memcached has no readiness line: poll until it accepts.
+  for (let i = 0; i < 100; i++) {
+    if (proc.exitCode !== null)
+      throw new Error("memcached exited at start (is the Debian package installed?)");
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect({ port, host: "127.0.0.1" });
+      s.once("connect", () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once("error", () => resolve(false));
+    });
+    if (ok) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { name: "memcached -t 1", port, pid: proc.pid as number, stop: () => stopChild(proc) };
+}
