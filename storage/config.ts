@@ -32,7 +32,18 @@ export const nodeSchema = z.object({
     .default(600)
     .describe("Seconds a connection may stay idle or stalled."),
   "back-log": cfg.int(1, 65535).default(30).describe("Listen backlog."),
-  "storage-type": z.enum(["memory"]).default("memory").describe("Engine: memory."),
+  "storage-type": z
+    .enum(["memory", "leveldb", "redis", "tch", "tcb", "kch"])
+    .default("memory")
+    .describe("Engine: memory, leveldb (on disk, in data-dir) or redis; Flare's tch/tcb/kch select leveldb."),
+  "redis-url": cfg.str().default("redis://127.0.0.1:6379").describe("Redis server for storage-type = redis."),
+  "redis-prefix": z
+    .string()
+    .regex(/^[\x21-\x7e]*$/, "must be printable ASCII without spaces")
+    .optional()
+    .describe("Prefix of this node's Redis keys (default flare:<server-name>:<server-port>:)."),
+  "redis-timeout": cfg.int(10, 60_000).default(1000).describe("Milliseconds before a Redis call fails."),
+  "expiry-sweep-interval": cfg.int(0, 86_400).default(60).describe("Seconds between sweeps of expired items (0 = only on access)."),
   "memory-limit": cfg
     .bytes(1024 * 1024, 2 ** 50)
     .default(1024 ** 3)

@@ -27,12 +27,15 @@ interface EngineBase {
   /** Streams every stored item, live or not, without loading them all; writes may go on meanwhile. */
   scan(): AsyncIterable<[string, Item]>;
   stats(): EngineStats;
+  /** False while the engine cannot serve (its backing store is gone); `ping` then fails. */
+  healthy(): boolean;
   close(): Promise<void>;
 }
 
 /**
- * An engine that answers in the same tick (memory). The store then runs each command to completion
- * without promises or locks: the event loop already serializes them.
+ * An engine that answers reads in the same tick (memory; leveldb through its sync reads and an
+ * overlay of writes in flight). The store then runs each command to completion without promises
+ * or locks: the event loop already serializes them.
  */
 export interface SyncEngine extends EngineBase {
   readonly sync: true;
@@ -40,10 +43,28 @@ export interface SyncEngine extends EngineBase {
   /** Returns false when the item cannot be held at all (larger than the engine's memory). */
   put(key: string, item: Item): boolean;
   delete(key: string): boolean;
-  clear(): void;
+  clear(): void | Promise<void>;
+  /** Resolves when every write made so far is durable; undefined when none is in flight. */
+  settled(): Promise<void> | undefined;
 }
 
-export type Engine = SyncEngine;
+/** An engine behind a network hop (redis): every call is a promise; the store locks per key. */
+export interface AsyncEngine extends EngineBase {
+  readonly sync: false;
+  get(key: string): Promise<Item | undefined>;
+  put(key: string, item: Item): Promise<void>;
+  delete(key: string): Promise<boolean>;
+  clear(): Promise<void>;
+}
+
+export type Engine = SyncEngine | AsyncEngine;
+
+/** Engines that keep tombstones across restarts (leveldb) give the store these. */
+export interface TombstoneJournal {
+  save(key: string, version: bigint, holdUntil: number): void;
+  remove(key: string): void;
+  saveFloor(floor: bigint): void;
+}
 
 /** Told about items an engine dropped on its own (LRU), so their versions are not forgotten. */
 export type EvictionListener = (key: string, item: Item) => void;

@@ -69,10 +69,14 @@ export function createNodeHttpApp(store: Store, options: HttpAppOptions, log: Lo
     ...(item.expiresAt !== 0 ? { "X-Flare-Expires": new Date(item.expiresAt).toISOString() } : {}),
   });
 
-  app.get("/healthz", (c) => c.json({ status: "ok" }));
+  app.get("/healthz", (c) =>
+    store.engine.healthy()
+      ? c.json({ status: "ok", engine: store.engine.kind })
+      : fail(c, 503, "UNAVAILABLE", `${store.engine.kind} engine unavailable`),
+  );
 
-  app.get("/v1/kv/:key", (c) => {
-    const item = store.get(keyOf(c));
+  app.get("/v1/kv/:key", async (c) => {
+    const item = await store.get(keyOf(c));
     if (item === undefined) return fail(c, 404, "NOT_FOUND", "no such key");
     return c.body(item.value as Uint8Array<ArrayBuffer>, 200, {
       "Content-Type": "application/octet-stream",
@@ -111,36 +115,30 @@ export function createNodeHttpApp(store: Store, options: HttpAppOptions, log: Lo
         mode = "add";
       }
       const value = new Uint8Array(await c.req.arrayBuffer());
-      const result = store.store(mode, key, value, params.data.flags, params.data.ttl, cas);
+      const result = await store.storeItem(mode, key, value, params.data.flags, params.data.ttl, cas);
       switch (result) {
-        case "STORED": {
-          const item = store.engine.get(key);
-          return c.json(
-            { stored: true, version: String(item?.version ?? "") },
-            200,
-            item ? itemHeaders(item) : {},
-          );
-        }
         case "EXISTS":
           return fail(c, 412, "CAS_MISMATCH", "the item changed since that version");
         case "NOT_FOUND":
           return fail(c, 412, "NOT_FOUND", "no such key to compare with");
         case "NOT_STORED":
           return fail(c, 412, "EXISTS", "the key already holds an item");
+        default:
+          return c.json({ stored: true, version: String(result.version) }, 200, itemHeaders(result));
       }
     },
   );
 
-  app.delete("/v1/kv/:key", (c) => {
-    const result = store.delete(keyOf(c), 0, 0n);
+  app.delete("/v1/kv/:key", async (c) => {
+    const result = await store.delete(keyOf(c), 0, 0n);
     return result === "DELETED" ? c.body(null, 204) : fail(c, 404, "NOT_FOUND", "no such key");
   });
 
-  app.post("/v1/kv/:key/:op{incr|decr}", (c) => {
+  app.post("/v1/kv/:key/:op{incr|decr}", async (c) => {
     const key = keyOf(c);
     const params = arithmeticParams.safeParse({ by: c.req.query("by") });
     if (!params.success) return fail(c, 400, "BAD_REQUEST", `by: ${params.error.issues[0]?.message}`);
-    const result = store.arithmetic(key, params.data.by, c.req.param("op") === "decr");
+    const result = await store.arithmetic(key, params.data.by, c.req.param("op") === "decr");
     if (result === "NOT_FOUND") return fail(c, 404, "NOT_FOUND", "no such key");
     if (result === "NON_NUMERIC")
       return fail(c, 400, "NON_NUMERIC", "cannot increment or decrement a non-numeric value");

@@ -6,7 +6,25 @@ import { FlareError } from "../common/errors.js";
 import type { Logger } from "../common/log.js";
 import type { ReplyBuffer } from "../protocol/memcache/reply.js";
 import type { Request } from "../protocol/memcache/request.js";
-import type { Store } from "./store.js";
+import type { Item } from "./engine.js";
+import type { MaybePromise, Store } from "./store.js";
+
+/** true: keep the connection; false: close it after this reply; a promise: the same, later. */
+export type Execution = boolean | Promise<boolean>;
+
+const yes = (): true => true;
+
+/** Writes the reply line of a result, now or when it arrives; nothing with noreply. */
+function reply<T>(result: MaybePromise<T>, out: ReplyBuffer, noreply: boolean, line: (r: T) => string): Execution {
+  if (result instanceof Promise) {
+    return result.then((r) => {
+      if (!noreply) out.line(line(r));
+      return true;
+    });
+  }
+  if (!noreply) out.line(line(result));
+  return true;
+}
 
 /** What `stats` reports beyond the store: the process and its connections. */
 export interface NodeInfo {
@@ -26,43 +44,67 @@ export class MemcacheCommands {
     private readonly log: Logger,
   ) {}
 
-  /** Writes the reply of `req` to `out`; returns false when the connection must close afterwards. */
-  execute(req: Request, out: ReplyBuffer): boolean {
+  /**
+   * Writes the reply of `req` to `out`. Returns false when the connection must close afterwards,
+   * or a promise of that when the engine answers later (the reply is in `out` when it settles).
+   */
+  execute(req: Request, out: ReplyBuffer): Execution {
     try {
-      return this.run(req, out);
+      const r = this.run(req, out);
+      return typeof r === "boolean" ? r : r.catch((err: unknown) => this.fail(req, out, err));
     } catch (err) {
-      if (err instanceof FlareError) {
-        out.line(`SERVER_ERROR ${err.message}`);
-      } else {
-        this.log.error("command failed", { op: req.op, err });
-        out.line("SERVER_ERROR internal error");
-      }
-      return true;
+      return this.fail(req, out, err);
     }
   }
 
-  private run(req: Request, out: ReplyBuffer): boolean {
+  private fail(req: Request, out: ReplyBuffer, err: unknown): true {
+    if (err instanceof FlareError) {
+      out.line(`SERVER_ERROR ${err.message}`);
+    } else {
+      this.log.error("command failed", { op: req.op, err });
+      out.line("SERVER_ERROR internal error");
+    }
+    return true;
+  }
+
+  private run(req: Request, out: ReplyBuffer): Execution {
     const store = this.store;
     switch (req.op) {
       case "get":
-      case "gets": {
-        const withCas = req.op === "gets";
-        for (const key of req.keys) {
-          const item = store.get(key);
-          if (item !== undefined) out.value(key, item.flags, item.value, withCas ? item.version : undefined);
-        }
-        out.line("END");
-        return true;
-      }
+      case "gets":
       case "gat":
       case "gats": {
-        const withCas = req.op === "gats";
-        for (const key of req.keys) {
-          const item = store.getAndTouch(key, req.exptime);
-          if (item !== undefined) out.value(key, item.flags, item.value, withCas ? item.version : undefined);
+        const withCas = req.op === "gets" || req.op === "gats";
+        const touch = req.op === "gat" || req.op === "gats";
+        const keys = req.keys;
+        let items: MaybePromise<Item | undefined>[] | undefined;
+        let waiting = false;
+        if (keys.length === 1 && !touch) {
+          // The hot path: one key, nothing to wait for.
+          const item = store.get(keys[0] as string);
+          if (!(item instanceof Promise)) {
+            if (item !== undefined) out.value(keys[0] as string, item.flags, item.value, withCas ? item.version : undefined);
+            out.line("END");
+            return true;
+          }
+          items = [item];
+          waiting = true;
+        } else {
+          items = keys.map((key) => {
+            const item = touch ? store.getAndTouch(key, (req as { exptime: number }).exptime) : store.get(key);
+            if (item instanceof Promise) waiting = true;
+            return item;
+          });
         }
-        out.line("END");
-        return true;
+        const write = (found: (Item | undefined)[]): true => {
+          for (let i = 0; i < found.length; i++) {
+            const item = found[i];
+            if (item !== undefined) out.value(keys[i] as string, item.flags, item.value, withCas ? item.version : undefined);
+          }
+          out.line("END");
+          return true;
+        };
+        return waiting ? Promise.all(items).then(write) : write(items as (Item | undefined)[]);
       }
       case "set":
       case "add":
@@ -71,37 +113,31 @@ export class MemcacheCommands {
       case "prepend":
       case "cas": {
         const result = store.store(req.op, req.key, req.value, req.flags, req.exptime, req.version);
-        if (!req.noreply) out.line(result);
-        return true;
+        if (req.noreply) return result instanceof Promise ? result.then(yes) : true;
+        if (!(result instanceof Promise)) {
+          out.line(result);
+          return true;
+        }
+        return result.then((r) => {
+          out.line(r);
+          return true;
+        });
       }
       case "incr":
-      case "decr": {
-        const result = store.arithmetic(req.key, req.delta, req.op === "decr");
-        if (!req.noreply) {
-          out.line(
-            result === "NON_NUMERIC"
-              ? "CLIENT_ERROR cannot increment or decrement non-numeric value"
-              : typeof result === "bigint"
-                ? result.toString()
-                : result,
-          );
-        }
-        return true;
-      }
-      case "delete": {
-        const result = store.delete(req.key, req.hold, req.version);
-        if (!req.noreply) out.line(result);
-        return true;
-      }
-      case "touch": {
-        const touched = store.touch(req.key, req.exptime);
-        if (!req.noreply) out.line(touched ? "TOUCHED" : "NOT_FOUND");
-        return true;
-      }
+      case "decr":
+        return reply(store.arithmetic(req.key, req.delta, req.op === "decr"), out, req.noreply, (r) =>
+          r === "NON_NUMERIC"
+            ? "CLIENT_ERROR cannot increment or decrement non-numeric value"
+            : typeof r === "bigint"
+              ? r.toString()
+              : r,
+        );
+      case "delete":
+        return reply(store.delete(req.key, req.hold, req.version), out, req.noreply, String);
+      case "touch":
+        return reply(store.touch(req.key, req.exptime), out, req.noreply, (t) => (t ? "TOUCHED" : "NOT_FOUND"));
       case "flush_all":
-        store.flush(req.delay);
-        if (!req.noreply) out.line("OK");
-        return true;
+        return reply(store.flush(req.delay), out, req.noreply, () => "OK");
       case "stats":
         this.stats(req.args, out);
         return true;
@@ -112,7 +148,7 @@ export class MemcacheCommands {
         if (!req.noreply) out.line("OK");
         return true;
       case "ping":
-        out.line("OK");
+        out.line(store.engine.healthy() ? "OK" : "SERVER_ERROR storage error");
         return true;
       case "quit":
         return false;

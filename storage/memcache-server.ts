@@ -6,6 +6,7 @@ import { type AddressInfo, createServer, type Server, type Socket } from "node:n
 import type { Logger } from "../common/log.js";
 import { type ParserLimits, RequestParser } from "../protocol/memcache/parser.js";
 import { ReplyBuffer } from "../protocol/memcache/reply.js";
+import type { Request } from "../protocol/memcache/request.js";
 import type { MemcacheCommands, NodeInfo } from "./memcache-commands.js";
 
 export interface MemcacheServerOptions {
@@ -70,10 +71,22 @@ export class MemcacheServer {
   }
 }
 
+/** A reply held back until the replies before it are sent. */
+interface Slot {
+  out: ReplyBuffer;
+  done: boolean;
+  keep: boolean;
+}
+
+/** Replies held back before the connection stops reading more requests. */
+const MAX_WAITING = 1024;
+
 class Connection {
   private readonly out = new ReplyBuffer();
   private readonly parser: RequestParser;
   private closing = false;
+  /** Replies not yet sent because an earlier one waits for the engine. */
+  private readonly waiting: Slot[] = [];
 
   constructor(
     private readonly socket: Socket,
@@ -84,9 +97,7 @@ class Connection {
   ) {
     this.parser = new RequestParser(
       options.limits,
-      (req) => {
-        if (!this.commands.execute(req, this.out)) this.quit();
-      },
+      (req) => this.handle(req),
       (line) => {
         this.log.warn("client dropped", { reason: line, peer: socket.remoteAddress });
         this.out.line(line);
@@ -95,16 +106,75 @@ class Connection {
     );
     socket.setTimeout(options.readTimeoutSeconds * 1000, () => socket.destroy());
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
-    socket.on("drain", () => socket.resume());
+    socket.on("drain", () => {
+      if (this.waiting.length < MAX_WAITING) socket.resume();
+    });
     // Peers vanish (resets, broken pipes): the socket closes itself; nothing to report to anyone.
     socket.on("error", () => {});
+  }
+
+  /**
+   * Replies leave in request order. While a reply waits for the engine, later requests still run
+   * (the store keeps per-key order) but their replies wait in slots behind it.
+   */
+  private handle(req: Request): void {
+    if (this.waiting.length === 0) {
+      const r = this.commands.execute(req, this.out);
+      if (r === true) return;
+      if (r === false) {
+        this.quit();
+        return;
+      }
+      // The first waiting reply writes straight into `out`: everything before it is already there.
+      this.wait(r, { out: this.out, done: false, keep: true });
+      return;
+    }
+    const slot: Slot = { out: new ReplyBuffer(), done: false, keep: true };
+    const r = this.commands.execute(req, slot.out);
+    if (typeof r === "boolean") {
+      slot.done = true;
+      slot.keep = r;
+      // quit: nothing after it is read, but it is answered after the replies before it.
+      if (!r) this.parser.halted = true;
+      this.waiting.push(slot);
+    } else {
+      this.wait(r, slot);
+    }
+    if (this.waiting.length >= MAX_WAITING) this.socket.pause();
+  }
+
+  private wait(r: Promise<boolean>, slot: Slot): void {
+    this.waiting.push(slot);
+    r.then((keep) => {
+      slot.done = true;
+      slot.keep = keep;
+      this.release();
+    });
+  }
+
+  /** Moves finished replies at the head of the line into `out` and sends them. */
+  private release(): void {
+    const waiting = this.waiting;
+    let n = 0;
+    while (n < waiting.length && (waiting[n] as Slot).done) {
+      const slot = waiting[n++] as Slot;
+      if (slot.out !== this.out) this.out.append(slot.out);
+      if (!slot.keep) {
+        this.quit();
+        n = waiting.length;
+      }
+    }
+    waiting.splice(0, n);
+    this.flush();
+    if (this.closing && waiting.length === 0) this.socket.end();
+    else if (waiting.length < MAX_WAITING / 2 && this.socket.isPaused() && this.socket.writableLength === 0) this.socket.resume();
   }
 
   private onData(chunk: Buffer): void {
     this.info.traffic.bytesRead += chunk.length;
     this.parser.push(chunk);
     this.flush();
-    if (this.closing) this.socket.end();
+    if (this.closing && this.waiting.length === 0) this.socket.end();
   }
 
   private quit(): void {

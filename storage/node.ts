@@ -5,12 +5,11 @@ import type { Logger } from "../common/log.js";
 import { VERSION } from "../common/version.js";
 import type { NodeConfig } from "./config.js";
 import { Counters } from "./counters.js";
-import { MemoryEngine } from "./engines/memory.js";
+import { openEngine } from "./engines/open.js";
 import { createNodeHttpApp } from "./http-app.js";
 import { MemcacheCommands, type NodeInfo } from "./memcache-commands.js";
 import { MemcacheServer } from "./memcache-server.js";
 import { Store } from "./store.js";
-import { Tombstones } from "./tombstones.js";
 
 export interface RunningNode {
   readonly port: number;
@@ -25,12 +24,8 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
       "index-server-name: joining a cluster needs the index service, which this build does not have yet",
     );
   }
-  let store: Store | undefined;
-  const engine = new MemoryEngine({
-    limitBytes: config["memory-limit"],
-    onEvict: (key, item) => store?.evicted(key, item),
-  });
-  store = new Store(engine, new Tombstones(config["storage-cache-size"]), new Counters());
+  const { engine, tombstones } = await openEngine(config, log);
+  const store = new Store(engine, tombstones, new Counters());
   const info: NodeInfo = {
     version: VERSION,
     startedAt: Date.now(),
@@ -70,12 +65,20 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
     httpPort: http?.address.port,
     mode: "standalone",
   });
+  const sweepSeconds = config["expiry-sweep-interval"];
+  const sweeper =
+    sweepSeconds > 0 && engine.sync
+      ? setInterval(() => {
+          store.sweepExpired().catch((err: unknown) => log.warn("expiry sweep failed", { err }));
+        }, sweepSeconds * 1000).unref()
+      : undefined;
   const running = store;
   return {
     port: address.port,
     httpPort: http?.address.port,
     store: running,
     async stop() {
+      clearInterval(sweeper);
       await Promise.all([tcp.close(), http?.close()]);
       running.close();
       await engine.close();

@@ -1,66 +1,81 @@
 /**
  * The memcached command semantics, once for every engine and every front end: add/replace/cas,
  * append/prepend, incr/decr, touch, delete with Flare's hold and versions, expiry, flush_all.
- * Each command runs to completion in one tick on a synchronous engine, which is what serializes
- * commands on the same key.
+ *
+ * Each command reads its key, decides, and writes. On a synchronous engine (memory, leveldb) that
+ * happens in one tick, which serializes commands on a key for free; the reply then waits only for
+ * durability when the engine has writes in flight. On an asynchronous engine (redis) commands on
+ * the same key queue behind each other (KeyLocks), so a read-modify-write is never interleaved.
  */
 import { ServerError } from "../common/errors.js";
 import type { Counters } from "./counters.js";
-import type { Item, SyncEngine } from "./engine.js";
+import type { Engine, Item } from "./engine.js";
 import { expiresAt, isExpired } from "./expiry.js";
+import { KeyLocks } from "./key-locks.js";
 import type { Tombstones } from "./tombstones.js";
 
 export type StoreMode = "set" | "add" | "replace" | "append" | "prepend" | "cas";
 export type StoreResult = "STORED" | "NOT_STORED" | "EXISTS" | "NOT_FOUND";
 export type DeleteResult = "DELETED" | "NOT_FOUND";
 export type ArithmeticResult = bigint | "NOT_FOUND" | "NON_NUMERIC";
+export type MaybePromise<T> = T | Promise<T>;
 
 const UINT64_MASK = (1n << 64n) - 1n;
+
+/** A write a command decided on; applied after the decision (at once on a synchronous engine). */
+type Staged = { put: Item } | { remove: bigint; holdUntil: number } | undefined;
 
 export class Store {
   /** Versions handed out so far never exceed this; flush_all lifts the tombstone floor to it. */
   private maxVersion = 0n;
   private flushTimer: NodeJS.Timeout | undefined;
+  private staged: Staged;
+  private readonly locks = new KeyLocks();
 
   constructor(
-    readonly engine: SyncEngine,
+    readonly engine: Engine,
     private readonly tombstones: Tombstones,
     readonly counters: Counters,
-  ) {}
+  ) {
+    this.maxVersion = tombstones.floor;
+  }
 
   /** A live item, or undefined; counts a get hit or miss. */
-  get(key: string): Item | undefined {
-    const c = this.counters;
-    c.cmd_get++;
-    const item = this.live(key, Date.now());
-    if (item === undefined) c.get_misses++;
-    else c.get_hits++;
-    return item;
+  get(key: string): MaybePromise<Item | undefined> {
+    const engine = this.engine;
+    if (engine.sync) return this.counted(this.liveSync(key, Date.now()));
+    return this.locks.run(key, async () => this.counted(await this.liveAsync(key, Date.now())));
   }
 
   /** gat/gats: a live item with its expiry changed, or undefined. */
-  getAndTouch(key: string, exptime: number): Item | undefined {
+  getAndTouch(key: string, exptime: number): MaybePromise<Item | undefined> {
     const c = this.counters;
-    c.cmd_get++;
     c.cmd_touch++;
-    const item = this.retouch(key, exptime);
-    if (item === undefined) {
-      c.get_misses++;
-      c.touch_misses++;
-    } else {
+    return this.run(key, (item, now) => {
+      c.cmd_get++;
+      if (item === undefined) {
+        c.get_misses++;
+        c.touch_misses++;
+        return undefined;
+      }
       c.get_hits++;
       c.touch_hits++;
-    }
-    return item;
+      return this.retouch(key, item, exptime, now);
+    });
   }
 
-  touch(key: string, exptime: number): boolean {
+  touch(key: string, exptime: number): MaybePromise<boolean> {
     const c = this.counters;
     c.cmd_touch++;
-    const touched = this.retouch(key, exptime) !== undefined;
-    if (touched) c.touch_hits++;
-    else c.touch_misses++;
-    return touched;
+    return this.run(key, (item, now) => {
+      if (item === undefined) {
+        c.touch_misses++;
+        return false;
+      }
+      c.touch_hits++;
+      this.retouch(key, item, exptime, now);
+      return true;
+    });
   }
 
   /**
@@ -75,11 +90,118 @@ export class Store {
     flags: number,
     exptime: number,
     version: bigint,
-  ): StoreResult {
+  ): MaybePromise<StoreResult> {
+    return this.run(key, (item, now) => {
+      const r = this.decideStore(mode, key, item, value, flags, exptime, version, now);
+      return typeof r === "string" ? r : "STORED";
+    });
+  }
+
+  /** As `store`, but a success returns the stored item (the HTTP API answers with its version). */
+  storeItem(
+    mode: StoreMode,
+    key: string,
+    value: Uint8Array,
+    flags: number,
+    exptime: number,
+    version: bigint,
+  ): MaybePromise<Item | Exclude<StoreResult, "STORED">> {
+    return this.run(key, (item, now) => this.decideStore(mode, key, item, value, flags, exptime, version, now));
+  }
+
+  /** incr/decr as memcached: 64-bit unsigned, incr wraps, decr stops at 0, flags and expiry kept. */
+  arithmetic(key: string, delta: bigint, decrement: boolean): MaybePromise<ArithmeticResult> {
+    const c = this.counters;
+    return this.run(key, (item) => {
+      if (item === undefined) {
+        if (decrement) c.decr_misses++;
+        else c.incr_misses++;
+        return "NOT_FOUND";
+      }
+      const current = parseCounter(item.value);
+      if (current === null) return "NON_NUMERIC";
+      if (decrement) c.decr_hits++;
+      else c.incr_hits++;
+      const next = decrement ? (current > delta ? current - delta : 0n) : (current + delta) & UINT64_MASK;
+      const value = Buffer.from(next.toString(), "latin1");
+      this.write(key, { value, flags: item.flags, version: item.version + 1n, expiresAt: item.expiresAt });
+      return next;
+    });
+  }
+
+  /**
+   * delete, with Flare's optional hold (add/replace refused for that many seconds) and version (a
+   * replicated delete older than the item is ignored).
+   */
+  delete(key: string, holdSeconds: number, version: bigint): MaybePromise<DeleteResult> {
+    const c = this.counters;
+    return this.run(key, (item, now) => {
+      const holdUntil = holdSeconds > 0 ? expiresAt(holdSeconds, now) : 0;
+      if (item === undefined || (version !== 0n && version < item.version)) {
+        // A versioned delete of an absent key still records the version: a late older write stays dead.
+        if (item === undefined && version > (this.tombstones.get(key)?.version ?? 0n)) {
+          this.tombstones.set(key, version, holdUntil);
+          this.noteVersion(version);
+        }
+        c.delete_misses++;
+        return "NOT_FOUND";
+      }
+      this.remove(key, version > item.version ? version : item.version, holdUntil);
+      c.delete_hits++;
+      return "DELETED";
+    });
+  }
+
+  /** flush_all: everything stored now is gone, now or after `delaySeconds`. Versions keep growing. */
+  flush(delaySeconds: number): MaybePromise<void> {
+    this.counters.cmd_flush++;
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    if (delaySeconds <= 0) return this.flushNow();
+    const due = expiresAt(delaySeconds, Date.now()) - Date.now();
+    this.flushTimer = setTimeout(() => {
+      Promise.resolve(this.flushNow()).catch(() => {});
+    }, Math.max(0, due));
+    this.flushTimer.unref();
+  }
+
+  /**
+   * Removes expired items that nobody asked for (engines that do not expire on their own), each as
+   * a lazy expiry would: the key keeps its version. Returns how many went.
+   */
+  async sweepExpired(): Promise<number> {
+    const engine = this.engine;
+    if (!engine.sync) return 0;
+    let removed = 0;
+    for await (const [key, item] of engine.scan()) {
+      const now = Date.now();
+      if (!isExpired(item.expiresAt, now)) continue;
+      // Look again: the scan may be older than a write since.
+      if (this.liveSync(key, now) === undefined) {
+        removed++;
+        this.counters.expired_unfetched++;
+      }
+    }
+    await engine.settled();
+    return removed;
+  }
+
+  close(): void {
+    clearTimeout(this.flushTimer);
+  }
+
+  private decideStore(
+    mode: StoreMode,
+    key: string,
+    item: Item | undefined,
+    value: Uint8Array,
+    flags: number,
+    exptime: number,
+    version: bigint,
+    now: number,
+  ): Item | Exclude<StoreResult, "STORED"> {
     const c = this.counters;
     c.cmd_set++;
-    const now = Date.now();
-    const item = this.live(key, now);
     let next: bigint;
     if (mode === "cas") {
       if (item === undefined) {
@@ -100,125 +222,123 @@ export class Store {
       } else if (mode !== "set" && item === undefined) {
         return "NOT_STORED";
       }
-      const last = item?.version ?? this.tombstones.lastVersion(key);
       if (version !== 0n) {
-        if (version <= last) return "NOT_STORED";
+        // Only what this key itself had counts: the floor of forgotten keys must not refuse a
+        // replica's first write of a key.
+        if (version <= (item?.version ?? this.tombstones.get(key)?.version ?? 0n)) return "NOT_STORED";
         next = version;
       } else {
-        next = last + 1n;
+        next = (item?.version ?? this.tombstones.lastVersion(key)) + 1n;
       }
     }
+    let stored: Item;
     if (item !== undefined && (mode === "append" || mode === "prepend")) {
       const joined = mode === "append" ? concat(item.value, value) : concat(value, item.value);
-      this.write(key, { value: joined, flags: item.flags, version: next, expiresAt: item.expiresAt });
+      stored = { value: joined, flags: item.flags, version: next, expiresAt: item.expiresAt };
     } else {
-      this.write(key, { value, flags, version: next, expiresAt: expiresAt(exptime, now) });
+      stored = { value, flags, version: next, expiresAt: expiresAt(exptime, now) };
     }
+    this.write(key, stored);
     c.total_items++;
-    return "STORED";
-  }
-
-  /** incr/decr as memcached: 64-bit unsigned, incr wraps, decr stops at 0, flags and expiry kept. */
-  arithmetic(key: string, delta: bigint, decrement: boolean): ArithmeticResult {
-    const c = this.counters;
-    const item = this.live(key, Date.now());
-    if (item === undefined) {
-      if (decrement) c.decr_misses++;
-      else c.incr_misses++;
-      return "NOT_FOUND";
-    }
-    const current = parseCounter(item.value);
-    if (current === null) return "NON_NUMERIC";
-    if (decrement) c.decr_hits++;
-    else c.incr_hits++;
-    const next = decrement ? (current > delta ? current - delta : 0n) : (current + delta) & UINT64_MASK;
-    const value = Buffer.from(next.toString(), "latin1");
-    this.write(key, { value, flags: item.flags, version: item.version + 1n, expiresAt: item.expiresAt });
-    return next;
+    return stored;
   }
 
   /**
-   * delete, with Flare's optional hold (add/replace refused for that many seconds) and version (a
-   * replicated delete older than the item is ignored).
+   * Runs one command on `key`: `decide` sees the live item and may `write` or `remove` once.
+   * Returns synchronously when the engine is synchronous and nothing waits for durability.
    */
-  delete(key: string, holdSeconds: number, version: bigint): DeleteResult {
-    const c = this.counters;
-    const now = Date.now();
-    const item = this.live(key, now);
-    const holdUntil = holdSeconds > 0 ? expiresAt(holdSeconds, now) : 0;
-    if (item === undefined || (version !== 0n && version < item.version)) {
-      if (version !== 0n && item === undefined && version > this.tombstones.lastVersion(key)) {
-        this.tombstones.set(key, version, holdUntil);
-        this.noteVersion(version);
+  private run<R>(key: string, decide: (item: Item | undefined, now: number) => R): MaybePromise<R> {
+    const engine = this.engine;
+    if (engine.sync) {
+      const now = Date.now();
+      const result = decide(this.liveSync(key, now), now);
+      const durable = engine.settled();
+      return durable === undefined ? result : durable.then(() => result);
+    }
+    return this.locks.run(key, async () => {
+      const now = Date.now();
+      const item = await this.liveAsync(key, now);
+      this.staged = undefined;
+      const result = decide(item, now);
+      const staged = this.staged as Staged;
+      this.staged = undefined;
+      if (staged !== undefined) {
+        if ("put" in staged) {
+          await engine.put(key, staged.put);
+        } else {
+          await engine.delete(key);
+          this.tombstones.set(key, staged.remove, staged.holdUntil);
+        }
       }
-      c.delete_misses++;
-      return "NOT_FOUND";
-    }
-    this.engine.delete(key);
-    const last = version > item.version ? version : item.version;
-    this.tombstones.set(key, last, holdUntil);
-    this.noteVersion(last);
-    c.delete_hits++;
-    return "DELETED";
+      return result;
+    });
   }
 
-  /** flush_all: everything stored now is gone, now or after `delaySeconds`. Versions keep growing. */
-  flush(delaySeconds: number): void {
-    this.counters.cmd_flush++;
-    clearTimeout(this.flushTimer);
-    this.flushTimer = undefined;
-    if (delaySeconds <= 0) {
-      this.flushNow();
-      return;
-    }
-    const due = expiresAt(delaySeconds, Date.now()) - Date.now();
-    this.flushTimer = setTimeout(() => this.flushNow(), Math.max(0, due));
-    this.flushTimer.unref();
+  private counted(item: Item | undefined): Item | undefined {
+    const c = this.counters;
+    c.cmd_get++;
+    if (item === undefined) c.get_misses++;
+    else c.get_hits++;
+    return item;
   }
 
-  /** Called by the engine for items it evicted: their versions must not be forgotten. */
-  evicted(key: string, item: Item): void {
-    this.tombstones.set(key, item.version, 0);
-  }
-
-  close(): void {
-    clearTimeout(this.flushTimer);
-  }
-
-  private flushNow(): void {
-    this.engine.clear();
-    this.tombstones.clear();
+  /** The floor rises before anything is cleared, so a write right after cannot reuse a version. */
+  private flushNow(): MaybePromise<void> {
     this.tombstones.raiseFloor(this.maxVersion);
+    this.tombstones.clear();
+    return this.engine.clear();
   }
 
-  private retouch(key: string, exptime: number): Item | undefined {
-    const now = Date.now();
-    const item = this.live(key, now);
-    if (item === undefined) return undefined;
-    const touched = {
-      value: item.value,
-      flags: item.flags,
-      version: item.version,
-      expiresAt: expiresAt(exptime, now),
-    };
+  private retouch(key: string, item: Item, exptime: number, now: number): Item {
+    const touched = { value: item.value, flags: item.flags, version: item.version, expiresAt: expiresAt(exptime, now) };
     this.write(key, touched);
     return touched;
   }
 
   /** The stored item if it has not expired; an expired one is removed and leaves its version behind. */
-  private live(key: string, now: number): Item | undefined {
-    const item = this.engine.get(key);
+  private liveSync(key: string, now: number): Item | undefined {
+    const engine = this.engine;
+    if (!engine.sync) throw new Error("liveSync on an asynchronous engine");
+    const item = engine.get(key);
     if (item === undefined || !isExpired(item.expiresAt, now)) return item;
-    this.engine.delete(key);
+    engine.delete(key);
+    this.tombstones.set(key, item.version, 0);
+    this.counters.get_expired++;
+    return undefined;
+  }
+
+  private async liveAsync(key: string, now: number): Promise<Item | undefined> {
+    const engine = this.engine;
+    if (engine.sync) return this.liveSync(key, now);
+    const item = await engine.get(key);
+    if (item === undefined || !isExpired(item.expiresAt, now)) return item;
+    await engine.delete(key);
     this.tombstones.set(key, item.version, 0);
     this.counters.get_expired++;
     return undefined;
   }
 
   private write(key: string, item: Item): void {
-    if (!this.engine.put(key, item)) throw new ServerError("ENGINE_FAILURE", "out of memory storing object");
-    this.tombstones.delete(key);
+    const engine = this.engine;
+    if (engine.sync) {
+      if (!engine.put(key, item)) throw new ServerError("ENGINE_FAILURE", "out of memory storing object");
+      this.tombstones.delete(key);
+    } else {
+      this.staged = { put: item };
+      this.tombstones.delete(key);
+    }
     this.noteVersion(item.version);
+  }
+
+  private remove(key: string, version: bigint, holdUntil: number): void {
+    const engine = this.engine;
+    if (engine.sync) {
+      engine.delete(key);
+      this.tombstones.set(key, version, holdUntil);
+    } else {
+      this.staged = { remove: version, holdUntil };
+    }
+    this.noteVersion(version);
   }
 
   private noteVersion(version: bigint): void {

@@ -1,3 +1,5 @@
+import type { TombstoneJournal } from "./engine.js";
+
 /**
  * Versions of keys that no longer hold an item (deleted, expired, evicted), so a key written again
  * continues from its old version instead of starting over: cas values never repeat and replicas
@@ -15,7 +17,17 @@ export class Tombstones {
   /** Every version ever forgotten is at most this. */
   floor = 0n;
 
-  constructor(private readonly limit: number) {}
+  constructor(
+    private readonly limit: number,
+    /** Where a persistent engine keeps them across restarts. */
+    private readonly journal?: TombstoneJournal,
+  ) {}
+
+  /** Restores what a persistent engine kept. */
+  load(entries: Iterable<[string, Tombstone]>, floor: bigint): void {
+    this.floor = floor;
+    for (const [key, t] of entries) this.map.set(key, t);
+  }
 
   get size(): number {
     return this.map.size;
@@ -34,24 +46,29 @@ export class Tombstones {
   set(key: string, version: bigint, holdUntil: number): void {
     this.map.delete(key);
     this.map.set(key, { version, holdUntil });
+    this.journal?.save(key, version, holdUntil);
     if (this.map.size > this.limit) {
       const oldest = this.map.entries().next().value;
       if (oldest !== undefined) {
         this.map.delete(oldest[0]);
+        this.journal?.remove(oldest[0]);
         this.raiseFloor(oldest[1].version);
       }
     }
   }
 
   delete(key: string): void {
-    if (this.map.size > 0) this.map.delete(key);
+    if (this.map.size > 0 && this.map.delete(key)) this.journal?.remove(key);
   }
 
   raiseFloor(version: bigint): void {
-    if (version > this.floor) this.floor = version;
+    if (version <= this.floor) return;
+    this.floor = version;
+    this.journal?.saveFloor(version);
   }
 
   clear(): void {
+    for (const key of this.map.keys()) this.journal?.remove(key);
     this.map.clear();
   }
 }

@@ -103,6 +103,6 @@ describe("node HTTP API", () => {
   });
 
   it("healthz", async () => {
-    expect(await (await fetch(`${base}/healthz`)).json()).toEqual({ status: "ok" });
+    expect(await (await fetch(`${base}/healthz`)).json()).toEqual({ status: "ok", engine: "memory" });
   });
 });

@@ -82,6 +82,14 @@ export class MemoryEngine implements SyncEngine {
     this.bytes = 0;
   }
 
+  settled(): undefined {
+    return undefined;
+  }
+
+  healthy(): boolean {
+    return true;
+  }
+
   async *scan(): AsyncIterable<[string, Item]> {
     let n = 0;
     for (const pair of this.map) {

@@ -1,0 +1,84 @@
+/**
+ * A private redis-server per test file: free port, temp dir, stopped by pid. Without redis-server
+ * the Redis cases cannot run: under CI that is a failure; elsewhere it is said loudly.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtempSync, rmSync } from "node:fs";
+import { connect, createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { hasCommand } from "./tools.js";
+
+export const redisAvailable = hasCommand("redis-server");
+
+if (!redisAvailable) {
+  if (process.env.CI) throw new Error("redis-server is missing under CI: .ci/run must install it (apt-get install -y redis-server)");
+  console.warn("\n*** redis-server is not installed: the Redis engine cases were NOT run (apt-get install -y redis-server) ***\n");
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export class RedisServer {
+  private proc: ChildProcess | undefined;
+  private readonly dir = mkdtempSync(join(tmpdir(), "flare-redis-"));
+
+  private constructor(readonly port: number) {}
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  static async start(port?: number): Promise<RedisServer> {
+    const server = new RedisServer(port ?? (await freePort()));
+    await server.restart();
+    return server;
+  }
+
+  /** Starts (again) on the same port. */
+  async restart(): Promise<void> {
+    const proc = spawn(
+      "redis-server",
+      ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", this.dir],
+      { stdio: "ignore" },
+    );
+    this.proc = proc;
+    for (let i = 0; i < 200; i++) {
+      if (proc.exitCode !== null) throw new Error(`redis-server exited with ${proc.exitCode}`);
+      const ok = await new Promise<boolean>((resolve) => {
+        const s = connect({ port: this.port, host: "127.0.0.1" });
+        s.once("connect", () => {
+          s.destroy();
+          resolve(true);
+        });
+        s.once("error", () => resolve(false));
+      });
+      if (ok) return;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    throw new Error("redis-server did not start");
+  }
+
+  /** kill -9: Redis vanishes the way a crashed server does. */
+  async kill(): Promise<void> {
+    const proc = this.proc;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = once(proc, "exit");
+    proc.kill("SIGKILL");
+    await exited;
+  }
+
+  async stop(): Promise<void> {
+    await this.kill();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
