@@ -21,7 +21,7 @@ if (!existsSync("node_modules/.package-lock.json")) {
 const event = process.env.npm_lifecycle_event;
 if (event === "pretest" || event === "prebench") {
   // command -> Debian package
-  const tools = { memccapable: "libmemcached-tools", memcached: "memcached" };
+  const tools = { memccapable: "libmemcached-tools", memcached: "memcached", "redis-server": "redis-server" };
   const missing = Object.entries(tools).filter(([cmd]) => !has(cmd));
   if (missing.length > 0) {
     const pkgs = missing.map(([, pkg]) => pkg).join(" ");

@@ -43,7 +43,10 @@ export const nodeSchema = z.object({
     .optional()
     .describe("Prefix of this node's Redis keys (default flare:<server-name>:<server-port>:)."),
   "redis-timeout": cfg.int(10, 60_000).default(1000).describe("Milliseconds before a Redis call fails."),
-  "expiry-sweep-interval": cfg.int(0, 86_400).default(60).describe("Seconds between sweeps of expired items (0 = only on access)."),
+  "expiry-sweep-interval": cfg
+    .int(0, 86_400)
+    .default(60)
+    .describe("Seconds between sweeps of expired items (0 = only on access)."),
   "memory-limit": cfg
     .bytes(1024 * 1024, 2 ** 50)
     .default(1024 ** 3)

@@ -15,7 +15,12 @@ export type Execution = boolean | Promise<boolean>;
 const yes = (): true => true;
 
 /** Writes the reply line of a result, now or when it arrives; nothing with noreply. */
-function reply<T>(result: MaybePromise<T>, out: ReplyBuffer, noreply: boolean, line: (r: T) => string): Execution {
+function reply<T>(
+  result: MaybePromise<T>,
+  out: ReplyBuffer,
+  noreply: boolean,
+  line: (r: T) => string,
+): Execution {
   if (result instanceof Promise) {
     return result.then((r) => {
       if (!noreply) out.line(line(r));
@@ -83,7 +88,8 @@ export class MemcacheCommands {
           // The hot path: one key, nothing to wait for.
           const item = store.get(keys[0] as string);
           if (!(item instanceof Promise)) {
-            if (item !== undefined) out.value(keys[0] as string, item.flags, item.value, withCas ? item.version : undefined);
+            if (item !== undefined)
+              out.value(keys[0] as string, item.flags, item.value, withCas ? item.version : undefined);
             out.line("END");
             return true;
           }
@@ -91,7 +97,9 @@ export class MemcacheCommands {
           waiting = true;
         } else {
           items = keys.map((key) => {
-            const item = touch ? store.getAndTouch(key, (req as { exptime: number }).exptime) : store.get(key);
+            const item = touch
+              ? store.getAndTouch(key, (req as { exptime: number }).exptime)
+              : store.get(key);
             if (item instanceof Promise) waiting = true;
             return item;
           });
@@ -99,7 +107,8 @@ export class MemcacheCommands {
         const write = (found: (Item | undefined)[]): true => {
           for (let i = 0; i < found.length; i++) {
             const item = found[i];
-            if (item !== undefined) out.value(keys[i] as string, item.flags, item.value, withCas ? item.version : undefined);
+            if (item !== undefined)
+              out.value(keys[i] as string, item.flags, item.value, withCas ? item.version : undefined);
           }
           out.line("END");
           return true;
@@ -135,7 +144,9 @@ export class MemcacheCommands {
       case "delete":
         return reply(store.delete(req.key, req.hold, req.version), out, req.noreply, String);
       case "touch":
-        return reply(store.touch(req.key, req.exptime), out, req.noreply, (t) => (t ? "TOUCHED" : "NOT_FOUND"));
+        return reply(store.touch(req.key, req.exptime), out, req.noreply, (t) =>
+          t ? "TOUCHED" : "NOT_FOUND",
+        );
       case "flush_all":
         return reply(store.flush(req.delay), out, req.noreply, () => "OK");
       case "stats":

@@ -167,7 +167,8 @@ class Connection {
     waiting.splice(0, n);
     this.flush();
     if (this.closing && waiting.length === 0) this.socket.end();
-    else if (waiting.length < MAX_WAITING / 2 && this.socket.isPaused() && this.socket.writableLength === 0) this.socket.resume();
+    else if (waiting.length < MAX_WAITING / 2 && this.socket.isPaused() && this.socket.writableLength === 0)
+      this.socket.resume();
   }
 
   private onData(chunk: Buffer): void {

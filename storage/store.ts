@@ -106,7 +106,9 @@ export class Store {
     exptime: number,
     version: bigint,
   ): MaybePromise<Item | Exclude<StoreResult, "STORED">> {
-    return this.run(key, (item, now) => this.decideStore(mode, key, item, value, flags, exptime, version, now));
+    return this.run(key, (item, now) =>
+      this.decideStore(mode, key, item, value, flags, exptime, version, now),
+    );
   }
 
   /** incr/decr as memcached: 64-bit unsigned, incr wraps, decr stops at 0, flags and expiry kept. */
@@ -159,9 +161,12 @@ export class Store {
     this.flushTimer = undefined;
     if (delaySeconds <= 0) return this.flushNow();
     const due = expiresAt(delaySeconds, Date.now()) - Date.now();
-    this.flushTimer = setTimeout(() => {
-      Promise.resolve(this.flushNow()).catch(() => {});
-    }, Math.max(0, due));
+    this.flushTimer = setTimeout(
+      () => {
+        Promise.resolve(this.flushNow()).catch(() => {});
+      },
+      Math.max(0, due),
+    );
     this.flushTimer.unref();
   }
 
@@ -290,7 +295,12 @@ export class Store {
   }
 
   private retouch(key: string, item: Item, exptime: number, now: number): Item {
-    const touched = { value: item.value, flags: item.flags, version: item.version, expiresAt: expiresAt(exptime, now) };
+    const touched = {
+      value: item.value,
+      flags: item.flags,
+      version: item.version,
+      expiresAt: expiresAt(exptime, now),
+    };
     this.write(key, touched);
     return touched;
   }

@@ -1,36 +1,61 @@
 /** A real node process checked by memcached's own conformance tool and by a widely used npm client. */
 import { execFile } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import Memcached from "memcached";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type NodeProcess, startNodeProcess, stopAll } from "./helpers/processes.js";
+import { RedisServer, redisAvailable } from "./helpers/redis.js";
 import { requireCommand } from "./helpers/tools.js";
 
 const run = promisify(execFile);
 let node: NodeProcess;
+let redis: RedisServer | undefined;
 
 beforeAll(async () => {
+  if (redisAvailable) redis = await RedisServer.start();
   node = await startNodeProcess();
 });
-afterAll(stopAll);
+afterAll(async () => {
+  await stopAll();
+  await redis?.stop();
+});
+
+async function memcapable(port: number): Promise<void> {
+  requireCommand("memccapable", "libmemcached-tools");
+  const result = await run("memccapable", ["-a", "-h", "127.0.0.1", "-p", String(port), "-t", "5"]).catch(
+    (err: { stdout: string; stderr: string }) => err,
+  );
+  const out = `${result.stdout}${result.stderr}`;
+  const lines = out.split("\n").filter((l) => l.startsWith("ascii "));
+  expect(lines.length).toBeGreaterThanOrEqual(27);
+  expect(out).toContain("All tests passed");
+  expect(out).not.toContain("FAIL");
+}
 
 describe("memcapable -a against a node", () => {
-  it("passes every ascii test", async () => {
-    requireCommand("memccapable", "libmemcached-tools");
-    const result = await run("memccapable", [
-      "-a",
-      "-h",
-      "127.0.0.1",
-      "-p",
-      String(node.port),
-      "-t",
-      "5",
-    ]).catch((err: { stdout: string; stderr: string }) => err);
-    const out = `${result.stdout}${result.stderr}`;
-    const lines = out.split("\n").filter((l) => l.startsWith("ascii "));
-    expect(lines.length).toBeGreaterThanOrEqual(27);
-    expect(out).toContain("All tests passed");
-    expect(out).not.toContain("FAIL");
+  it("passes every ascii test on the memory engine", async () => {
+    await memcapable(node.port);
+  });
+
+  it("passes every ascii test on the leveldb engine", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "flare-memcapable-"));
+    const leveldb = await startNodeProcess(["--storage-type", "leveldb", "--data-dir", dir]);
+    await memcapable(leveldb.port);
+    await leveldb.stop();
+  });
+
+  it.skipIf(!redisAvailable)("passes every ascii test on the redis engine", async () => {
+    const onRedis = await startNodeProcess([
+      "--storage-type",
+      "redis",
+      "--redis-url",
+      (redis as RedisServer).url,
+    ]);
+    await memcapable(onRedis.port);
+    await onRedis.stop();
   });
 });
 

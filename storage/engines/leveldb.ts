@@ -61,21 +61,32 @@ export class LevelDbEngine implements SyncEngine, TombstoneJournal {
   private count = 0;
 
   private constructor(dir: string) {
-    this.db = new ClassicLevel<Buffer, Buffer>(join(dir, "leveldb"), { keyEncoding: "buffer", valueEncoding: "buffer" });
+    this.db = new ClassicLevel<Buffer, Buffer>(join(dir, "leveldb"), {
+      keyEncoding: "buffer",
+      valueEncoding: "buffer",
+    });
   }
 
   /** Opens (or creates) the database and returns it with the tombstones it kept. */
-  static async open(dir: string): Promise<{ engine: LevelDbEngine; tombstones: [string, Tombstone][]; floor: bigint }> {
+  static async open(
+    dir: string,
+  ): Promise<{ engine: LevelDbEngine; tombstones: [string, Tombstone][]; floor: bigint }> {
     const engine = new LevelDbEngine(dir);
     try {
       await engine.db.open();
     } catch (err) {
-      throw new ServerError("ENGINE_FAILURE", `cannot open leveldb in ${dir}: ${(err as Error).message}`, { cause: err });
+      throw new ServerError("ENGINE_FAILURE", `cannot open leveldb in ${dir}: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
-    for await (const _ of engine.db.keys({ gt: Buffer.from([DATA]), lt: Buffer.from([DATA + 1]) })) engine.count++;
+    for await (const _ of engine.db.keys({ gt: Buffer.from([DATA]), lt: Buffer.from([DATA + 1]) }))
+      engine.count++;
     const tombstones: [string, Tombstone][] = [];
     for await (const [k, v] of engine.db.iterator({ gt: Buffer.from([TOMB]), lt: Buffer.from([TOMB + 1]) })) {
-      tombstones.push([k.latin1Slice(1, k.length), { version: v.readBigUInt64BE(0), holdUntil: v.readDoubleBE(8) }]);
+      tombstones.push([
+        k.latin1Slice(1, k.length),
+        { version: v.readBigUInt64BE(0), holdUntil: v.readDoubleBE(8) },
+      ]);
     }
     const floorRaw = await engine.db.get(FLOOR_KEY);
     return { engine, tombstones, floor: floorRaw === undefined ? 0n : floorRaw.readBigUInt64BE(0) };
@@ -199,13 +210,17 @@ export class LevelDbEngine implements SyncEngine, TombstoneJournal {
       .then(() => this.db.batch(batch.ops))
       .then(
         () => {
-          for (const [key, item] of batch.written) if (this.overlay.get(key) === item) this.overlay.delete(key);
+          for (const [key, item] of batch.written)
+            if (this.overlay.get(key) === item) this.overlay.delete(key);
           batch.resolve();
         },
         (err: Error) => {
           // Nothing of the batch is in LevelDB: forget it, so reads do not serve what was never kept.
-          for (const [key, item] of batch.written) if (this.overlay.get(key) === item) this.overlay.delete(key);
-          batch.reject(new ServerError("ENGINE_FAILURE", `leveldb write failed: ${err.message}`, { cause: err }));
+          for (const [key, item] of batch.written)
+            if (this.overlay.get(key) === item) this.overlay.delete(key);
+          batch.reject(
+            new ServerError("ENGINE_FAILURE", `leveldb write failed: ${err.message}`, { cause: err }),
+          );
         },
       )
       .finally(() => {

@@ -8,7 +8,10 @@ import { LevelDbEngine } from "./leveldb.js";
 import { MemoryEngine } from "./memory.js";
 import { RedisEngine } from "./redis.js";
 
-export async function openEngine(config: NodeConfig, log: Logger): Promise<{ engine: Engine; tombstones: Tombstones }> {
+export async function openEngine(
+  config: NodeConfig,
+  log: Logger,
+): Promise<{ engine: Engine; tombstones: Tombstones }> {
   const limit = config["storage-cache-size"];
   switch (config["storage-type"]) {
     case "memory": {
@@ -25,7 +28,11 @@ export async function openEngine(config: NodeConfig, log: Logger): Promise<{ eng
     case "kch":
     case "leveldb": {
       if (config["storage-type"] !== "leveldb") {
-        log.info("storage-type mapped", { from: config["storage-type"], to: "leveldb", reason: "Flare's on-disk stores are served by leveldb" });
+        log.info("storage-type mapped", {
+          from: config["storage-type"],
+          to: "leveldb",
+          reason: "Flare's on-disk stores are served by leveldb",
+        });
       }
       const dir = config["data-dir"];
       if (dir === undefined) throw new ConfigError("data-dir: required with storage-type = leveldb");

@@ -56,7 +56,11 @@ export class RedisEngine implements AsyncEngine {
       await engine.client.connect();
     } catch (err) {
       engine.client.disconnect();
-      throw new ServerError("ENGINE_FAILURE", `cannot reach redis at ${options.url}: ${(err as Error).message}`, { cause: err });
+      throw new ServerError(
+        "ENGINE_FAILURE",
+        `cannot reach redis at ${options.url}: ${(err as Error).message}`,
+        { cause: err },
+      );
     }
     return engine;
   }
@@ -70,7 +74,9 @@ export class RedisEngine implements AsyncEngine {
     const k = this.key(key);
     const value = encodeItem(item);
     await this.call(() =>
-      item.expiresAt === 0 ? this.client.set(k, value) : this.client.set(k, value, "PXAT", Math.max(1, Math.ceil(item.expiresAt))),
+      item.expiresAt === 0
+        ? this.client.set(k, value)
+        : this.client.set(k, value, "PXAT", Math.max(1, Math.ceil(item.expiresAt))),
     );
   }
 
@@ -81,7 +87,9 @@ export class RedisEngine implements AsyncEngine {
   async clear(): Promise<void> {
     let cursor = "0";
     do {
-      const [next, keys] = await this.call(() => this.client.scanBuffer(cursor, "MATCH", this.pattern(), "COUNT", 1000));
+      const [next, keys] = await this.call(() =>
+        this.client.scanBuffer(cursor, "MATCH", this.pattern(), "COUNT", 1000),
+      );
       cursor = next.toString();
       if (keys.length > 0) await this.call(() => this.client.unlink(...keys));
     } while (cursor !== "0");
@@ -91,7 +99,9 @@ export class RedisEngine implements AsyncEngine {
     let cursor = "0";
     const skip = Buffer.byteLength(this.options.prefix, "latin1");
     do {
-      const [next, keys] = await this.call(() => this.client.scanBuffer(cursor, "MATCH", this.pattern(), "COUNT", 1000));
+      const [next, keys] = await this.call(() =>
+        this.client.scanBuffer(cursor, "MATCH", this.pattern(), "COUNT", 1000),
+      );
       cursor = next.toString();
       if (keys.length === 0) continue;
       const values = await this.call(() => this.client.mgetBuffer(...keys));

@@ -13,8 +13,13 @@ import { hasCommand } from "./tools.js";
 export const redisAvailable = hasCommand("redis-server");
 
 if (!redisAvailable) {
-  if (process.env.CI) throw new Error("redis-server is missing under CI: .ci/run must install it (apt-get install -y redis-server)");
-  console.warn("\n*** redis-server is not installed: the Redis engine cases were NOT run (apt-get install -y redis-server) ***\n");
+  if (process.env.CI)
+    throw new Error(
+      "redis-server is missing under CI: .ci/run must install it (apt-get install -y redis-server)",
+    );
+  console.warn(
+    "\n*** redis-server is not installed: the Redis engine cases were NOT run (apt-get install -y redis-server) ***\n",
+  );
 }
 
 export function freePort(): Promise<number> {
@@ -48,7 +53,18 @@ export class RedisServer {
   async restart(): Promise<void> {
     const proc = spawn(
       "redis-server",
-      ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", this.dir],
+      [
+        "--port",
+        String(this.port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        this.dir,
+      ],
       { stdio: "ignore" },
     );
     this.proc = proc;
