@@ -25,7 +25,7 @@ export class RedisEngine implements AsyncEngine {
 
   private constructor(
     private readonly options: RedisEngineOptions,
-    private readonly log: Logger,
+    log: Logger,
   ) {
     this.client = new Redis(options.url, {
       enableAutoPipelining: true,
