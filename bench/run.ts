@@ -2,8 +2,12 @@
  * `npm run bench [-- --duration S]`: get/set throughput, p50/p99 latency and server CPU per
  * operation for a flare-ts node and, in the same run under the same load, a real memcached.
  */
+
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { preload, runLoad } from "./load.js";
-import { type BenchServer, cpuSeconds, startFlareNode, startMemcached } from "./servers.js";
+import { type BenchServer, cpuSeconds, startFlareNode, startMemcached, startRedis } from "./servers.js";
 
 interface Row {
   server: string;
@@ -44,7 +48,9 @@ async function measure(server: BenchServer, durationMs: number): Promise<Row[]> 
         keys: KEYS,
         valueSize: VALUE_SIZE,
       });
-      const cpu0 = cpuSeconds(server.pid);
+      const pids = server.pids ?? [server.pid];
+      const cpuOf = () => pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+      const cpu0 = cpuOf();
       const r = await runLoad({
         port: server.port,
         op,
@@ -54,7 +60,7 @@ async function measure(server: BenchServer, durationMs: number): Promise<Row[]> 
         keys: KEYS,
         valueSize: VALUE_SIZE,
       });
-      const cpu = cpuSeconds(server.pid) - cpu0;
+      const cpu = cpuOf() - cpu0;
       rows.push({
         server: server.name,
         workload: w.name,
@@ -103,7 +109,27 @@ function table(rows: Row[]): string {
 async function main(): Promise<void> {
   const durationMs = arg("duration", 3) * 1000;
   const rows: Row[] = [];
-  for (const start of [startMemcached, () => startFlareNode()]) {
+  const starters: (() => Promise<BenchServer>)[] = [
+    startMemcached,
+    () => startFlareNode("flare-ts memory"),
+    () => {
+      const dir = mkdtempSync(join(tmpdir(), "flare-bench-leveldb-"));
+      return startFlareNode("flare-ts leveldb", ["--storage-type", "leveldb", "--data-dir", dir], async () =>
+        rmSync(dir, { recursive: true, force: true }),
+      );
+    },
+    async () => {
+      const redis = await startRedis();
+      const node = await startFlareNode(
+        "flare-ts redis",
+        ["--storage-type", "redis", "--redis-url", redis.url],
+        redis.stop,
+      );
+      // The node's CPU alone hides the hop: count redis-server's too.
+      return { ...node, pids: [node.pid, redis.pid] };
+    },
+  ];
+  for (const start of starters) {
     const server = await start();
     try {
       rows.push(...(await measure(server, durationMs)));
@@ -122,9 +148,12 @@ async function main(): Promise<void> {
     );
     if (!base) continue;
     console.log(
-      `  ${row.workload} ${row.op}: throughput ${(row.opsPerSecond / base.opsPerSecond).toFixed(2)}x, CPU/op ${(row.cpuUsPerOp / base.cpuUsPerOp).toFixed(2)}x`,
+      `  ${row.server}, ${row.workload} ${row.op}: throughput ${(row.opsPerSecond / base.opsPerSecond).toFixed(2)}x, CPU/op ${(row.cpuUsPerOp / base.cpuUsPerOp).toFixed(2)}x`,
     );
   }
+  console.log(
+    "\nCPU µs/op and server CPU % count every server process of the row (flare-ts redis: node + redis-server).",
+  );
   const saturated = rows.filter((r) => r.server.startsWith("memcached") && r.cpuPercent < 80);
   if (saturated.length > 0) {
     console.log(

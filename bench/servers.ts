@@ -1,8 +1,10 @@
 /** Servers the bench runs: flare-ts nodes and the real programs they are compared with. */
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { connect, createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const CLI = fileURLToPath(new URL("../cli/main.js", import.meta.url));
@@ -13,6 +15,8 @@ export interface BenchServer {
   name: string;
   port: number;
   pid: number;
+  /** Every process whose CPU counts for this server (default: pid). */
+  pids?: number[];
   stop(): Promise<void>;
 }
 
@@ -43,7 +47,11 @@ async function stopChild(proc: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-export async function startFlareNode(args: string[] = []): Promise<BenchServer> {
+export async function startFlareNode(
+  name: string,
+  args: string[] = [],
+  cleanup?: () => Promise<void>,
+): Promise<BenchServer> {
   const proc = spawn(process.execPath, [CLI, "node", "--server-port", "0", ...args], {
     stdio: ["ignore", "ignore", "pipe"],
     env: { ...process.env, FLARE_LOG: "info" },
@@ -57,23 +65,58 @@ export async function startFlareNode(args: string[] = []): Promise<BenchServer> 
     });
     proc.once("exit", (code) => reject(new Error(`flare node exited ${code}: ${stderr}`)));
   });
-  return { name: "flare-ts node (memory)", port, pid: proc.pid as number, stop: () => stopChild(proc) };
+  return {
+    name,
+    port,
+    pid: proc.pid as number,
+    stop: async () => {
+      await stopChild(proc);
+      await cleanup?.();
+    },
+  };
 }
 
 export async function startMemcached(): Promise<BenchServer> {
   const port = await freePort();
-  const proc = spawn(
-    "memcached",
-    ["-t", "1", "-p", String(port), "-l", "127.0.0.1", "-U", "0", "-m", "1024", "-u", "root"],
-    {
-      stdio: "ignore",
+  const args = ["-t", "1", "-p", String(port), "-l", "127.0.0.1", "-U", "0", "-m", "1024", "-u", "root"];
+  const proc = spawn("memcached", args, { stdio: "ignore" });
+  await waitListening(proc, port, "memcached");
+  return { name: "memcached -t 1", port, pid: proc.pid as number, stop: () => stopChild(proc) };
+}
+
+/** A private redis-server for the redis engine; returns its URL and how to stop it. */
+export async function startRedis(): Promise<{ url: string; pid: number; stop: () => Promise<void> }> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "flare-bench-redis-"));
+  const args = [
+    "--port",
+    String(port),
+    "--bind",
+    "127.0.0.1",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--dir",
+    dir,
+  ];
+  const proc = spawn("redis-server", args, { stdio: "ignore" });
+  await waitListening(proc, port, "redis-server");
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    pid: proc.pid as number,
+    stop: async () => {
+      await stopChild(proc);
+      rmSync(dir, { recursive: true, force: true });
     },
-  );
+  };
+}
+
+/** Programs without a readiness line: poll until the port accepts. */
+async function waitListening(proc: ChildProcess, port: number, what: string): Promise<void> {
   proc.once("error", () => {});
-  // memcached has no readiness line: poll until it accepts.
   for (let i = 0; i < 100; i++) {
-    if (proc.exitCode !== null)
-      throw new Error("memcached exited at start (is the Debian package installed?)");
+    if (proc.exitCode !== null) throw new Error(`${what} exited at start (is the Debian package installed?)`);
     const ok = await new Promise<boolean>((resolve) => {
       const s = connect({ port, host: "127.0.0.1" });
       s.once("connect", () => {
@@ -82,8 +125,8 @@ export async function startMemcached(): Promise<BenchServer> {
       });
       s.once("error", () => resolve(false));
     });
-    if (ok) break;
+    if (ok) return;
     await new Promise((r) => setTimeout(r, 50));
   }
-  return { name: "memcached -t 1", port, pid: proc.pid as number, stop: () => stopChild(proc) };
+  throw new Error(`${what} did not start listening`);
 }

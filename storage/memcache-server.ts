@@ -148,12 +148,19 @@ class Connection {
     r.then((keep) => {
       slot.done = true;
       slot.keep = keep;
-      this.release();
+      // Replies that finish together (one engine batch) leave together, in one write.
+      if (!this.releaseQueued) {
+        this.releaseQueued = true;
+        queueMicrotask(() => this.release());
+      }
     });
   }
 
+  private releaseQueued = false;
+
   /** Moves finished replies at the head of the line into `out` and sends them. */
   private release(): void {
+    this.releaseQueued = false;
     const waiting = this.waiting;
     let n = 0;
     while (n < waiting.length && (waiting[n] as Slot).done) {

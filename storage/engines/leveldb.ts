@@ -93,6 +93,17 @@ export class LevelDbEngine implements SyncEngine, TombstoneJournal {
   }
 
   get(key: string): Item | undefined {
+    const item = this.read(key);
+    this.lastRead = key;
+    this.lastReadFound = item !== undefined;
+    return item;
+  }
+
+  /** The store reads a key right before it writes it: that read tells whether the put adds an item. */
+  private lastRead: string | undefined;
+  private lastReadFound = false;
+
+  private read(key: string): Item | undefined {
     const pending = this.overlay.get(key);
     if (pending !== undefined) return pending ?? undefined;
     if (this.clearing !== undefined) return undefined;
@@ -101,14 +112,17 @@ export class LevelDbEngine implements SyncEngine, TombstoneJournal {
   }
 
   put(key: string, item: Item): boolean {
-    if (this.get(key) === undefined) this.count++;
+    const existed = this.lastRead === key ? this.lastReadFound : this.read(key) !== undefined;
+    this.lastRead = undefined;
+    if (!existed) this.count++;
     this.overlay.set(key, item);
     this.enqueue({ type: "put", key: spaced(DATA, key), value: encodeItem(item) }, key, item);
     return true;
   }
 
   delete(key: string): boolean {
-    if (this.get(key) === undefined) return false;
+    this.lastRead = undefined;
+    if (this.read(key) === undefined) return false;
     this.count--;
     this.overlay.set(key, null);
     this.enqueue({ type: "del", key: spaced(DATA, key) }, key, null);
@@ -120,6 +134,7 @@ export class LevelDbEngine implements SyncEngine, TombstoneJournal {
    * it land after the clear. Reads see an empty database at once.
    */
   clear(): Promise<void> {
+    this.lastRead = undefined;
     this.overlay.clear();
     this.count = 0;
     if (this.writing === undefined) this.write();
