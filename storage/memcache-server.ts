@@ -174,7 +174,7 @@ class Connection {
     waiting.splice(0, n);
     this.flush();
     if (this.closing && waiting.length === 0) this.socket.end();
-    else if (waiting.length < MAX_WAITING / 2 && this.socket.isPaused() && this.socket.writableLength === 0)
+    else if (waiting.length < MAX_WAITING / 2 && this.socket.isPaused() && !this.socket.writableNeedDrain)
       this.socket.resume();
   }
 
