@@ -71,6 +71,31 @@ describe("leveldb node restart", () => {
   });
 });
 
+describe("replies wait their turn on an engine that answers later", () => {
+  it("a deep pipeline of sets and gets to a leveldb node, read slowly, comes back in order", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "flare-order-"));
+    const node = await startNodeProcess(["--storage-type", "leveldb", "--data-dir", dir]);
+    const c = await RawClient.open(node.port);
+    const n = 20_000;
+    let req = "";
+    let expected = "";
+    for (let i = 0; i < n; i++) {
+      const v = String(i);
+      req += `set p${i} 0 0 ${v.length}\r\n${v}\r\nget p${i}\r\n`;
+      expected += `STORED\r\nVALUE p${i} 0 ${v.length}\r\n${v}\r\nEND\r\n`;
+    }
+    c.socket.pause();
+    c.send(req);
+    await new Promise((r) => setTimeout(r, 300));
+    c.socket.resume();
+    const out = await c.readUntil(`VALUE p${n - 1} 0 ${String(n - 1).length}\r\n${n - 1}\r\nEND\r\n`, 30_000);
+    expect(out.length).toBe(expected.length);
+    expect(out === expected).toBe(true);
+    c.close();
+    await node.stop();
+  });
+});
+
 describe.skipIf(!redisAvailable)("redis engine faults", () => {
   it("answers SERVER_ERROR without hanging while Redis is gone, fails ping, and recovers by itself", async () => {
     const redis = await RedisServer.start();
