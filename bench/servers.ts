@@ -113,7 +113,7 @@ export async function startRedis(): Promise<{ url: string; pid: number; stop: ()
 }
 
 /** Programs without a readiness line: poll until the port accepts. */
-async function waitListening(proc: ChildProcess, port: number, what: string): Promise<void> {
+export async function waitListening(proc: ChildProcess, port: number, what: string): Promise<void> {
   proc.once("error", () => {});
   for (let i = 0; i < 100; i++) {
     if (proc.exitCode !== null) throw new Error(`${what} exited at start (is the Debian package installed?)`);

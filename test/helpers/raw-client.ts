@@ -31,24 +31,14 @@ export class RawClient {
 
   /** Waits until what arrived so far ends with `suffix` (or the peer closed), then returns and clears it. */
   async readUntil(suffix: string, timeoutMs = 5_000): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    while (!this.buffered.endsWith(suffix) && !this.closed) {
-      const left = deadline - Date.now();
-      if (left <= 0)
-        throw new Error(
-          `timed out waiting for ${JSON.stringify(suffix)}; got ${JSON.stringify(this.buffered)}`,
-        );
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
-    const out = this.buffered;
-    this.buffered = "";
-    return out;
+    await this.waitFor(
+      () => this.buffered.endsWith(suffix) || this.closed,
+      timeoutMs,
+      () => {
+        return `timed out waiting for ${JSON.stringify(suffix)}; got ${JSON.stringify(this.buffered)}`;
+      },
+    );
+    return this.take();
   }
 
   /** Sends `request` and returns the reply, which must end with `suffix`. */
@@ -57,12 +47,27 @@ export class RawClient {
     return this.readUntil(suffix);
   }
 
-  /** Resolves when the server closes the connection. */
+  /** Resolves with what arrived last when the server closes the connection. */
   async waitClosed(timeoutMs = 5_000): Promise<string> {
+    await this.waitFor(
+      () => this.closed,
+      timeoutMs,
+      () => "connection still open",
+    );
+    return this.take();
+  }
+
+  private take(): string {
+    const out = this.buffered;
+    this.buffered = "";
+    return out;
+  }
+
+  private async waitFor(done: () => boolean, timeoutMs: number, why: () => string): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    while (!this.closed) {
+    while (!done()) {
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error("connection still open");
+      if (left <= 0) throw new Error(why());
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left);
         this.waiters.push(() => {
@@ -71,9 +76,6 @@ export class RawClient {
         });
       });
     }
-    const out = this.buffered;
-    this.buffered = "";
-    return out;
   }
 
   close(): void {

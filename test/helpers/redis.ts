@@ -5,9 +5,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
-import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { freePort, waitListening } from "../../bench/servers.js";
 import { hasCommand } from "./tools.js";
 
 export const redisAvailable = hasCommand("redis-server");
@@ -20,17 +20,6 @@ if (!redisAvailable) {
   console.warn(
     "\n*** redis-server is not installed: the Redis engine cases were NOT run (apt-get install -y redis-server) ***\n",
   );
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 export class RedisServer {
@@ -68,20 +57,7 @@ export class RedisServer {
       { stdio: "ignore" },
     );
     this.proc = proc;
-    for (let i = 0; i < 200; i++) {
-      if (proc.exitCode !== null) throw new Error(`redis-server exited with ${proc.exitCode}`);
-      const ok = await new Promise<boolean>((resolve) => {
-        const s = connect({ port: this.port, host: "127.0.0.1" });
-        s.once("connect", () => {
-          s.destroy();
-          resolve(true);
-        });
-        s.once("error", () => resolve(false));
-      });
-      if (ok) return;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    throw new Error("redis-server did not start");
+    await waitListening(proc, this.port, "redis-server");
   }
 
   /** kill -9: Redis vanishes the way a crashed server does. */
