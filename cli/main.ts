@@ -6,6 +6,8 @@ import { loadConfig } from "../common/config.js";
 import { FlareError } from "../common/errors.js";
 import { createLogger } from "../common/log.js";
 import { VERSION } from "../common/version.js";
+import { indexConfigSpec } from "../index/config.js";
+import { startIndex } from "../index/index-server.js";
 import { nodeConfigSpec } from "../storage/config.js";
 import { startNode } from "../storage/node.js";
 
@@ -13,6 +15,7 @@ const USAGE = `usage: flare <command> [-f config-file] [--key value ...]
 
 commands:
   node     run a storage node (flared): memcached text protocol, Flare admin commands, HTTP API
+  index    run the index service (flarei): node map, health checks, failover, map pushes
 
 Every config-file key is also a flag: flare node --server-port 11211 --http-port 11280
 See README.md for every key.`;
@@ -37,6 +40,14 @@ async function main(argv: string[]): Promise<number> {
       );
       await untilSignal();
       await node.stop();
+      return 0;
+    }
+    case "index": {
+      const log = createLogger({ role: "index" });
+      const config = loadConfig(indexConfigSpec, rest, log);
+      const index = await startIndex(config, log);
+      await untilSignal();
+      await index.stop();
       return 0;
     }
     default:

@@ -48,7 +48,8 @@ export class NodeMap {
   /** Partitions that serve: active masters, and down masters that still reserve theirs. */
   partitionCount(): number {
     let n = 0;
-    for (const node of this.nodes.values()) if (node.role === "master" && (node.state === "active" || node.state === "down")) n++;
+    for (const node of this.nodes.values())
+      if (node.role === "master" && (node.state === "active" || node.state === "down")) n++;
     return n;
   }
 
@@ -101,12 +102,15 @@ export class NodeMap {
           node.balance = balance;
           node.state = "active";
         } else {
-          return refused(`partition ${partition} is neither the next one (${count}) nor one whose master is down`);
+          return refused(
+            `partition ${partition} is neither the next one (${count}) nor one whose master is down`,
+          );
         }
         return this.commit([`role set ${key} master partition ${partition} (${node.state})`]);
       }
       const master = this.masterOf(partition);
-      if (master === undefined || master.state === "down") return refused(`partition ${partition} has no live master`);
+      if (master === undefined || master.state === "down")
+        return refused(`partition ${partition} has no live master`);
       node.role = "slave";
       node.partition = partition;
       node.state = "prepare";
@@ -149,7 +153,8 @@ export class NodeMap {
         const key = nodeKey(host, port);
         const node = this.nodes.get(key);
         if (node === undefined) return refused(`unknown node ${key}`);
-        if (node.state !== "prepare") return refused(`only a preparing node can be ready (${key} is ${node.state})`);
+        if (node.state !== "prepare")
+          return refused(`only a preparing node can be ready (${key} is ${node.state})`);
         node.state = "ready";
         return this.commit([`node ready ${key}`]);
       }
@@ -164,7 +169,8 @@ export class NodeMap {
     const node = this.nodes.get(key);
     if (node === undefined) return refused(`unknown node ${key}`);
     if (node.state !== "down") return refused(`node ${key} is not down`);
-    if (node.role === "master" && !this.othersLiveIn(node)) return refused(`node ${key} still reserves partition ${node.partition}`);
+    if (node.role === "master" && !this.othersLiveIn(node))
+      return refused(`node ${key} still reserves partition ${node.partition}`);
     this.nodes.delete(key);
     return this.commit([`node removed ${key}`]);
   }
@@ -186,7 +192,8 @@ export class NodeMap {
       events.push(`master down ${key}: looking for an active slave of partition ${node.partition}`);
       const slaves = this.slavesOf(node.partition);
       let pick: NodeEntry | undefined;
-      for (const s of slaves) if (s.state === "active" && (pick === undefined || s.balance > pick.balance)) pick = s;
+      for (const s of slaves)
+        if (s.state === "active" && (pick === undefined || s.balance > pick.balance)) pick = s;
       if (pick !== undefined) {
         if (slaves.reduce((sum, s) => sum + s.balance, 0) === 0) pick.balance += 1;
         pick.role = "master";
@@ -216,7 +223,8 @@ export class NodeMap {
     const node = this.nodes.get(key);
     if (node === undefined) return refused(`unknown node ${key}`);
     if (node.state === "active") return { ok: true, changed: false, events: [] };
-    if (node.state === "prepare" && node.role !== "slave") return refused(`a preparing ${node.role} becomes ready, not active`);
+    if (node.state === "prepare" && node.role !== "slave")
+      return refused(`a preparing ${node.role} becomes ready, not active`);
     if (node.state === "ready" || node.state === "prepare") {
       node.state = "active";
       return this.commit([`node active ${key}`]);
@@ -229,7 +237,8 @@ export class NodeMap {
 
   private setBalance(node: NodeEntry, balance: number): Change {
     if (balance < 0) return refused("balance must be 0 or more");
-    if (!this.balanceAllowed(node, balance)) return refused(`partition ${node.partition} would have no read weight`);
+    if (!this.balanceAllowed(node, balance))
+      return refused(`partition ${node.partition} would have no read weight`);
     if (node.balance === balance) return { ok: true, changed: false, events: [] };
     node.balance = balance;
     return this.commit([`balance set ${nodeKey(node.host, node.port)} ${balance}`]);
@@ -261,7 +270,8 @@ export class NodeMap {
 
   private othersLiveIn(node: NodeEntry): boolean {
     for (const n of this.nodes.values()) {
-      if (n !== node && n.partition === node.partition && n.state !== "down" && n.role !== "proxy") return true;
+      if (n !== node && n.partition === node.partition && n.state !== "down" && n.role !== "proxy")
+        return true;
     }
     return false;
   }

@@ -43,7 +43,14 @@ export function parseNodeLine(line: string): NodeEntry | null {
   if (t.length !== 8 || t[0] !== "NODE") return null;
   const nums = t.slice(2).map(Number);
   if (nums.some((n) => !Number.isInteger(n))) return null;
-  const [port, role, state, partition, balance, threadType] = nums as [number, number, number, number, number, number];
+  const [port, role, state, partition, balance, threadType] = nums as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
   const parsed = nodeEntrySchema.safeParse({
     host: t[1],
     port,

@@ -23,6 +23,10 @@ export const nodeSchema = z.object({
     .describe("Index servers host:port[,host:port]; unset = standalone node."),
   "index-server-name": cfg.str().optional().describe("Single index server host (Flare style)."),
   "index-server-port": cfg.int(1, 65535).default(12120).describe("Single index server port."),
+  "index-register-timeout": cfg
+    .int(1, 3600)
+    .default(15)
+    .describe("Seconds a starting node keeps asking the index to register it."),
   "max-connection": cfg
     .int(1, 1_000_000)
     .default(128)

@@ -14,6 +14,22 @@ export type Execution = boolean | Promise<boolean>;
 
 const yes = (): true => true;
 
+/** Commands that change data: a node serves them only as a master (fencing). */
+const WRITES = new Set<Request["op"]>([
+  "set",
+  "add",
+  "replace",
+  "append",
+  "prepend",
+  "cas",
+  "incr",
+  "decr",
+  "delete",
+  "touch",
+  "gat",
+  "gats",
+]);
+
 /** Writes the reply line of a result, now or when it arrives; nothing with noreply. */
 function reply<T>(
   result: MaybePromise<T>,
@@ -42,11 +58,18 @@ export interface NodeInfo {
   readonly mapVersion: () => number;
 }
 
+/** What the commands need of a node's cluster membership (absent on a standalone node). */
+export interface Membership {
+  writeRefusal(): string | undefined;
+  sync(version: number, lines: string[]): string;
+}
+
 export class MemcacheCommands {
   constructor(
     private readonly store: Store,
     private readonly info: NodeInfo,
     private readonly log: Logger,
+    private readonly member?: Membership,
   ) {}
 
   /**
@@ -74,6 +97,13 @@ export class MemcacheCommands {
 
   private run(req: Request, out: ReplyBuffer): Execution {
     const store = this.store;
+    if (this.member !== undefined && WRITES.has(req.op)) {
+      const refusal = this.member.writeRefusal();
+      if (refusal !== undefined) {
+        if (!("noreply" in req && req.noreply)) out.line(`SERVER_ERROR ${refusal}`);
+        return true;
+      }
+    }
     switch (req.op) {
       case "get":
       case "gets":
@@ -160,6 +190,13 @@ export class MemcacheCommands {
         return true;
       case "ping":
         out.line(store.engine.healthy() ? "OK" : "SERVER_ERROR storage error");
+        return true;
+      case "node_sync":
+        out.line(
+          this.member === undefined
+            ? "SERVER_ERROR not in a cluster"
+            : this.member.sync(req.version, req.lines),
+        );
         return true;
       case "quit":
         return false;

@@ -3,6 +3,7 @@ import { ConfigError } from "../common/errors.js";
 import { type HttpServer, serveHttp } from "../common/http-serve.js";
 import type { Logger } from "../common/log.js";
 import { VERSION } from "../common/version.js";
+import { ClusterMember } from "./cluster-member.js";
 import type { NodeConfig } from "./config.js";
 import { Counters } from "./counters.js";
 import { openEngine } from "./engines/open.js";
@@ -19,11 +20,7 @@ export interface RunningNode {
 }
 
 export async function startNode(config: NodeConfig, log: Logger): Promise<RunningNode> {
-  if (config["index-servers"] !== undefined || config["index-server-name"] !== undefined) {
-    throw new ConfigError(
-      "index-server-name: joining a cluster needs the index service, which this build does not have yet",
-    );
-  }
+  const member = clusterMember(config, log);
   const { engine, tombstones } = await openEngine(config, log);
   const store = new Store(engine, tombstones, new Counters());
   const info: NodeInfo = {
@@ -33,7 +30,7 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
     itemSizeMax: config["item-size-max"],
     connections: { current: 0, total: 0, rejected: 0 },
     traffic: { bytesRead: 0, bytesWritten: 0 },
-    mapVersion: () => 0,
+    mapVersion: () => member?.version ?? 0,
   };
   const limits = {
     maxLine: config["max-line-length"],
@@ -49,11 +46,21 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
       readTimeoutSeconds: config["net-read-timeout"],
       limits,
     },
-    new MemcacheCommands(store, info, log),
+    new MemcacheCommands(store, info, log, member),
     info,
     log,
   );
   const address = await tcp.listen();
+  if (member !== undefined) {
+    member.listening(address.port);
+    try {
+      await member.register();
+    } catch (err) {
+      await tcp.close();
+      await engine.close();
+      throw err;
+    }
+  }
   let http: HttpServer | undefined;
   if (config["http-port"] !== undefined) {
     const app = createNodeHttpApp(store, { maxKey: limits.maxKey, maxValue: limits.maxValue }, log);
@@ -63,7 +70,8 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
     engine: engine.kind,
     port: address.port,
     httpPort: http?.address.port,
-    mode: "standalone",
+    mode: member === undefined ? "standalone" : "cluster",
+    role: member?.self()?.role,
   });
   const sweepSeconds = config["expiry-sweep-interval"];
   const sweeper =
@@ -79,10 +87,36 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
     store: running,
     async stop() {
       clearInterval(sweeper);
+      await member?.leave();
       await Promise.all([tcp.close(), http?.close()]);
       running.close();
       await engine.close();
       log.info("node stopped", { port: address.port });
     },
   };
+}
+
+/** A node with index settings joins that cluster; without them it runs standalone. */
+function clusterMember(config: NodeConfig, log: Logger): ClusterMember | undefined {
+  const list = config["index-servers"];
+  let host = config["index-server-name"];
+  let port = config["index-server-port"];
+  if (list !== undefined) {
+    // Several index servers need a shared map store (Flare: ZooKeeper); the first one is used.
+    const first = list.split(",")[0]?.trim() ?? "";
+    const m = /^(.+):(\d+)$/.exec(first);
+    if (m === null) throw new ConfigError(`index-servers: expected host:port[,host:port...] (got '${list}')`);
+    host = m[1] as string;
+    port = Number(m[2]);
+  }
+  if (host === undefined) return undefined;
+  return new ClusterMember(
+    {
+      indexHost: host,
+      indexPort: port,
+      serverName: config["server-name"],
+      registerTimeoutMs: config["index-register-timeout"] * 1000,
+    },
+    log,
+  );
 }

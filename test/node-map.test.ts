@@ -26,7 +26,13 @@ describe("node map", () => {
     const m = new NodeMap();
     expect(m.add(H, 1)).toMatchObject({ ok: true, changed: true });
     expect(m.add(H, 2)).toMatchObject({ ok: true, changed: true });
-    expect(m.get(H, 1)).toMatchObject({ role: "proxy", state: "active", partition: -1, balance: 0, threadType: 16 });
+    expect(m.get(H, 1)).toMatchObject({
+      role: "proxy",
+      state: "active",
+      partition: -1,
+      balance: 0,
+      threadType: 16,
+    });
     expect(m.get(H, 2)?.threadType).toBe(17);
     expect(m.version).toBe(2);
     expect(m.add(H, 1)).toEqual({ ok: false, error: "node localhost:1 is already active" });

@@ -41,6 +41,8 @@ export class RequestParser {
   /** Bytes of a refused data block still to skip, and the reply owed once they are skipped. */
   private skip = 0;
   private skipReply = "";
+  /** The body of a `node sync` being read, line by line until END. */
+  private sync: { version: number; lines: string[] } | null = null;
   /** Set by the consumer (after `quit`, or on a fatal error) to stop parsing for good. */
   halted = false;
 
@@ -97,12 +99,17 @@ export class RequestParser {
       const lineEnd = nl > pos && data[nl - 1] === 13 ? nl - 1 : nl;
       const lineStart = pos;
       pos = nl + 1;
+      if (this.sync !== null) {
+        this.syncLine(data.latin1Slice(lineStart, lineEnd));
+        continue;
+      }
       let req = this.parseHot(data, lineStart, lineEnd);
       if (req === undefined) req = this.parseLine(data.latin1Slice(lineStart, lineEnd));
       if (req !== null) {
         this.emit(req);
         continue;
       }
+      if (this.sync !== null) continue;
       if (this.skip > 0) {
         const n = Math.min(this.skip, end - pos);
         this.skip -= n;
@@ -156,6 +163,20 @@ export class RequestParser {
     }
     req.value = value;
     this.emit(req);
+  }
+
+  private syncLine(line: string): void {
+    const sync = this.sync as { version: number; lines: string[] };
+    if (line === "END") {
+      this.sync = null;
+      this.emit({ op: "node_sync", version: sync.version, lines: sync.lines });
+    } else if (sync.lines.length >= MAX_SYNC_NODES) {
+      this.sync = null;
+      this.halted = true;
+      this.onFatal("CLIENT_ERROR format error");
+    } else {
+      sync.lines.push(line);
+    }
   }
 
   /**
@@ -268,6 +289,13 @@ export class RequestParser {
       }
       case "stats":
         return { op: "stats", args: tokens.slice(1) };
+      case "node": {
+        if (tokens[1] !== "sync" || tokens.length > 3) return { op: "reply", line: "ERROR" };
+        const version = tokens.length === 3 ? parseUint(tokens[2], Number.MAX_SAFE_INTEGER) : 0;
+        if (version === null) return { op: "reply", line: "CLIENT_ERROR format error" };
+        this.sync = { version, lines: [] };
+        return null;
+      }
       // memcached ignores arguments of version and verbosity; memcapable checks that it does.
       case "version":
         return { op: cmd };
@@ -383,6 +411,8 @@ export class RequestParser {
 }
 
 const NO_VALUE = Buffer.alloc(0);
+/** A node map larger than this is not a node map. */
+const MAX_SYNC_NODES = 100_000;
 
 function badFormat(): Request {
   return { op: "reply", line: BAD_FORMAT };

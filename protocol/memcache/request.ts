@@ -25,5 +25,7 @@ export type Request =
   | { op: "stats"; args: string[] }
   | { op: "verbosity"; noreply: boolean }
   | { op: "version" | "quit" | "ping" }
+  /** Flare's map push from the index: `node sync <version>`, NODE lines, `END`. */
+  | { op: "node_sync"; version: number; lines: string[] }
   /** A request the parser already answered: the line goes out in its place, in order. */
   | { op: "reply"; line: string };

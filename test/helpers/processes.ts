@@ -35,10 +35,19 @@ export async function runFlare(
 }
 
 /** Starts `flare node --server-port 0 ...` and waits for its "node started" line. */
-export async function startNodeProcess(args: string[] = []): Promise<NodeProcess> {
+export function startNodeProcess(args: string[] = []): Promise<NodeProcess> {
+  return startRole("node", "node started", args);
+}
+
+/** Starts `flare index --server-port 0 ...` and waits for its "index started" line. */
+export function startIndexProcess(args: string[] = []): Promise<NodeProcess> {
+  return startRole("index", "index started", args);
+}
+
+async function startRole(role: string, ready: string, args: string[]): Promise<NodeProcess> {
   const proc = spawn(
     process.execPath,
-    [BIN, "node", "--server-port", "0", "--bind-address", "127.0.0.1", ...args],
+    [BIN, role, "--server-port", "0", "--bind-address", "127.0.0.1", ...args],
     {
       stdio: ["ignore", "ignore", "pipe"],
       env: { ...process.env, FLARE_LOG: "info" },
@@ -48,11 +57,11 @@ export async function startNodeProcess(args: string[] = []): Promise<NodeProcess
   proc.once("exit", () => running.delete(proc));
   let stderr = "";
   const started = await new Promise<{ port: number; httpPort?: number }>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`node did not start: ${stderr}`)), 15_000);
+    const timer = setTimeout(() => reject(new Error(`${role} did not start: ${stderr}`)), 20_000);
     proc.stderr?.on("data", (d: Buffer) => {
       stderr += d.toString();
       for (const line of stderr.split("\n")) {
-        if (!line.includes('"node started"')) continue;
+        if (!line.includes(`"${ready}"`)) continue;
         clearTimeout(timer);
         resolve(JSON.parse(line));
         return;
@@ -60,7 +69,7 @@ export async function startNodeProcess(args: string[] = []): Promise<NodeProcess
     });
     proc.once("exit", (code) => {
       clearTimeout(timer);
-      reject(new Error(`node exited with ${code}: ${stderr}`));
+      reject(new Error(`${role} exited with ${code}: ${stderr}`));
     });
   });
   return {

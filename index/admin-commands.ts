@@ -1,0 +1,113 @@
+/** flarei's text commands (flare-notes §1.3), with its reply lines byte for byte. */
+import type { LineReply } from "../common/line-server.js";
+import { VERSION } from "../common/version.js";
+import { ROLES, type Role, STATES } from "../protocol/node-map.js";
+import type { IndexService } from "./service.js";
+
+export interface IndexInfo {
+  startedAt: number;
+  connections: () => number;
+}
+
+const reply = (...lines: string[]): LineReply => ({ lines });
+const ERROR = reply("ERROR");
+
+function port(s: string | undefined): number | null {
+  if (s === undefined || !/^\d{1,5}$/.test(s)) return null;
+  const n = Number(s);
+  return n >= 1 && n <= 65535 ? n : null;
+}
+
+function int(s: string | undefined, fallback: number): number | null {
+  if (s === undefined) return fallback;
+  return /^-?\d{1,9}$/.test(s) ? Number(s) : null;
+}
+
+export function indexCommands(service: IndexService, info: IndexInfo): (line: string) => LineReply {
+  return (line) => {
+    const t = line.split(" ").filter((w) => w !== "");
+    switch (t[0]) {
+      case "ping":
+        return t.length === 1 ? reply("OK") : ERROR;
+      case "version":
+        return reply(`VERSION ${VERSION}`);
+      case "quit":
+        return { lines: ["END"], close: true };
+      case "verbosity":
+        return t.length >= 2 && t.length <= 3
+          ? reply(...(t[t.length - 1] === "noreply" ? [] : ["OK"]))
+          : ERROR;
+      case "meta":
+        return reply(...service.meta(), "END");
+      case "stats":
+        if (t[1] === "nodes" && t.length === 2) return reply(...service.statsNodes(), "END");
+        if (t.length === 1) return reply(...stats(service, info), "END");
+        if (t.length === 2 && ["items", "slabs", "sizes"].includes(t[1] as string)) return reply("END");
+        return ERROR;
+      case "shutdown": {
+        const p = port(t[2]);
+        if (t.length !== 3 || p === null) return ERROR;
+        return reply(service.shutdown(t[1] as string, p).ok ? "OK" : "SERVER_ERROR failed to shutdown");
+      }
+      case "node":
+        return node(service, t);
+      default:
+        return ERROR;
+    }
+  };
+}
+
+function node(service: IndexService, t: string[]): LineReply {
+  const host = t[2];
+  const p = port(t[3]);
+  if (host === undefined || p === null) return ERROR;
+  switch (t[1]) {
+    case "add": {
+      if (t.length !== 4) return ERROR;
+      if (!service.add(host, p).ok) return reply("SERVER_ERROR failed to add node");
+      return reply(...service.nodeLines(), "END");
+    }
+    case "role": {
+      const role = t[4] as Role;
+      const balance = int(t[5], -1);
+      const partition = int(t[6], -1);
+      if (t.length < 5 || t.length > 7 || !ROLES.includes(role) || balance === null || partition === null)
+        return ERROR;
+      return reply(
+        service.setRole(host, p, role, balance, partition).ok
+          ? "OK"
+          : "SERVER_ERROR failed to set role (and balance)",
+      );
+    }
+    case "state": {
+      const state = t[4];
+      if (t.length !== 5 || !STATES.includes(state as never)) return ERROR;
+      return reply(service.setState(host, p, state as never).ok ? "OK" : "SERVER_ERROR failed to set state");
+    }
+    case "remove":
+      if (t.length !== 4) return ERROR;
+      return reply(service.remove(host, p).ok ? "OK" : "SERVER_ERROR failed to remove node");
+    default:
+      return ERROR;
+  }
+}
+
+function stats(service: IndexService, info: IndexInfo): string[] {
+  const now = Date.now();
+  const usage = process.resourceUsage();
+  return [
+    `STAT pid ${process.pid}`,
+    `STAT uptime ${Math.floor((now - info.startedAt) / 1000)}`,
+    `STAT time ${Math.floor(now / 1000)}`,
+    `STAT version ${VERSION}`,
+    "STAT pointer_size 64",
+    `STAT rusage_user ${(usage.userCPUTime / 1e6).toFixed(6)}`,
+    `STAT rusage_system ${(usage.systemCPUTime / 1e6).toFixed(6)}`,
+    "STAT curr_items 0",
+    "STAT total_items 0",
+    "STAT bytes 0",
+    `STAT curr_connections ${info.connections()}`,
+    `STAT node_map_version ${service.map.version}`,
+    `STAT failovers ${service.failovers}`,
+  ];
+}

@@ -1,0 +1,62 @@
+/** flarei's configuration keys (flare-notes §7.1) plus flare-ts's own, validated with zod. */
+import { z } from "zod";
+import { type ConfigSpec, cfg } from "../common/config.js";
+
+export const indexSchema = z.object({
+  "data-dir": cfg.str().describe("Directory of the persisted node map (required)."),
+  "server-name": cfg.str().default("localhost").describe("The index server's name."),
+  "server-port": cfg
+    .int(0, 65535)
+    .default(12120)
+    .describe("Flare admin text protocol port (0 = any free port)."),
+  "bind-address": cfg.str().default("127.0.0.1").describe("Address the servers listen on."),
+  "http-port": cfg.int(0, 65535).optional().describe("HTTP API port; unset = none, 0 = any free port."),
+  "admin-token": cfg.str().optional().describe("Bearer token the HTTP API asks for on changes."),
+  "monitor-interval": cfg.int(1, 3600).default(5).describe("Seconds between health checks of a node."),
+  "monitor-threshold": cfg.int(1, 100).default(3).describe("Failed checks in a row that mark a node down."),
+  "monitor-read-timeout": cfg
+    .int(10, 60_000)
+    .default(1000)
+    .describe("Milliseconds a node has to answer a ping."),
+  "monitor-retry-wait": cfg
+    .int(10, 60_000)
+    .default(500)
+    .describe("Milliseconds before a failed check is retried."),
+  "max-connection": cfg.int(1, 1_000_000).default(128).describe("Admin connections served at once."),
+  "net-read-timeout": cfg
+    .int(1, 2_147_483)
+    .default(600)
+    .describe("Seconds an admin connection may stay idle."),
+  "partition-size": cfg
+    .int(1, 1_000_000)
+    .default(1024)
+    .describe("Most partitions the key resolver supports."),
+  "partition-type": z.enum(["modular"]).default("modular").describe("Key resolver: modular (the only one)."),
+  "partition-modular-hint": cfg.int(1, 1_000_000).default(1).describe("Modular resolver hint."),
+  "partition-modular-virtual": cfg
+    .int(1, 10_000_000)
+    .default(4096)
+    .describe("Modular resolver virtual buckets."),
+  "key-hash-algorithm": z
+    .enum(["simple", "crc32", "jenkins"])
+    .default("simple")
+    .describe("Key hash: simple, crc32 or jenkins."),
+});
+
+export type IndexConfig = z.infer<typeof indexSchema>;
+
+const ignored = new Set([
+  "log-facility",
+  "thread-pool-size",
+  "stack-size",
+  "server-socket",
+  "daemonize",
+  "pid",
+  "stderr",
+]);
+
+export const indexConfigSpec: ConfigSpec<typeof indexSchema.shape> = {
+  role: "index",
+  schema: indexSchema,
+  ignored,
+};

@@ -1,0 +1,129 @@
+/**
+ * The index's HTTP API: the map as JSON (`GET /v1/cluster`, `?after=V` waits for a newer version),
+ * the same changes as the text protocol, `/healthz` and `/metrics`. Changes need `admin-token`
+ * (Bearer) when one is configured.
+ */
+
+import type { Context } from "hono";
+import { Hono } from "hono";
+import { z } from "zod";
+import { ROLES, STATES } from "../protocol/node-map.js";
+import type { Change } from "./node-map.js";
+import type { IndexService } from "./service.js";
+
+const LONG_POLL_MS = 30_000;
+
+const roleBody = z.object({
+  role: z.enum(ROLES),
+  balance: z.number().int().min(-1).optional(),
+  partition: z.number().int().min(-1).optional(),
+});
+const stateBody = z.object({ state: z.enum(STATES) });
+const target = z.object({ host: z.string().min(1), port: z.coerce.number().int().min(1).max(65535) });
+
+function fail(c: Context, status: 400 | 401 | 404 | 409, code: string, message: string): Response {
+  return c.json({ error: { code, message } }, status);
+}
+
+export function createIndexHttpApp(service: IndexService, adminToken: string | undefined): Hono {
+  const app = new Hono();
+
+  const snapshot = () => ({ version: service.map.version, nodes: service.map.list() });
+
+  app.get("/healthz", (c) => c.json({ status: "ok", mapVersion: service.map.version }));
+
+  app.get("/v1/cluster", async (c) => {
+    const after = c.req.query("after");
+    if (after !== undefined) {
+      if (!/^\d+$/.test(after)) return fail(c, 400, "BAD_REQUEST", "after must be a map version");
+      await service.waitForVersion(Number(after), LONG_POLL_MS);
+    }
+    return c.json(snapshot());
+  });
+
+  app.get("/metrics", (c) => {
+    const lines = [
+      "# HELP flare_index_map_version Current node map version.",
+      "# TYPE flare_index_map_version gauge",
+      `flare_index_map_version ${service.map.version}`,
+      "# HELP flare_index_failovers_total Masters replaced by a slave since start.",
+      "# TYPE flare_index_failovers_total counter",
+      `flare_index_failovers_total ${service.failovers}`,
+      "# HELP flare_index_nodes Nodes by role and state.",
+      "# TYPE flare_index_nodes gauge",
+    ];
+    const counts = new Map<string, number>();
+    for (const n of service.map.list())
+      counts.set(`${n.role}|${n.state}`, (counts.get(`${n.role}|${n.state}`) ?? 0) + 1);
+    for (const [k, v] of counts) {
+      const [role, state] = k.split("|");
+      lines.push(`flare_index_nodes{role="${role}",state="${state}"} ${v}`);
+    }
+    return c.text(`${lines.join("\n")}\n`, 200, { "Content-Type": "text/plain; version=0.0.4" });
+  });
+
+  app.use("/v1/nodes/*", async (c, next) => {
+    if (adminToken !== undefined && c.req.header("Authorization") !== `Bearer ${adminToken}`) {
+      return fail(c, 401, "UNAUTHORIZED", "this index needs its admin-token as a Bearer token for changes");
+    }
+    await next();
+  });
+
+  const answer = (c: Context, change: Change): Response =>
+    change.ok
+      ? c.json({ ok: true, changed: change.changed, ...snapshot() })
+      : fail(c, 409, "REFUSED", change.error);
+
+  const parse = async <T>(c: Context, schema: z.ZodType<T>): Promise<T | Response> => {
+    const t = target.safeParse(c.req.param());
+    if (!t.success) return fail(c, 400, "BAD_REQUEST", "host and port name a node");
+    let body: unknown;
+    try {
+      body = await c.req.json();
+    } catch {
+      return fail(c, 400, "BAD_REQUEST", "body must be JSON");
+    }
+    const b = schema.safeParse(body);
+    if (!b.success)
+      return fail(
+        c,
+        400,
+        "BAD_REQUEST",
+        `${String(b.error.issues[0]?.path[0])}: ${b.error.issues[0]?.message}`,
+      );
+    return b.data;
+  };
+
+  app.post("/v1/nodes/:host/:port/role", async (c) => {
+    const b = await parse(c, roleBody);
+    if (b instanceof Response) return b;
+    return answer(
+      c,
+      service.setRole(c.req.param("host"), Number(c.req.param("port")), b.role, b.balance, b.partition),
+    );
+  });
+
+  app.post("/v1/nodes/:host/:port/state", async (c) => {
+    const b = await parse(c, stateBody);
+    if (b instanceof Response) return b;
+    return answer(c, service.setState(c.req.param("host"), Number(c.req.param("port")), b.state));
+  });
+
+  app.delete("/v1/nodes/:host/:port", (c) => {
+    const t = target.safeParse(c.req.param());
+    if (!t.success) return fail(c, 400, "BAD_REQUEST", "host and port name a node");
+    return answer(c, service.remove(t.data.host, t.data.port));
+  });
+
+  /** A proxy that could not reach a node reports it, so the index checks it at once. */
+  app.post("/v1/nodes/:host/:port/suspect", (c) => {
+    const t = target.safeParse(c.req.param());
+    if (!t.success) return fail(c, 400, "BAD_REQUEST", "host and port name a node");
+    return service.suspect(t.data.host, t.data.port)
+      ? c.json({ ok: true })
+      : fail(c, 404, "NOT_FOUND", "unknown node");
+  });
+
+  app.notFound((c) => fail(c, 404, "NO_ROUTE", `no route ${c.req.method} ${c.req.path}`));
+  return app;
+}

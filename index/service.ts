@@ -1,0 +1,199 @@
+/**
+ * The index service (flarei): the one keeper of the node map. It applies changes (operators,
+ * registering nodes, its monitors), saves each new map before anyone hears of it, and pushes it to
+ * every live node, a newly promoted master first.
+ */
+import type { Logger } from "../common/log.js";
+import {
+  type NodeEntry,
+  type NodeState,
+  nodeKey,
+  nodeLine,
+  type Role,
+  statsNodesLines,
+} from "../protocol/node-map.js";
+import type { IndexConfig } from "./config.js";
+import { NodeMonitor } from "./monitor.js";
+import { type Change, NodeMap } from "./node-map.js";
+import { loadMap, saveMap } from "./persistence.js";
+
+export class IndexService {
+  readonly map: NodeMap;
+  private readonly monitors = new Map<string, NodeMonitor>();
+  private readonly waiters = new Set<() => void>();
+  /** Failovers done since start (for /metrics). */
+  failovers = 0;
+  private stopped = false;
+
+  constructor(
+    private readonly config: IndexConfig,
+    private readonly log: Logger,
+  ) {
+    const data = loadMap(config["data-dir"]);
+    this.map = new NodeMap(data);
+    if (data !== undefined) log.info("node map loaded", { version: data.version, nodes: data.nodes.length });
+    for (const n of this.map.list()) this.watch(n.host, n.port);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const m of this.monitors.values()) m.stop();
+    this.monitors.clear();
+    for (const w of this.waiters) w();
+  }
+
+  /**
+   * `node add` from a starting node. A node the map still has as live has restarted and lost what
+   * it was: it is failed over first (Flare refused it and the node would not start).
+   */
+  add(host: string, port: number): Change {
+    const existing = this.map.get(host, port);
+    if (existing !== undefined && existing.state !== "down") {
+      this.log.warn("node restarted", {
+        node: nodeKey(host, port),
+        was: `${existing.role}/${existing.state}`,
+      });
+      this.apply(this.map.down(host, port), "restart");
+    }
+    const change = this.apply(this.map.add(host, port), "node add");
+    if (change.ok) this.watch(host, port);
+    return change;
+  }
+
+  setRole(host: string, port: number, role: Role, balance?: number, partition?: number): Change {
+    return this.apply(this.map.setRole(host, port, role, balance, partition), "node role");
+  }
+
+  setState(host: string, port: number, state: NodeState): Change {
+    return this.apply(this.map.setState(host, port, state), "node state");
+  }
+
+  remove(host: string, port: number): Change {
+    const change = this.apply(this.map.remove(host, port), "node remove");
+    if (change.ok && change.changed) {
+      this.monitors.get(nodeKey(host, port))?.stop();
+      this.monitors.delete(nodeKey(host, port));
+    }
+    return change;
+  }
+
+  /** A node going away on purpose: down at once, without waiting for the monitor. */
+  shutdown(host: string, port: number): Change {
+    return this.apply(this.map.down(host, port), "shutdown");
+  }
+
+  /** Someone (a proxy) could not reach a node: check it now rather than at the next interval. */
+  suspect(host: string, port: number): boolean {
+    const monitor = this.monitors.get(nodeKey(host, port));
+    monitor?.checkNow();
+    return monitor !== undefined;
+  }
+
+  statsNodes(): string[] {
+    return statsNodesLines(this.map.list());
+  }
+
+  nodeLines(): string[] {
+    return this.map.list().map(nodeLine);
+  }
+
+  meta(): string[] {
+    const c = this.config;
+    return [
+      `META partition-size ${c["partition-size"]}`,
+      `META key-hash-algorithm ${c["key-hash-algorithm"]}`,
+      `META partition-type ${c["partition-type"]}`,
+      `META partition-modular-hint ${c["partition-modular-hint"]}`,
+      `META partition-modular-virtual ${c["partition-modular-virtual"]}`,
+    ];
+  }
+
+  /** Resolves when the map version passes `after`, or after `timeoutMs` (HTTP long-poll). */
+  waitForVersion(after: number, timeoutMs: number): Promise<void> {
+    if (this.map.version > after || this.stopped) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.waiters.delete(check);
+        resolve();
+      };
+      const check = (): void => {
+        if (this.map.version > after || this.stopped) done();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      this.waiters.add(check);
+    });
+  }
+
+  private apply(change: Change, what: string): Change {
+    if (!change.ok) {
+      this.log.warn(`${what} refused`, { reason: change.error });
+      return change;
+    }
+    if (!change.changed) return change;
+    const data = this.map.toData();
+    saveMap(this.config["data-dir"], data);
+    for (const event of change.events)
+      this.log.info(event.split(" ").slice(0, 2).join(" "), { detail: event, mapVersion: data.version });
+    if (change.promoted !== undefined) this.failovers++;
+    this.log.info("partition map rebuilt", { mapVersion: data.version });
+    for (const w of [...this.waiters]) w();
+    void this.broadcast(data.version, data.nodes, change.promoted);
+    return change;
+  }
+
+  /** Pushes the map to every live node: a new master first (it must start taking writes), then the rest. */
+  private async broadcast(version: number, nodes: NodeEntry[], first: string | undefined): Promise<void> {
+    const text = `node sync ${version}\r\n${nodes.map((n) => `${nodeLine(n)}\r\n`).join("")}END\r\n`;
+    const targets = nodes.filter((n) => n.state !== "down").map((n) => nodeKey(n.host, n.port));
+    const started = Date.now();
+    if (first !== undefined && targets.includes(first)) {
+      const ok = await this.monitors.get(first)?.push(text);
+      this.log.info("map pushed to new master", {
+        node: first,
+        mapVersion: version,
+        ok,
+        ms: Date.now() - started,
+      });
+    }
+    const rest = targets.filter((k) => k !== first);
+    const results = await Promise.all(
+      rest.map((k) => this.monitors.get(k)?.push(text) ?? Promise.resolve(false)),
+    );
+    this.log.info("map pushed", {
+      mapVersion: version,
+      told: rest.filter((_, i) => results[i]),
+      failed: rest.filter((_, i) => !results[i]),
+      ms: Date.now() - started,
+    });
+  }
+
+  private watch(host: string, port: number): void {
+    const key = nodeKey(host, port);
+    if (this.monitors.has(key) || this.stopped) return;
+    const c = this.config;
+    const monitor = new NodeMonitor(
+      host,
+      port,
+      {
+        intervalMs: c["monitor-interval"] * 1000,
+        threshold: c["monitor-threshold"],
+        readTimeoutMs: c["monitor-read-timeout"],
+        retryWaitMs: c["monitor-retry-wait"],
+      },
+      {
+        down: () => {
+          this.log.warn("node unreachable", { node: key, checks: c["monitor-threshold"] });
+          this.apply(this.map.down(host, port), "monitor down");
+        },
+        up: () => {
+          this.log.info("node reachable again", { node: key });
+          this.apply(this.map.up(host, port), "monitor up");
+        },
+        downInMap: () => this.map.get(host, port)?.state === "down",
+      },
+      this.log.child({ monitor: key }),
+    );
+    this.monitors.set(key, monitor);
+  }
+}

@@ -1,0 +1,117 @@
+/**
+ * A small client for Flare's line-based admin exchanges (index <-> node): one request at a time per
+ * connection, a reply read line by line until a terminator, a deadline on each. A timeout or a
+ * close fails what is pending and the connection is not reused.
+ */
+import { connect, type Socket } from "node:net";
+
+const MAX_REPLY_LINE = 64 * 1024;
+
+export class LineClientError extends Error {}
+
+/** A reply ends at END, OK, or any error line; single-line replies end at their line. */
+export const untilEnd = (line: string): boolean =>
+  line === "END" || line === "ERROR" || line.startsWith("SERVER_ERROR") || line.startsWith("CLIENT_ERROR");
+export const oneLine = (): boolean => true;
+
+interface Pending {
+  lines: string[];
+  until: (line: string) => boolean;
+  resolve: (lines: string[]) => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+export class LineClient {
+  private buffer = "";
+  private readonly queue: Pending[] = [];
+  private closedWith: Error | undefined;
+  private readonly closeListeners: (() => void)[] = [];
+
+  private constructor(private readonly socket: Socket) {
+    socket.setNoDelay(true);
+    socket.on("data", (d: Buffer) => this.onData(d));
+    socket.on("error", (err) => this.fail(new LineClientError(err.message)));
+    socket.on("close", () => this.fail(new LineClientError("connection closed")));
+  }
+
+  static connect(host: string, port: number, timeoutMs: number): Promise<LineClient> {
+    return new Promise((resolve, reject) => {
+      const socket = connect({ host, port });
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new LineClientError(`connect to ${host}:${port} timed out`));
+      }, timeoutMs);
+      socket.once("connect", () => {
+        clearTimeout(timer);
+        socket.removeAllListeners("error");
+        resolve(new LineClient(socket));
+      });
+      socket.once("error", (err) => {
+        clearTimeout(timer);
+        reject(new LineClientError(err.message));
+      });
+    });
+  }
+
+  get closed(): boolean {
+    return this.closedWith !== undefined;
+  }
+
+  onClose(listener: () => void): void {
+    if (this.closed) listener();
+    else this.closeListeners.push(listener);
+  }
+
+  /** Sends `text` (lines with CRLF) and resolves with the reply lines up to the terminator. */
+  request(text: string, until: (line: string) => boolean, timeoutMs: number): Promise<string[]> {
+    if (this.closedWith) return Promise.reject(this.closedWith);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.fail(new LineClientError(`no reply within ${timeoutMs} ms`));
+        this.socket.destroy();
+      }, timeoutMs);
+      this.queue.push({ lines: [], until, resolve, reject, timer });
+      this.socket.write(text);
+    });
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+
+  private onData(d: Buffer): void {
+    this.buffer += d.toString("latin1");
+    let nl = this.buffer.indexOf("\n");
+    while (nl >= 0) {
+      const line = this.buffer.slice(0, nl).replace(/\r$/, "");
+      this.buffer = this.buffer.slice(nl + 1);
+      const head = this.queue[0];
+      if (head === undefined) {
+        this.fail(new LineClientError(`unexpected line: ${line}`));
+        this.socket.destroy();
+        return;
+      }
+      head.lines.push(line);
+      if (head.until(line)) {
+        this.queue.shift();
+        clearTimeout(head.timer);
+        head.resolve(head.lines);
+      }
+      nl = this.buffer.indexOf("\n");
+    }
+    if (this.buffer.length > MAX_REPLY_LINE) {
+      this.fail(new LineClientError("reply line too long"));
+      this.socket.destroy();
+    }
+  }
+
+  private fail(err: Error): void {
+    if (this.closedWith === undefined) this.closedWith = err;
+    for (const p of this.queue.splice(0)) {
+      clearTimeout(p.timer);
+      p.reject(err);
+    }
+    for (const l of this.closeListeners.splice(0)) l();
+  }
+}

@@ -1,0 +1,131 @@
+/**
+ * A node's place in a cluster: it registers with the index (`node add`), keeps the map the index
+ * pushes (`node sync`), and serves writes only in the role that map gives it (fencing).
+ */
+import { ServerError } from "../common/errors.js";
+import type { Logger } from "../common/log.js";
+import { LineClient, oneLine, untilEnd } from "../protocol/line-client.js";
+import { type NodeEntry, nodeKey, parseNodeLine } from "../protocol/node-map.js";
+
+export interface ClusterOptions {
+  indexHost: string;
+  indexPort: number;
+  /** How the node names itself in the map. */
+  serverName: string;
+  /** How long to keep asking to be registered (the index may not have seen our old self die yet). */
+  registerTimeoutMs: number;
+}
+
+export class ClusterMember {
+  private nodes: NodeEntry[] = [];
+  version = 0;
+  private key = "";
+  private port = 0;
+
+  constructor(
+    private readonly options: ClusterOptions,
+    private readonly log: Logger,
+  ) {}
+
+  /** The port the node listens on (known once it listens; port 0 in config means any). */
+  listening(port: number): void {
+    this.port = port;
+    this.key = nodeKey(this.options.serverName, port);
+  }
+
+  /** This node's entry in the current map. */
+  self(): NodeEntry | undefined {
+    return this.nodes.find((n) => nodeKey(n.host, n.port) === this.key);
+  }
+
+  /** Why a client write is refused here, or undefined when this node is an active master. */
+  writeRefusal(): string | undefined {
+    const me = this.self();
+    if (me?.role === "master" && me.state === "active") return undefined;
+    return `not a master (role ${me?.role ?? "unknown"}, state ${me?.state ?? "unknown"})`;
+  }
+
+  async register(): Promise<void> {
+    const { indexHost, indexPort, serverName } = this.options;
+    const port = this.port;
+    const deadline = Date.now() + this.options.registerTimeoutMs;
+    for (;;) {
+      let reason: string;
+      try {
+        const client = await LineClient.connect(indexHost, indexPort, 2000);
+        try {
+          const lines = await client.request(`node add ${serverName} ${port}\r\n`, untilEnd, 5000);
+          if (lines.at(-1) === "END") {
+            this.apply(0, lines.slice(0, -1));
+            this.log.info("registered with index", {
+              index: `${indexHost}:${indexPort}`,
+              role: this.self()?.role,
+            });
+            return;
+          }
+          reason = lines.at(-1) ?? "no reply";
+        } finally {
+          client.close();
+        }
+      } catch (err) {
+        reason = (err as Error).message;
+      }
+      if (Date.now() >= deadline) {
+        throw new ServerError(
+          "UNAVAILABLE",
+          `cannot register with index ${indexHost}:${indexPort}: ${reason}`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+
+  /** A map pushed by the index. Returns the reply line. */
+  sync(version: number, lines: string[]): string {
+    if (version !== 0 && this.version !== 0 && version < this.version) return "SERVER_ERROR node sync error";
+    const nodes: NodeEntry[] = [];
+    for (const line of lines) {
+      const node = parseNodeLine(line);
+      if (node === null) return "CLIENT_ERROR format error";
+      nodes.push(node);
+    }
+    this.applyNodes(version, nodes);
+    return "OK";
+  }
+
+  /** Tells the index this node is going away, so it is marked down at once (Flare's `shutdown`). */
+  async leave(): Promise<void> {
+    const { indexHost, indexPort, serverName } = this.options;
+    const port = this.port;
+    try {
+      const client = await LineClient.connect(indexHost, indexPort, 1000);
+      try {
+        await client.request(`shutdown ${serverName} ${port}\r\n`, oneLine, 2000);
+      } finally {
+        client.close();
+      }
+    } catch (err) {
+      this.log.warn("could not tell the index we are leaving", { err });
+    }
+  }
+
+  private apply(version: number, lines: string[]): void {
+    const nodes = lines.map(parseNodeLine).filter((n): n is NodeEntry => n !== null);
+    this.applyNodes(version, nodes);
+  }
+
+  private applyNodes(version: number, nodes: NodeEntry[]): void {
+    const before = this.self();
+    this.nodes = nodes;
+    this.version = version;
+    const after = this.self();
+    if (before?.role !== after?.role || before?.state !== after?.state) {
+      this.log.info("role changed", {
+        from: before ? `${before.role}/${before.state}` : "none",
+        to: after ? `${after.role}/${after.state}` : "none",
+        partition: after?.partition,
+        mapVersion: version,
+      });
+    }
+  }
+}
