@@ -1,11 +1,12 @@
 /**
- * `npm run bench [-- --duration S]`: get/set throughput, p50/p99 latency and server CPU per
+ * `npm run bench [-- --duration S]` (or `npm run bench -- failover [--rounds N]`): get/set throughput, p50/p99 latency and server CPU per
  * operation for a flare-ts node and, in the same run under the same load, a real memcached.
  */
 
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { failoverBench } from "./failover.js";
 import { preload, runLoad } from "./load.js";
 import { type BenchServer, cpuSeconds, startFlareNode, startMemcached, startRedis } from "./servers.js";
 
@@ -107,6 +108,10 @@ function table(rows: Row[]): string {
 }
 
 async function main(): Promise<void> {
+  if (process.argv.includes("failover")) {
+    await failoverBench(arg("rounds", 10));
+    return;
+  }
   const durationMs = arg("duration", 3) * 1000;
   const rows: Row[] = [];
   const starters: (() => Promise<BenchServer>)[] = [
