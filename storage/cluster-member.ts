@@ -5,7 +5,7 @@
 import { ServerError } from "../common/errors.js";
 import type { Logger } from "../common/log.js";
 import { LineClient, oneLine, untilEnd } from "../protocol/line-client.js";
-import { type NodeEntry, nodeKey, parseNodeLine } from "../protocol/node-map.js";
+import { type NodeEntry, nodeKey, parseNodeLine, statsNodesLines } from "../protocol/node-map.js";
 
 export interface ClusterOptions {
   indexHost: string;
@@ -43,6 +43,10 @@ export class ClusterMember {
     const me = this.self();
     if (me?.role === "master" && me.state === "active") return undefined;
     return `not a master (role ${me?.role ?? "unknown"}, state ${me?.state ?? "unknown"})`;
+  }
+
+  statsNodes(): string[] {
+    return statsNodesLines(this.nodes);
   }
 
   async register(): Promise<void> {

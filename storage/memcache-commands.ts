@@ -61,6 +61,8 @@ export interface NodeInfo {
 /** What the commands need of a node's cluster membership (absent on a standalone node). */
 export interface Membership {
   writeRefusal(): string | undefined;
+  /** The node's view of the map, as `stats nodes` lines. */
+  statsNodes(): string[];
   sync(version: number, lines: string[]): string;
 }
 
@@ -225,11 +227,13 @@ export class MemcacheCommands {
         this.info.traffic.bytesWritten = 0;
         out.line("RESET");
         return;
+      case "nodes":
+        for (const line of this.member?.statsNodes() ?? []) out.line(line);
+        break;
       case "items":
       case "slabs":
       case "sizes":
       case "conns":
-      case "nodes":
         break;
       default:
         out.line("ERROR");

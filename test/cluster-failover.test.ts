@@ -84,6 +84,8 @@ describe("failover with real processes", () => {
       ]),
     );
     expect(index.stderr()).toMatch(/"msg":"new master"/);
+    // The slave's own view of the map says the same.
+    expect(await admin(s, "stats nodes", "END\r\n")).toContain(`STAT localhost:${s}:role master\r\n`);
     expect(slave.stderr()).toMatch(/"msg":"role changed".*"to":"master\/active"/);
 
     // The old master returns: it registers again and comes back as a proxy, not as a master.
