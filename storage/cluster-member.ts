@@ -38,10 +38,14 @@ export class ClusterMember {
     return this.nodes.find((n) => nodeKey(n.host, n.port) === this.key);
   }
 
-  /** Why a client write is refused here, or undefined when this node is an active master. */
-  writeRefusal(): string | undefined {
+  /**
+   * Why a write is refused here, or undefined: clients write to the active master only; a slave
+   * (active or rebuilding) takes the writes its master replicates to it.
+   */
+  writeRefusal(proxied: boolean): string | undefined {
     const me = this.self();
     if (me?.role === "master" && me.state === "active") return undefined;
+    if (proxied && me?.role === "slave" && me.state !== "down") return undefined;
     return `not a master (role ${me?.role ?? "unknown"}, state ${me?.state ?? "unknown"})`;
   }
 

@@ -60,7 +60,8 @@ export interface NodeInfo {
 
 /** What the commands need of a node's cluster membership (absent on a standalone node). */
 export interface Membership {
-  writeRefusal(): string | undefined;
+  /** Why a write is refused here (undefined: allowed); `proxied`: it comes from another node. */
+  writeRefusal(proxied: boolean): string | undefined;
   /** The node's view of the map, as `stats nodes` lines. */
   statsNodes(): string[];
   sync(version: number, lines: string[]): string;
@@ -100,7 +101,7 @@ export class MemcacheCommands {
   private run(req: Request, out: ReplyBuffer): Execution {
     const store = this.store;
     if (this.member !== undefined && WRITES.has(req.op)) {
-      const refusal = this.member.writeRefusal();
+      const refusal = this.member.writeRefusal("proxied" in req && req.proxied === true);
       if (refusal !== undefined) {
         if (!("noreply" in req && req.noreply)) out.line(`SERVER_ERROR ${refusal}`);
         return true;

@@ -31,6 +31,8 @@ export class Store {
   private flushTimer: NodeJS.Timeout | undefined;
   private staged: Staged;
   private readonly locks = new KeyLocks();
+  /** Told of every write applied (item) and deletion (null), with the version: replication. */
+  onApplied: ((key: string, item: Item | null, version: bigint) => void) | undefined;
 
   constructor(
     readonly engine: Engine,
@@ -270,9 +272,11 @@ export class Store {
       if (staged !== undefined) {
         if ("put" in staged) {
           await engine.put(key, staged.put);
+          this.onApplied?.(key, staged.put, staged.put.version);
         } else {
           await engine.delete(key);
           this.tombstones.set(key, staged.remove, staged.holdUntil);
+          this.onApplied?.(key, null, staged.remove);
         }
       }
       return result;
@@ -333,6 +337,7 @@ export class Store {
     if (engine.sync) {
       if (!engine.put(key, item)) throw new ServerError("ENGINE_FAILURE", "out of memory storing object");
       this.tombstones.delete(key);
+      this.onApplied?.(key, item, item.version);
     } else {
       this.staged = { put: item };
       this.tombstones.delete(key);
@@ -345,6 +350,7 @@ export class Store {
     if (engine.sync) {
       engine.delete(key);
       this.tombstones.set(key, version, holdUntil);
+      this.onApplied?.(key, null, version);
     } else {
       this.staged = { remove: version, holdUntil };
     }

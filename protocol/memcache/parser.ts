@@ -97,14 +97,24 @@ export class RequestParser {
         return;
       }
       const lineEnd = nl > pos && data[nl - 1] === 13 ? nl - 1 : nl;
-      const lineStart = pos;
+      let lineStart = pos;
       pos = nl + 1;
       if (this.sync !== null) {
         this.syncLine(data.latin1Slice(lineStart, lineEnd));
         continue;
       }
+      // Flare's proxy prefix `<host:port,...>command`: the request comes from another node.
+      let proxied = false;
+      if (data[lineStart] === 60) {
+        const gt = data.indexOf(62, lineStart);
+        if (gt > lineStart && gt < lineEnd) {
+          proxied = true;
+          lineStart = gt + 1;
+        }
+      }
       let req = this.parseHot(data, lineStart, lineEnd);
       if (req === undefined) req = this.parseLine(data.latin1Slice(lineStart, lineEnd));
+      if (proxied) markProxied(req ?? this.pending);
       if (req !== null) {
         this.emit(req);
         continue;
@@ -416,6 +426,10 @@ const MAX_SYNC_NODES = 100_000;
 
 function badFormat(): Request {
   return { op: "reply", line: BAD_FORMAT };
+}
+
+function markProxied(req: Request | null): void {
+  if (req !== null && "noreply" in req && req.op !== "flush_all" && req.op !== "verbosity") req.proxied = true;
 }
 
 /** A short run of ASCII digits as a number; -1 when empty, too long or not digits. */

@@ -17,10 +17,20 @@ export type Request =
       version: bigint;
       noreply: boolean;
       sync: SyncOption;
+      /** Sent by another node (Flare's `<host:port>` prefix): replication, not a client. */
+      proxied?: boolean;
     }
-  | { op: "incr" | "decr"; key: string; delta: bigint; noreply: boolean; sync: SyncOption }
-  | { op: "delete"; key: string; hold: number; version: bigint; noreply: boolean; sync: SyncOption }
-  | { op: "touch"; key: string; exptime: number; noreply: boolean }
+  | { op: "incr" | "decr"; key: string; delta: bigint; noreply: boolean; sync: SyncOption; proxied?: boolean }
+  | {
+      op: "delete";
+      key: string;
+      hold: number;
+      version: bigint;
+      noreply: boolean;
+      sync: SyncOption;
+      proxied?: boolean;
+    }
+  | { op: "touch"; key: string; exptime: number; noreply: boolean; proxied?: boolean }
   | { op: "flush_all"; delay: number; noreply: boolean }
   | { op: "stats"; args: string[] }
   | { op: "verbosity"; noreply: boolean }

@@ -1,0 +1,279 @@
+/**
+ * Master -> slave replication. Every write the master applies is numbered and kept in a bounded
+ * recent-write log; each slave has a link that sends the log in order as Flare does (`set` with the
+ * final value, flags, absolute expiry and the master's version; versioned `delete`), pipelined, and
+ * counts the replies. A slave that drops or refuses is re-sent everything after what it
+ * acknowledged (catch-up); one that fell out of the log gets every item again.
+ */
+import { connect, type Socket } from "node:net";
+import type { Logger } from "../common/log.js";
+import { type NodeEntry, nodeKey } from "../protocol/node-map.js";
+import type { Item } from "./engine.js";
+import type { Store } from "./store.js";
+
+export interface ReplicatorOptions {
+  /** Writes kept for catch-up; also the most a slave may lag before the master's clients wait. */
+  logSize: number;
+}
+
+interface Entry {
+  seq: number;
+  text: Buffer;
+}
+
+/** Bytes sent to a slave in one write before its replies are awaited. */
+const SEND_CHUNK = 256 * 1024;
+const RECONNECT_MS = 100;
+
+export function encodeWrite(self: string, key: string, item: Item | null, version: bigint, now: number): Buffer {
+  if (item === null) return Buffer.from(`<${self}>delete ${key} 0 ${version}\r\n`, "latin1");
+  const exptime = item.expiresAt === 0 ? 0 : item.expiresAt <= now ? -1 : Math.ceil(item.expiresAt / 1000);
+  const head = Buffer.from(`<${self}>set ${key} ${item.flags} ${exptime} ${item.value.length} ${version}\r\n`, "latin1");
+  return Buffer.concat([head, item.value, CRLF]);
+}
+const CRLF = Buffer.from("\r\n");
+
+export class Replicator {
+  private readonly entries: Entry[] = [];
+  /** Index in `entries` of the oldest kept entry (the array is trimmed in steps). */
+  private head = 0;
+  seq = 0;
+  private readonly links = new Map<string, SlaveLink>();
+  private self = "";
+
+  constructor(
+    private readonly store: Store,
+    private readonly options: ReplicatorOptions,
+    private readonly log: Logger,
+  ) {
+    store.onApplied = (key, item, version) => this.applied(key, item, version);
+  }
+
+  /** Follows the map: as an active master, replicate to the slaves of the partition. */
+  follow(selfKey: string, nodes: NodeEntry[]): void {
+    this.self = selfKey;
+    const me = nodes.find((n) => nodeKey(n.host, n.port) === selfKey);
+    const wanted = new Map<string, NodeEntry>();
+    if (me?.role === "master" && me.state === "active") {
+      for (const n of nodes) {
+        if (n.role === "slave" && n.partition === me.partition && n.state !== "down") wanted.set(nodeKey(n.host, n.port), n);
+      }
+    }
+    for (const [key, link] of this.links) {
+      if (!wanted.has(key)) {
+        link.close();
+        this.links.delete(key);
+        this.log.info("replication stopped", { slave: key });
+      }
+    }
+    for (const [key, n] of wanted) {
+      if (this.links.has(key)) continue;
+      // A new slave is rebuilt by its own dump; replication starts with what comes next.
+      this.links.set(key, new SlaveLink(this, n.host, n.port, this.seq, this.log.child({ slave: key })));
+      this.log.info("replication started", { slave: key, fromSeq: this.seq });
+    }
+    if (this.links.size === 0) this.trim(true);
+  }
+
+  get active(): boolean {
+    return this.links.size > 0;
+  }
+
+  /** Resolves when every slave linked now has acknowledged `seq`, or dropped out. */
+  waitAll(seq: number): Promise<void> {
+    const waits = [...this.links.values()].map((l) => l.waitFor(seq));
+    return waits.length === 0 ? Promise.resolve() : Promise.all(waits).then(() => undefined);
+  }
+
+  /** Resolves when no slave lags more than the log can hold: async writers wait here (backpressure). */
+  waitCapacity(): Promise<void> | undefined {
+    const limit = this.options.logSize;
+    const lagging = [...this.links.values()].filter((l) => this.seq - l.acked >= limit);
+    if (lagging.length === 0) return undefined;
+    return Promise.all(lagging.map((l) => l.waitFor(this.seq - Math.floor(limit / 2)))).then(() => undefined);
+  }
+
+  /** Per slave: writes not yet acknowledged. */
+  lag(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [key, link] of this.links) out[key] = this.seq - link.acked;
+    return out;
+  }
+
+  close(): void {
+    for (const link of this.links.values()) link.close();
+    this.links.clear();
+  }
+
+  /** Entries after `seq`, or null when some were already dropped from the log. */
+  since(seq: number): Entry[] | null {
+    const first = this.entries[this.head];
+    if (first === undefined) return seq >= this.seq ? [] : null;
+    if (seq + 1 < first.seq) return null;
+    return this.entries.slice(this.head + (seq + 1 - first.seq));
+  }
+
+  /** Everything the store holds, as writes, for a slave that fell out of the log. */
+  async *everything(): AsyncIterable<Buffer> {
+    for await (const [key, item] of this.store.engine.scan()) yield encodeWrite(this.self, key, item, item.version, Date.now());
+  }
+
+  private applied(key: string, item: Item | null, version: bigint): void {
+    if (this.links.size === 0) return;
+    this.seq++;
+    this.entries.push({ seq: this.seq, text: encodeWrite(this.self, key, item, version, Date.now()) });
+    this.trim(false);
+    for (const link of this.links.values()) link.pump();
+  }
+
+  private trim(all: boolean): void {
+    if (all) {
+      this.entries.length = 0;
+      this.head = 0;
+      return;
+    }
+    if (this.entries.length - this.head > this.options.logSize) this.head++;
+    // Compact now and then rather than shifting on every write.
+    if (this.head > 4096 && this.head > this.entries.length / 2) {
+      this.entries.splice(0, this.head);
+      this.head = 0;
+    }
+  }
+}
+
+class SlaveLink {
+  acked: number;
+  private sent: number;
+  private socket: Socket | undefined;
+  private connecting = false;
+  private closed = false;
+  /** Seqs sent and awaiting their reply line, in order. */
+  private inflight: number[] = [];
+  private buffer = "";
+  private waiters: { seq: number; resolve: () => void }[] = [];
+  private resyncing = false;
+
+  constructor(
+    private readonly replicator: Replicator,
+    private readonly host: string,
+    private readonly port: number,
+    from: number,
+    private readonly log: Logger,
+  ) {
+    this.acked = from;
+    this.sent = from;
+    this.connect();
+  }
+
+  waitFor(seq: number): Promise<void> {
+    if (this.acked >= seq || this.closed) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ seq, resolve }));
+  }
+
+  close(): void {
+    this.closed = true;
+    this.socket?.destroy();
+    for (const w of this.waiters.splice(0)) w.resolve();
+  }
+
+  pump(): void {
+    const socket = this.socket;
+    if (socket === undefined || this.connecting || this.resyncing || socket.writableNeedDrain) return;
+    const entries = this.replicator.since(this.sent);
+    if (entries === null) {
+      void this.resync();
+      return;
+    }
+    if (entries.length === 0) return;
+    socket.cork();
+    let bytes = 0;
+    for (const e of entries) {
+      socket.write(e.text);
+      this.inflight.push(e.seq);
+      this.sent = e.seq;
+      bytes += e.text.length;
+      if (bytes >= SEND_CHUNK) break;
+    }
+    socket.uncork();
+  }
+
+  private connect(): void {
+    if (this.closed) return;
+    this.connecting = true;
+    const socket = connect({ host: this.host, port: this.port, noDelay: true });
+    this.socket = socket;
+    socket.on("connect", () => {
+      this.connecting = false;
+      this.pump();
+    });
+    socket.on("data", (d: Buffer) => this.onData(d));
+    socket.on("drain", () => this.pump());
+    socket.on("error", () => {});
+    socket.on("close", () => this.dropped("connection closed"));
+  }
+
+  private onData(d: Buffer): void {
+    this.buffer += d.toString("latin1");
+    let nl = this.buffer.indexOf("\n");
+    while (nl >= 0) {
+      const line = this.buffer.slice(0, nl).replace(/\r$/, "");
+      this.buffer = this.buffer.slice(nl + 1);
+      const seq = this.inflight.shift();
+      if (line.startsWith("SERVER_ERROR") || line.startsWith("CLIENT_ERROR") || line === "ERROR" || seq === undefined) {
+        // Refused (the slave has not seen its new role yet, or is failing): start again after the last ack.
+        this.log.warn("replication refused", { reply: line });
+        this.socket?.destroy();
+        return;
+      }
+      if (seq > 0) this.ack(seq);
+      nl = this.buffer.indexOf("\n");
+    }
+    if (this.inflight.length < 64) this.pump();
+  }
+
+  private ack(seq: number): void {
+    this.acked = seq;
+    if (this.waiters.length === 0) return;
+    const still: typeof this.waiters = [];
+    for (const w of this.waiters) {
+      if (w.seq <= seq) w.resolve();
+      else still.push(w);
+    }
+    this.waiters = still;
+  }
+
+  private dropped(reason: string): void {
+    this.socket = undefined;
+    this.inflight = [];
+    this.buffer = "";
+    this.sent = this.acked;
+    this.resyncing = false;
+    if (this.closed) return;
+    // Sync-mode writers do not wait for a slave that is gone; the index decides what it is now.
+    for (const w of this.waiters.splice(0)) w.resolve();
+    this.log.debug("replication link dropped", { reason });
+    setTimeout(() => this.connect(), RECONNECT_MS).unref();
+  }
+
+  /** The slave missed more than the log holds: send it every item again, then carry on. */
+  private async resync(): Promise<void> {
+    const socket = this.socket;
+    if (socket === undefined) return;
+    this.resyncing = true;
+    const upTo = this.replicator.seq;
+    this.log.warn("slave fell out of the replication log: sending every item", { lag: upTo - this.acked });
+    try {
+      for await (const text of this.replicator.everything()) {
+        if (this.socket !== socket || this.closed) return;
+        this.inflight.push(0);
+        if (!socket.write(text)) await new Promise((r) => socket.once("drain", r));
+      }
+      this.sent = upTo;
+      this.inflight.push(upTo);
+      socket.write("ping\r\n");
+    } finally {
+      if (this.socket === socket) this.resyncing = false;
+    }
+    this.pump();
+  }
+}
