@@ -114,7 +114,10 @@ export class NodeMap {
       node.role = "slave";
       node.partition = partition;
       node.state = "prepare";
+      // Reads go to it only once it holds the data; the balance asked for waits until then
+      // (Flare dropped it and needed a second command).
       node.balance = master.state === "prepare" ? Math.max(0, balance) : 0;
+      if (master.state !== "prepare") node.pendingBalance = Math.max(0, balance);
       return this.commit([`role set ${key} slave partition ${partition} (prepare)`]);
     }
 
@@ -227,6 +230,8 @@ export class NodeMap {
       return refused(`a preparing ${node.role} becomes ready, not active`);
     if (node.state === "ready" || node.state === "prepare") {
       node.state = "active";
+      if (node.pendingBalance !== undefined) node.balance = node.pendingBalance;
+      delete node.pendingBalance;
       return this.commit([`node active ${key}`]);
     }
     // Back from down: it rejoins as a proxy unless it still reserves its partition alone.
@@ -283,6 +288,7 @@ export class NodeMap {
 }
 
 function toProxy(n: NodeEntry): void {
+  delete n.pendingBalance;
   n.role = "proxy";
   n.state = "active";
   n.partition = -1;

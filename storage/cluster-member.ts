@@ -19,6 +19,11 @@ export interface ClusterOptions {
 export class ClusterMember {
   private nodes: NodeEntry[] = [];
   version = 0;
+  private readonly listeners: ((
+    nodes: NodeEntry[],
+    before: NodeEntry | undefined,
+    after: NodeEntry | undefined,
+  ) => void)[] = [];
   private key = "";
   private port = 0;
 
@@ -47,6 +52,39 @@ export class ClusterMember {
     if (me?.role === "master" && me.state === "active") return undefined;
     if (proxied && me?.role === "slave" && me.state !== "down") return undefined;
     return `not a master (role ${me?.role ?? "unknown"}, state ${me?.state ?? "unknown"})`;
+  }
+
+  get selfKey(): string {
+    return this.key;
+  }
+
+  /** Called with every new map, and this node's entry before and after it. */
+  onMap(
+    listener: (nodes: NodeEntry[], before: NodeEntry | undefined, after: NodeEntry | undefined) => void,
+  ): void {
+    this.listeners.push(listener);
+  }
+
+  /** Serving partitions: active masters, and down masters that still reserve theirs. */
+  partitionCount(): number {
+    return this.nodes.filter((n) => n.role === "master" && (n.state === "active" || n.state === "down"))
+      .length;
+  }
+
+  masterOf(partition: number): NodeEntry | undefined {
+    return this.nodes.find((n) => n.role === "master" && n.partition === partition);
+  }
+
+  /** Asks the index to change this node's state (a rebuilt slave reports itself active). */
+  async tellIndex(command: string): Promise<string> {
+    const { indexHost, indexPort } = this.options;
+    const client = await LineClient.connect(indexHost, indexPort, 2000);
+    try {
+      const [reply] = await client.request(`${command}\r\n`, oneLine, 5000);
+      return reply ?? "";
+    } finally {
+      client.close();
+    }
   }
 
   statsNodes(): string[] {
@@ -127,6 +165,7 @@ export class ClusterMember {
     this.nodes = nodes;
     this.version = version;
     const after = this.self();
+    for (const l of this.listeners) l(nodes, before, after);
     if (before?.role !== after?.role || before?.state !== after?.state) {
       this.log.info("role changed", {
         from: before ? `${before.role}/${before.state}` : "none",

@@ -64,6 +64,24 @@ export const nodeSchema = z.object({
     .bytes(1024, 64 * 1024 ** 2)
     .default(64 * 1024)
     .describe("Longest request line; longer closes the connection."),
+  "replication-type": z
+    .enum(["async", "sync"])
+    .default("async")
+    .describe("async: reply, then replicate; sync: reply once every slave applied the write."),
+  "replication-log-size": cfg
+    .int(1000, 100_000_000)
+    .default(100_000)
+    .describe(
+      "Recent writes a master keeps for slaves to catch up; a slave further behind makes writers wait.",
+    ),
+  "reconstruction-interval": cfg
+    .int(0, 1_000_000)
+    .default(0)
+    .describe("Microseconds the master waits per item while rebuilding a slave."),
+  "reconstruction-bwlimit": cfg
+    .int(0, 10_000_000)
+    .default(0)
+    .describe("KB/s a slave rebuild may use (0 = unlimited)."),
   "storage-cache-size": cfg
     .int(1, 100_000_000)
     .default(65536)

@@ -4,9 +4,11 @@
  */
 import { FlareError } from "../common/errors.js";
 import type { Logger } from "../common/log.js";
-import type { ReplyBuffer } from "../protocol/memcache/reply.js";
+import { keyHash, ModularResolver } from "../protocol/key-hash.js";
+import { ReplyBuffer } from "../protocol/memcache/reply.js";
 import type { Request } from "../protocol/memcache/request.js";
 import type { Item } from "./engine.js";
+import type { Replicator } from "./replicator.js";
 import type { MaybePromise, Store } from "./store.js";
 
 /** true: keep the connection; false: close it after this reply; a promise: the same, later. */
@@ -68,6 +70,11 @@ export interface Membership {
 }
 
 export class MemcacheCommands {
+  /** Set on a node in a cluster: how its writes reach its slaves. */
+  replication: { replicator: Replicator; mode: "async" | "sync" } | undefined;
+  private dumping = false;
+  private readonly resolver = new ModularResolver();
+
   constructor(
     private readonly store: Store,
     private readonly info: NodeInfo,
@@ -79,12 +86,102 @@ export class MemcacheCommands {
    * Writes the reply of `req` to `out`. Returns false when the connection must close afterwards,
    * or a promise of that when the engine answers later (the reply is in `out` when it settles).
    */
-  execute(req: Request, out: ReplyBuffer): Execution {
+  execute(req: Request, out: ReplyBuffer, stream?: () => Promise<void>): Execution {
+    const repl = this.replication;
+    if (repl?.replicator.active && WRITES.has(req.op)) return this.replicated(req, out, repl);
+    if (req.op === "dump")
+      return this.dump(req, out, stream).catch((err: unknown) => this.fail(req, out, err));
     try {
       const r = this.run(req, out);
       return typeof r === "boolean" ? r : r.catch((err: unknown) => this.fail(req, out, err));
     } catch (err) {
       return this.fail(req, out, err);
+    }
+  }
+
+  /**
+   * A write on a master with slaves: the reply waits until the slaves applied it (sync), or until
+   * they are within the replication log's reach (async backpressure).
+   */
+  private replicated(
+    req: Request,
+    out: ReplyBuffer,
+    repl: { replicator: Replicator; mode: "async" | "sync" },
+  ): Execution {
+    const held = new ReplyBuffer();
+    const mode = ("sync" in req && req.sync) || repl.mode;
+    const finish = (keep: boolean): Execution => {
+      const r = repl.replicator;
+      const wait = mode === "sync" ? r.waitAll(r.seq) : r.waitCapacity();
+      if (wait === undefined) {
+        out.append(held);
+        return keep;
+      }
+      return wait.then(() => {
+        out.append(held);
+        return keep;
+      });
+    };
+    let r: Execution;
+    try {
+      r = this.run(req, held);
+    } catch (err) {
+      return this.fail(req, out, err);
+    }
+    return typeof r === "boolean"
+      ? finish(r)
+      : r.then(finish).catch((err: unknown) => this.fail(req, out, err));
+  }
+
+  /**
+   * Flare's dump: every live item (of one partition when asked) as
+   * `VALUE <key> <flags> <bytes> <version> <expire>` + data, then END; `wait` µs per item and
+   * `bwlimit` KB/s throttle it. One at a time per node.
+   */
+  private async dump(
+    req: Extract<Request, { op: "dump" }>,
+    out: ReplyBuffer,
+    stream?: () => Promise<void>,
+  ): Promise<boolean> {
+    if (this.dumping) {
+      out.line("SERVER_ERROR database busy");
+      return true;
+    }
+    this.dumping = true;
+    try {
+      const started = performance.now();
+      let bytes = 0;
+      let count = 0;
+      let owedMs = 0;
+      for await (const [key, item] of this.store.engine.scan()) {
+        const now = Date.now();
+        if (item.expiresAt !== 0 && item.expiresAt <= now) continue;
+        if (req.partition >= 0 && this.resolver.resolve(keyHash(key, "simple"), req.size) !== req.partition)
+          continue;
+        const expire = item.expiresAt === 0 ? 0 : Math.ceil(item.expiresAt / 1000);
+        out.line(`VALUE ${key} ${item.flags} ${item.value.length} ${item.version} ${expire}`);
+        out.bytes(item.value);
+        out.line("");
+        bytes += key.length + item.value.length + 40;
+        count++;
+        owedMs += req.wait / 1000;
+        if (req.bwlimit > 0) {
+          const dueMs = (bytes / (req.bwlimit * 1024)) * 1000 - (performance.now() - started);
+          if (dueMs > owedMs) owedMs = dueMs;
+        }
+        // Sleep only once the debt is worth a timer (rsync's limiter does the same).
+        if (owedMs >= 10) {
+          if (stream) await stream();
+          await new Promise((r) => setTimeout(r, owedMs));
+          owedMs = 0;
+        } else if (count % 512 === 0 && stream) {
+          await stream();
+        }
+      }
+      out.line("END");
+      return true;
+    } finally {
+      this.dumping = false;
     }
   }
 
@@ -194,6 +291,9 @@ export class MemcacheCommands {
       case "ping":
         out.line(store.engine.healthy() ? "OK" : "SERVER_ERROR storage error");
         return true;
+      case "dump":
+        // Handled in execute (it streams); unreachable here.
+        return true;
       case "node_sync":
         out.line(
           this.member === undefined
@@ -294,6 +394,10 @@ export class MemcacheCommands {
       ["evictions", engine.evictions],
       ["engine", this.store.engine.kind],
       ["node_map_version", this.info.mapVersion()],
+      ...Object.entries(this.replication?.replicator.lag() ?? {}).map(([slave, lag]): [string, number] => [
+        `replication_lag:${slave}`,
+        lag,
+      ]),
     ];
   }
 

@@ -119,7 +119,7 @@ class Connection {
    */
   private handle(req: Request): void {
     if (this.waiting.length === 0) {
-      const r = this.commands.execute(req, this.out);
+      const r = this.commands.execute(req, this.out, this.stream);
       if (r === true) return;
       if (r === false) {
         this.quit();
@@ -142,6 +142,22 @@ class Connection {
     }
     if (this.waiting.length >= MAX_WAITING) this.socket.pause();
   }
+
+  /** For a long reply at the head of the line (dump): send what is ready, then wait for the socket. */
+  private readonly stream = (): Promise<void> => {
+    this.flush();
+    const socket = this.socket;
+    if (!socket.writableNeedDrain || socket.destroyed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        socket.off("drain", done);
+        socket.off("close", done);
+        resolve();
+      };
+      socket.on("drain", done);
+      socket.on("close", done);
+    });
+  };
 
   private wait(r: Promise<boolean>, slot: Slot): void {
     this.waiting.push(slot);

@@ -10,6 +10,8 @@ import { openEngine } from "./engines/open.js";
 import { createNodeHttpApp } from "./http-app.js";
 import { MemcacheCommands, type NodeInfo } from "./memcache-commands.js";
 import { MemcacheServer } from "./memcache-server.js";
+import { reconstruct } from "./reconstruction.js";
+import { Replicator } from "./replicator.js";
 import { Store } from "./store.js";
 
 export interface RunningNode {
@@ -37,6 +39,13 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
     maxValue: config["item-size-max"],
     maxKey: config["key-max-length"],
   };
+  const commands = new MemcacheCommands(store, info, log, member);
+  let replicator: Replicator | undefined;
+  if (member !== undefined) {
+    replicator = new Replicator(store, { logSize: config["replication-log-size"] }, log);
+    commands.replication = { replicator, mode: config["replication-type"] };
+    followCluster(member, store, replicator, config, log);
+  }
   const tcp = new MemcacheServer(
     {
       host: config["bind-address"],
@@ -46,7 +55,7 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
       readTimeoutSeconds: config["net-read-timeout"],
       limits,
     },
-    new MemcacheCommands(store, info, log, member),
+    commands,
     info,
     log,
   );
@@ -88,6 +97,7 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
     async stop() {
       clearInterval(sweeper);
       await member?.leave();
+      replicator?.close();
       await Promise.all([tcp.close(), http?.close()]);
       running.close();
       await engine.close();
@@ -119,4 +129,53 @@ function clusterMember(config: NodeConfig, log: Logger): ClusterMember | undefin
     },
     log,
   );
+}
+
+/**
+ * What a node does when the map changes: as master it replicates to its slaves; made a slave of a
+ * partition (prepare), it drops what it held and rebuilds from the master, then reports active.
+ */
+function followCluster(
+  member: ClusterMember,
+  store: Store,
+  replicator: Replicator,
+  config: NodeConfig,
+  log: Logger,
+): void {
+  member.onMap((nodes, before, after) => {
+    replicator.follow(member.selfKey, nodes);
+    const startsRebuild =
+      after?.role === "slave" &&
+      after.state === "prepare" &&
+      !(before?.role === "slave" && before.state === "prepare");
+    if (!startsRebuild) return;
+    const master = member.masterOf(after.partition);
+    if (master === undefined) return;
+    // Nothing this node held may survive: what the master deleted meanwhile must not come back.
+    const cleared = store.flush(0);
+    void (async () => {
+      try {
+        await cleared;
+        const started = Date.now();
+        const items = await reconstruct(
+          store,
+          {
+            host: master.host,
+            port: master.port,
+            partition: after.partition,
+            partitions: member.partitionCount(),
+            interval: config["reconstruction-interval"],
+            bwlimit: config["reconstruction-bwlimit"],
+          },
+          log,
+        );
+        log.info("reconstruction done", { items, ms: Date.now() - started });
+        const reply = await member.tellIndex(`node state ${config["server-name"]} ${after.port} active`);
+        if (reply !== "OK") log.warn("index refused activation", { reply });
+      } catch (err) {
+        log.error("reconstruction failed", { err });
+        await member.tellIndex(`node role ${config["server-name"]} ${after.port} proxy`).catch(() => "");
+      }
+    })();
+  });
 }

@@ -25,10 +25,19 @@ interface Entry {
 const SEND_CHUNK = 256 * 1024;
 const RECONNECT_MS = 100;
 
-export function encodeWrite(self: string, key: string, item: Item | null, version: bigint, now: number): Buffer {
+export function encodeWrite(
+  self: string,
+  key: string,
+  item: Item | null,
+  version: bigint,
+  now: number,
+): Buffer {
   if (item === null) return Buffer.from(`<${self}>delete ${key} 0 ${version}\r\n`, "latin1");
   const exptime = item.expiresAt === 0 ? 0 : item.expiresAt <= now ? -1 : Math.ceil(item.expiresAt / 1000);
-  const head = Buffer.from(`<${self}>set ${key} ${item.flags} ${exptime} ${item.value.length} ${version}\r\n`, "latin1");
+  const head = Buffer.from(
+    `<${self}>set ${key} ${item.flags} ${exptime} ${item.value.length} ${version}\r\n`,
+    "latin1",
+  );
   return Buffer.concat([head, item.value, CRLF]);
 }
 const CRLF = Buffer.from("\r\n");
@@ -56,7 +65,8 @@ export class Replicator {
     const wanted = new Map<string, NodeEntry>();
     if (me?.role === "master" && me.state === "active") {
       for (const n of nodes) {
-        if (n.role === "slave" && n.partition === me.partition && n.state !== "down") wanted.set(nodeKey(n.host, n.port), n);
+        if (n.role === "slave" && n.partition === me.partition && n.state !== "down")
+          wanted.set(nodeKey(n.host, n.port), n);
       }
     }
     for (const [key, link] of this.links) {
@@ -115,7 +125,8 @@ export class Replicator {
 
   /** Everything the store holds, as writes, for a slave that fell out of the log. */
   async *everything(): AsyncIterable<Buffer> {
-    for await (const [key, item] of this.store.engine.scan()) yield encodeWrite(this.self, key, item, item.version, Date.now());
+    for await (const [key, item] of this.store.engine.scan())
+      yield encodeWrite(this.self, key, item, item.version, Date.now());
   }
 
   private applied(key: string, item: Item | null, version: bigint): void {
@@ -219,7 +230,12 @@ class SlaveLink {
       const line = this.buffer.slice(0, nl).replace(/\r$/, "");
       this.buffer = this.buffer.slice(nl + 1);
       const seq = this.inflight.shift();
-      if (line.startsWith("SERVER_ERROR") || line.startsWith("CLIENT_ERROR") || line === "ERROR" || seq === undefined) {
+      if (
+        line.startsWith("SERVER_ERROR") ||
+        line.startsWith("CLIENT_ERROR") ||
+        line === "ERROR" ||
+        seq === undefined
+      ) {
         // Refused (the slave has not seen its new role yet, or is failing): start again after the last ack.
         this.log.warn("replication refused", { reply: line });
         this.socket?.destroy();

@@ -152,6 +152,17 @@ describe("node map", () => {
     expect(brief(m, 4)).toBe("slave/prepare/1/5");
   });
 
+  it("a rebuilt slave gets the balance asked for when it becomes active, not before", () => {
+    const m = new NodeMap();
+    m.add(H, 1);
+    m.add(H, 2);
+    m.setRole(H, 1, "master", 1, 0);
+    m.setRole(H, 2, "slave", 3, 0);
+    expect(brief(m, 2)).toBe("slave/prepare/0/0");
+    m.up(H, 2);
+    expect(brief(m, 2)).toBe("slave/active/0/3");
+  });
+
   it("master transitions: balance only; never to slave; proxy only while not active", () => {
     const m = seed();
     expect(m.setRole(H, 11211, "master", 3)).toMatchObject({ ok: true });

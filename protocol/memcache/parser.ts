@@ -299,6 +299,20 @@ export class RequestParser {
       }
       case "stats":
         return { op: "stats", args: tokens.slice(1) };
+      case "dump": {
+        const n = tokens.slice(1).map((t) => parseInt32(t));
+        if (n.length > 4 || n.some((x) => x === null)) return { op: "reply", line: "ERROR" };
+        const [wait = 0, partition = -1, size = 0, bwlimit = 0] = n as number[];
+        if (
+          wait < 0 ||
+          bwlimit < 0 ||
+          (partition >= 0 && partition + 1 > size) ||
+          (size > 0 && partition < 0)
+        ) {
+          return { op: "reply", line: "ERROR" };
+        }
+        return { op: "dump", wait, partition, size, bwlimit };
+      }
       case "node": {
         if (tokens[1] !== "sync" || tokens.length > 3) return { op: "reply", line: "ERROR" };
         const version = tokens.length === 3 ? parseUint(tokens[2], Number.MAX_SAFE_INTEGER) : 0;
@@ -429,7 +443,8 @@ function badFormat(): Request {
 }
 
 function markProxied(req: Request | null): void {
-  if (req !== null && "noreply" in req && req.op !== "flush_all" && req.op !== "verbosity") req.proxied = true;
+  if (req !== null && "noreply" in req && req.op !== "flush_all" && req.op !== "verbosity")
+    req.proxied = true;
 }
 
 /** A short run of ASCII digits as a number; -1 when empty, too long or not digits. */

@@ -35,6 +35,8 @@ export type Request =
   | { op: "stats"; args: string[] }
   | { op: "verbosity"; noreply: boolean }
   | { op: "version" | "quit" | "ping" }
+  /** Flare's `dump [<wait-µs>] [<partition>] [<partition-size>] [<bwlimit-KB/s>]`. */
+  | { op: "dump"; wait: number; partition: number; size: number; bwlimit: number }
   /** Flare's map push from the index: `node sync <version>`, NODE lines, `END`. */
   | { op: "node_sync"; version: number; lines: string[] }
   /** A request the parser already answered: the line goes out in its place, in order. */
