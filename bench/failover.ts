@@ -3,61 +3,10 @@
  * (monitor-interval 1, monitor-threshold 3), a master and a slave, kills the master with -9, and
  * measures how long until the new map has reached the slave (it takes a write).
  */
-import { spawn } from "node:child_process";
-import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
-import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-
-const CLI = fileURLToPath(new URL("../cli/main.js", import.meta.url));
-
-interface Proc {
-  port: number;
-  kill(signal: NodeJS.Signals): Promise<void>;
-}
-
-async function start(role: "index" | "node", args: string[]): Promise<Proc> {
-  const proc = spawn(process.execPath, [CLI, role, "--server-port", "0", ...args], {
-    stdio: ["ignore", "ignore", "pipe"],
-    env: { ...process.env, FLARE_LOG: "info" },
-  });
-  let stderr = "";
-  const port = await new Promise<number>((resolve, reject) => {
-    proc.stderr?.on("data", (d: Buffer) => {
-      stderr += d.toString();
-      const line = stderr.split("\n").find((l) => l.includes(`"${role} started"`));
-      if (line) resolve((JSON.parse(line) as { port: number }).port);
-    });
-    proc.once("exit", (code) => reject(new Error(`${role} exited ${code}: ${stderr}`)));
-  });
-  return {
-    port,
-    async kill(signal) {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
-      const exited = once(proc, "exit");
-      proc.kill(signal);
-      await exited;
-    },
-  };
-}
-
-function ask(port: number, text: string): Promise<string> {
-  return new Promise((resolve) => {
-    const s = connect({ port, host: "127.0.0.1" });
-    let out = "";
-    s.on("data", (d) => {
-      out += d.toString();
-      if (out.endsWith("\r\n")) {
-        s.destroy();
-        resolve(out);
-      }
-    });
-    s.on("error", () => resolve(""));
-    s.write(text);
-  });
-}
+import { ask, startRole as start } from "./cluster.js";
 
 async function round(): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), "flare-failover-"));

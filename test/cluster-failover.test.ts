@@ -3,27 +3,10 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { admin, until } from "./helpers/cluster.js";
 import { type NodeProcess, startIndexProcess, startNodeProcess, stopAll } from "./helpers/processes.js";
-import { RawClient } from "./helpers/raw-client.js";
 
 afterAll(stopAll);
-
-async function admin(port: number, command: string, suffix = "\r\n"): Promise<string> {
-  const c = await RawClient.open(port);
-  try {
-    return await c.ask(`${command}\r\n`, suffix);
-  } finally {
-    c.close();
-  }
-}
-
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 function nodeArgs(index: NodeProcess): string[] {
   return [

@@ -2,7 +2,7 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type NodeProcess, startIndexProcess, startNodeProcess } from "./processes.js";
+import { type NodeProcess, startIndexProcess } from "./processes.js";
 import { RawClient } from "./raw-client.js";
 
 export async function admin(port: number, command: string, suffix = "\r\n"): Promise<string> {
