@@ -1,4 +1,5 @@
 import { defineConfig } from "vitest/config";
+import SummaryReporter from "./test/helpers/summary-reporter.js";
 
 export default defineConfig({
   test: {
@@ -6,5 +7,6 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 30_000,
     env: { FLARE_LOG: "silent" },
+    reporters: ["default", new SummaryReporter()],
   },
 });
