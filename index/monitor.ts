@@ -5,7 +5,7 @@
  * The same connection carries map pushes (`node sync`).
  */
 import type { Logger } from "../common/log.js";
-import { LineClient, oneLine } from "../protocol/line-client.js";
+import { LineClient, oneLine, untilEnd } from "../protocol/line-client.js";
 
 export interface MonitorOptions {
   intervalMs: number;
@@ -60,6 +60,18 @@ export class NodeMonitor {
     } catch (err) {
       this.log.warn("map push failed", { node: this.name, err: (err as Error).message });
       return false;
+    }
+  }
+
+  /** How far the node got in its master's replication stream (`stats` replication_seq), if it says. */
+  async replicationSeq(): Promise<number | undefined> {
+    try {
+      const link = await this.connect();
+      const lines = await link.request("stats\r\n", untilEnd, this.options.readTimeoutMs);
+      const line = lines.find((l) => l.startsWith("STAT replication_seq "));
+      return line === undefined ? undefined : Number(line.slice("STAT replication_seq ".length));
+    } catch {
+      return undefined;
     }
   }
 

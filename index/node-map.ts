@@ -180,10 +180,11 @@ export class NodeMap {
 
   /**
    * A node died (monitor) or stopped (`shutdown`). A dead active master hands its partition to the
-   * active slave with the highest balance (ties: smallest key); with none, it keeps its role and
-   * partition so the partition stays reserved.
+   * active slave that applied the most of its writes (when `applied` tells), else the one with the
+   * highest balance (ties: smallest key); with none, it keeps its role and partition so the
+   * partition stays reserved.
    */
-  down(host: string, port: number): Change {
+  down(host: string, port: number, applied?: ReadonlyMap<string, number>): Change {
     const key = nodeKey(host, port);
     const node = this.nodes.get(key);
     if (node === undefined) return refused(`unknown node ${key}`);
@@ -195,8 +196,14 @@ export class NodeMap {
       events.push(`master down ${key}: looking for an active slave of partition ${node.partition}`);
       const slaves = this.slavesOf(node.partition);
       let pick: NodeEntry | undefined;
-      for (const s of slaves)
-        if (s.state === "active" && (pick === undefined || s.balance > pick.balance)) pick = s;
+      // Most replicated writes applied first (when known), then the highest balance, then the smallest key.
+      const progress = (n: NodeEntry): number => applied?.get(nodeKey(n.host, n.port)) ?? -1;
+      for (const s of slaves) {
+        if (s.state !== "active") continue;
+        const ahead = pick === undefined || progress(s) > progress(pick);
+        if (ahead || (progress(s) === progress(pick as NodeEntry) && s.balance > (pick as NodeEntry).balance))
+          pick = s;
+      }
       if (pick !== undefined) {
         if (slaves.reduce((sum, s) => sum + s.balance, 0) === 0) pick.balance += 1;
         pick.role = "master";

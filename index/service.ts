@@ -168,6 +168,27 @@ export class IndexService {
     });
   }
 
+  /** A dead node: for a master, first ask its slaves how far they got, so the furthest is promoted. */
+  private async failover(host: string, port: number): Promise<void> {
+    const dead = this.map.get(host, port);
+    let applied: Map<string, number> | undefined;
+    if (dead?.role === "master" && dead.state === "active") {
+      const slaves = this.map
+        .list()
+        .filter((n) => n.role === "slave" && n.partition === dead.partition && n.state === "active");
+      const answers = await Promise.all(
+        slaves.map(async (n) => {
+          const key = nodeKey(n.host, n.port);
+          return [key, await this.monitors.get(key)?.replicationSeq()] as const;
+        }),
+      );
+      applied = new Map(answers.filter((a): a is readonly [string, number] => a[1] !== undefined));
+      if (applied.size > 0)
+        this.log.info("slave progress", { partition: dead.partition, applied: Object.fromEntries(applied) });
+    }
+    this.apply(this.map.down(host, port, applied), "monitor down");
+  }
+
   private watch(host: string, port: number): void {
     const key = nodeKey(host, port);
     if (this.monitors.has(key) || this.stopped) return;
@@ -184,7 +205,10 @@ export class IndexService {
       {
         down: () => {
           this.log.warn("node unreachable", { node: key, checks: c["monitor-threshold"] });
-          this.apply(this.map.down(host, port), "monitor down");
+          this.failover(host, port).catch((err: unknown) => {
+            this.log.error("failover without slave progress", { node: key, err });
+            this.apply(this.map.down(host, port), "monitor down");
+          });
         },
         up: () => {
           this.log.info("node reachable again", { node: key });

@@ -19,6 +19,9 @@ export interface ClusterOptions {
 export class ClusterMember {
   private nodes: NodeEntry[] = [];
   version = 0;
+  /** How far this node got in its master's replication stream (the index promotes the furthest). */
+  replicationSeq = 0;
+  private masterKey = "";
   private readonly listeners: ((
     nodes: NodeEntry[],
     before: NodeEntry | undefined,
@@ -52,6 +55,10 @@ export class ClusterMember {
     if (me?.role === "master" && me.state === "active") return undefined;
     if (proxied && me?.role === "slave" && me.state !== "down") return undefined;
     return `not a master (role ${me?.role ?? "unknown"}, state ${me?.state ?? "unknown"})`;
+  }
+
+  replicated(seq: number): void {
+    if (seq > this.replicationSeq) this.replicationSeq = seq;
   }
 
   get selfKey(): string {
@@ -165,6 +172,11 @@ export class ClusterMember {
     this.nodes = nodes;
     this.version = version;
     const after = this.self();
+    // A new master numbers its writes from 1 again.
+    const master = after?.role === "slave" ? this.masterOf(after.partition) : undefined;
+    const masterKey = master === undefined ? "" : nodeKey(master.host, master.port);
+    if (masterKey !== this.masterKey) this.replicationSeq = 0;
+    this.masterKey = masterKey;
     for (const l of this.listeners) l(nodes, before, after);
     if (before?.role !== after?.role || before?.state !== after?.state) {
       this.log.info("role changed", {

@@ -64,6 +64,10 @@ export interface NodeInfo {
 export interface Membership {
   /** Why a write is refused here (undefined: allowed); `proxied`: it comes from another node. */
   writeRefusal(proxied: boolean): string | undefined;
+  /** A replicated write numbered `seq` by the master arrived (in order). */
+  replicated(seq: number): void;
+  /** The highest master sequence number this node has applied. */
+  readonly replicationSeq: number;
   /** The node's view of the map, as `stats nodes` lines. */
   statsNodes(): string[];
   sync(version: number, lines: string[]): string;
@@ -198,7 +202,10 @@ export class MemcacheCommands {
   private run(req: Request, out: ReplyBuffer): Execution {
     const store = this.store;
     if (this.member !== undefined && WRITES.has(req.op)) {
-      const refusal = this.member.writeRefusal("proxied" in req && req.proxied === true);
+      const proxied = "proxied" in req && req.proxied === true;
+      const refusal = this.member.writeRefusal(proxied);
+      if (proxied && "seq" in req && req.seq !== undefined && refusal === undefined)
+        this.member.replicated(req.seq);
       if (refusal !== undefined) {
         if (!("noreply" in req && req.noreply)) out.line(`SERVER_ERROR ${refusal}`);
         return true;
@@ -394,6 +401,7 @@ export class MemcacheCommands {
       ["evictions", engine.evictions],
       ["engine", this.store.engine.kind],
       ["node_map_version", this.info.mapVersion()],
+      ...(this.member ? ([["replication_seq", this.member.replicationSeq]] as [string, number][]) : []),
       ...Object.entries(this.replication?.replicator.lag() ?? {}).map(([slave, lag]): [string, number] => [
         `replication_lag:${slave}`,
         lag,

@@ -25,17 +25,20 @@ interface Entry {
 const SEND_CHUNK = 256 * 1024;
 const RECONNECT_MS = 100;
 
+/** `seq` travels in the prefix (`<host:port@seq>`): slaves report how far they got, for promotion. */
 export function encodeWrite(
   self: string,
   key: string,
   item: Item | null,
   version: bigint,
   now: number,
+  seq?: number,
 ): Buffer {
-  if (item === null) return Buffer.from(`<${self}>delete ${key} 0 ${version}\r\n`, "latin1");
+  const from = seq === undefined ? self : `${self}@${seq}`;
+  if (item === null) return Buffer.from(`<${from}>delete ${key} 0 ${version}\r\n`, "latin1");
   const exptime = item.expiresAt === 0 ? 0 : item.expiresAt <= now ? -1 : Math.ceil(item.expiresAt / 1000);
   const head = Buffer.from(
-    `<${self}>set ${key} ${item.flags} ${exptime} ${item.value.length} ${version}\r\n`,
+    `<${from}>set ${key} ${item.flags} ${exptime} ${item.value.length} ${version}\r\n`,
     "latin1",
   );
   return Buffer.concat([head, item.value, CRLF]);
@@ -132,7 +135,10 @@ export class Replicator {
   private applied(key: string, item: Item | null, version: bigint): void {
     if (this.links.size === 0) return;
     this.seq++;
-    this.entries.push({ seq: this.seq, text: encodeWrite(this.self, key, item, version, Date.now()) });
+    this.entries.push({
+      seq: this.seq,
+      text: encodeWrite(this.self, key, item, version, Date.now(), this.seq),
+    });
     this.trim(false);
     for (const link of this.links.values()) link.pump();
   }

@@ -67,6 +67,7 @@ describe("failover with real processes", () => {
       ]),
     );
     expect(index.stderr()).toMatch(/"msg":"new master"/);
+    expect(index.stderr()).toMatch(new RegExp(`"msg":"slave progress".*"localhost:${s}":\\d+`));
     // The slave's own view of the map says the same.
     expect(await admin(s, "stats nodes", "END\r\n")).toContain(`STAT localhost:${s}:role master\r\n`);
     expect(slave.stderr()).toMatch(/"msg":"role changed".*"to":"master\/active"/);

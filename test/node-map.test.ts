@@ -83,6 +83,21 @@ describe("node map", () => {
     expect(brief(m, 2)).toBe("master/active/0/1");
   });
 
+  it("the slave that applied the most of the master's writes wins over balance", () => {
+    const m = new NodeMap();
+    for (const p of [1, 2, 3]) m.add(H, p);
+    m.setRole(H, 1, "master", 1, 0);
+    m.setRole(H, 2, "slave", 5, 0);
+    m.setRole(H, 3, "slave", 1, 0);
+    m.up(H, 2);
+    m.up(H, 3);
+    const applied = new Map([
+      ["localhost:2", 10],
+      ["localhost:3", 12],
+    ]);
+    expect(m.down(H, 1, applied)).toMatchObject({ promoted: "localhost:3" });
+  });
+
   it("a master without an active slave keeps its role and partition while down", () => {
     const m = new NodeMap();
     m.add(H, 1);

@@ -74,6 +74,9 @@ describe("replication", () => {
       `STAT localhost:${slave.port}:balance 2\r\n`,
     );
     expect(await nodeState(index, slave.port)).toBe("slave/active");
+    // The slave knows how far it got in the master's stream (the index promotes the furthest).
+    const seq = Number(/STAT replication_seq (\d+)/.exec(await admin(slave.port, "stats", "END\r\n"))?.[1]);
+    expect(seq).toBeGreaterThan(0);
     await Promise.all([master.stop(), slave.stop()]);
     await index.stop();
   });

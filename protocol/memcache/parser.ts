@@ -105,16 +105,19 @@ export class RequestParser {
       }
       // Flare's proxy prefix `<host:port,...>command`: the request comes from another node.
       let proxied = false;
+      let seq = -1;
       if (data[lineStart] === 60) {
         const gt = data.indexOf(62, lineStart);
         if (gt > lineStart && gt < lineEnd) {
           proxied = true;
+          const at = data.indexOf(64, lineStart);
+          if (at > lineStart && at < gt) seq = digitsAt(data, at + 1, gt, 15);
           lineStart = gt + 1;
         }
       }
       let req = this.parseHot(data, lineStart, lineEnd);
       if (req === undefined) req = this.parseLine(data.latin1Slice(lineStart, lineEnd));
-      if (proxied) markProxied(req ?? this.pending);
+      if (proxied) markProxied(req ?? this.pending, seq);
       if (req !== null) {
         this.emit(req);
         continue;
@@ -442,9 +445,10 @@ function badFormat(): Request {
   return { op: "reply", line: BAD_FORMAT };
 }
 
-function markProxied(req: Request | null): void {
-  if (req !== null && "noreply" in req && req.op !== "flush_all" && req.op !== "verbosity")
-    req.proxied = true;
+function markProxied(req: Request | null, seq: number): void {
+  if (req === null || !("noreply" in req) || req.op === "flush_all" || req.op === "verbosity") return;
+  req.proxied = true;
+  if (seq >= 0) req.seq = seq;
 }
 
 /** A short run of ASCII digits as a number; -1 when empty, too long or not digits. */

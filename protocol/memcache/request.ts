@@ -19,8 +19,18 @@ export type Request =
       sync: SyncOption;
       /** Sent by another node (Flare's `<host:port>` prefix): replication, not a client. */
       proxied?: boolean;
+      /** The master's replication sequence number (`<host:port@seq>`). */
+      seq?: number;
     }
-  | { op: "incr" | "decr"; key: string; delta: bigint; noreply: boolean; sync: SyncOption; proxied?: boolean }
+  | {
+      op: "incr" | "decr";
+      key: string;
+      delta: bigint;
+      noreply: boolean;
+      sync: SyncOption;
+      proxied?: boolean;
+      seq?: number;
+    }
   | {
       op: "delete";
       key: string;
@@ -29,8 +39,9 @@ export type Request =
       noreply: boolean;
       sync: SyncOption;
       proxied?: boolean;
+      seq?: number;
     }
-  | { op: "touch"; key: string; exptime: number; noreply: boolean; proxied?: boolean }
+  | { op: "touch"; key: string; exptime: number; noreply: boolean; proxied?: boolean; seq?: number }
   | { op: "flush_all"; delay: number; noreply: boolean }
   | { op: "stats"; args: string[] }
   | { op: "verbosity"; noreply: boolean }
