@@ -41,14 +41,14 @@ export async function startRole(role: "index" | "node", args: string[]): Promise
   };
 }
 
-/** One request line (and data), one reply line; "" when the node is gone. */
-export function ask(port: number, text: string): Promise<string> {
+/** One request, its reply up to `suffix` (one line by default); "" when the node is gone. */
+export function ask(port: number, text: string, suffix = "\r\n"): Promise<string> {
   return new Promise((resolve) => {
     const s = connect({ port, host: "127.0.0.1" });
     let out = "";
     s.on("data", (d) => {
       out += d.toString();
-      if (out.endsWith("\r\n")) {
+      if (out.endsWith(suffix)) {
         s.destroy();
         resolve(out);
       }
@@ -121,18 +121,6 @@ export async function startCluster(slaves: number, nodeArgs: string[] = []): Pro
 }
 
 async function stateOf(indexPort: number, port: number): Promise<string | undefined> {
-  const listing = await new Promise<string>((resolve) => {
-    const s = connect({ port: indexPort, host: "127.0.0.1" });
-    let out = "";
-    s.on("data", (d) => {
-      out += d.toString();
-      if (out.endsWith("END\r\n")) {
-        s.destroy();
-        resolve(out);
-      }
-    });
-    s.on("error", () => resolve(""));
-    s.write("stats nodes\r\n");
-  });
+  const listing = await ask(indexPort, "stats nodes\r\n", "END\r\n");
   return new RegExp(`STAT localhost:${port}:state (\\w+)`).exec(listing)?.[1];
 }

@@ -75,19 +75,7 @@ async function losses(rounds: number): Promise<void> {
         await new Promise((r) => setTimeout(r, 20));
       let missing = 0;
       for (const key of acked) {
-        const reply = await new Promise<string>((resolve) => {
-          const s = connect({ port: slave.port, host: "127.0.0.1" });
-          let out = "";
-          s.on("data", (d) => {
-            out += d.toString();
-            if (out.endsWith("END\r\n")) {
-              s.destroy();
-              resolve(out);
-            }
-          });
-          s.on("error", () => resolve(""));
-          s.write(`get ${key}\r\n`);
-        });
+        const reply = await ask(slave.port, `get ${key}\r\n`, "END\r\n");
         if (!reply.includes(`\r\n${key}\r\n`)) missing++;
       }
       lost.push(missing);

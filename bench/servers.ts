@@ -5,9 +5,8 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { startRole } from "./cluster.js";
 
-const CLI = fileURLToPath(new URL("../cli/main.js", import.meta.url));
 /** Linux clock ticks per second for /proc/PID/stat times (getconf CLK_TCK; 100 on Linux). */
 const TICKS_PER_SECOND = 100;
 
@@ -52,25 +51,13 @@ export async function startFlareNode(
   args: string[] = [],
   cleanup?: () => Promise<void>,
 ): Promise<BenchServer> {
-  const proc = spawn(process.execPath, [CLI, "node", "--server-port", "0", ...args], {
-    stdio: ["ignore", "ignore", "pipe"],
-    env: { ...process.env, FLARE_LOG: "info" },
-  });
-  let stderr = "";
-  const port = await new Promise<number>((resolve, reject) => {
-    proc.stderr?.on("data", (d: Buffer) => {
-      stderr += d.toString();
-      const line = stderr.split("\n").find((l) => l.includes('"node started"'));
-      if (line) resolve((JSON.parse(line) as { port: number }).port);
-    });
-    proc.once("exit", (code) => reject(new Error(`flare node exited ${code}: ${stderr}`)));
-  });
+  const node = await startRole("node", args);
   return {
     name,
-    port,
-    pid: proc.pid as number,
+    port: node.port,
+    pid: node.pid,
     stop: async () => {
-      await stopChild(proc);
+      await node.kill("SIGTERM");
       await cleanup?.();
     },
   };

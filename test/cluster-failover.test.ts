@@ -3,29 +3,18 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { admin, until } from "./helpers/cluster.js";
-import { type NodeProcess, startIndexProcess, startNodeProcess, stopAll } from "./helpers/processes.js";
+import { admin, joinArgs, until } from "./helpers/cluster.js";
+import { startIndexProcess, startNodeProcess, stopAll } from "./helpers/processes.js";
 
 afterAll(stopAll);
-
-function nodeArgs(index: NodeProcess): string[] {
-  return [
-    "--server-name",
-    "localhost",
-    "--index-server-name",
-    "127.0.0.1",
-    "--index-server-port",
-    String(index.port),
-  ];
-}
 
 describe("failover with real processes", () => {
   it("kill -9 of the master: the slave is promoted and stats nodes reads like the seed's listing", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "flare-index-"));
     const indexArgs = ["--data-dir", dataDir, "--monitor-interval", "1", "--monitor-threshold", "3"];
     const index = await startIndexProcess(indexArgs);
-    const master = await startNodeProcess(nodeArgs(index));
-    const slave = await startNodeProcess(nodeArgs(index));
+    const master = await startNodeProcess(joinArgs(index));
+    const slave = await startNodeProcess(joinArgs(index));
     const m = master.port;
     const s = slave.port;
 
@@ -74,7 +63,7 @@ describe("failover with real processes", () => {
 
     // The old master returns: it registers again and comes back as a proxy, not as a master.
     // Same port: a node's identity is host:port (the later --server-port wins over the helper's 0).
-    const returned = await startNodeProcess([...nodeArgs(index), "--server-port", String(m)]);
+    const returned = await startNodeProcess([...joinArgs(index), "--server-port", String(m)]);
     await until("the returned node to be active", async () =>
       (await admin(index.port, "stats nodes", "END\r\n")).includes(`STAT localhost:${m}:state active`),
     );
@@ -89,8 +78,8 @@ describe("failover with real processes", () => {
     const dataDir = mkdtempSync(join(tmpdir(), "flare-index-"));
     const indexArgs = ["--data-dir", dataDir, "--monitor-interval", "1", "--monitor-threshold", "3"];
     const index = await startIndexProcess(indexArgs);
-    const master = await startNodeProcess(nodeArgs(index));
-    const slave = await startNodeProcess(nodeArgs(index));
+    const master = await startNodeProcess(joinArgs(index));
+    const slave = await startNodeProcess(joinArgs(index));
     await admin(index.port, `node role localhost ${master.port} master 1 0`);
     await admin(index.port, `node role localhost ${slave.port} slave 1 0`);
     await admin(index.port, `node state localhost ${slave.port} active`);
