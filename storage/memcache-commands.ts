@@ -7,12 +7,10 @@ import type { Logger } from "../common/log.js";
 import { keyHash, ModularResolver } from "../protocol/key-hash.js";
 import { ReplyBuffer } from "../protocol/memcache/reply.js";
 import type { Request } from "../protocol/memcache/request.js";
+import type { CommandHandler, Execution, ServerCounters } from "../protocol/memcache/server.js";
 import type { Item } from "./engine.js";
 import type { Replicator } from "./replicator.js";
 import type { MaybePromise, Store } from "./store.js";
-
-/** true: keep the connection; false: close it after this reply; a promise: the same, later. */
-export type Execution = boolean | Promise<boolean>;
 
 const yes = (): true => true;
 
@@ -50,13 +48,11 @@ function reply<T>(
 }
 
 /** What `stats` reports beyond the store: the process and its connections. */
-export interface NodeInfo {
+export interface NodeInfo extends ServerCounters {
   readonly version: string;
   readonly startedAt: number;
   readonly maxConnections: number;
   readonly itemSizeMax: number;
-  readonly connections: { current: number; total: number; rejected: number };
-  readonly traffic: { bytesRead: number; bytesWritten: number };
   readonly mapVersion: () => number;
 }
 
@@ -73,7 +69,7 @@ export interface Membership {
   sync(version: number, lines: string[]): string;
 }
 
-export class MemcacheCommands {
+export class MemcacheCommands implements CommandHandler {
   /** Set on a node in a cluster: how its writes reach its slaves. */
   replication: { replicator: Replicator; mode: "async" | "sync" } | undefined;
   private dumping = false;

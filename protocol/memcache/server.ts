@@ -1,13 +1,27 @@
 /**
- * The memcached text protocol over TCP. Each packet is parsed completely, every reply goes into one
+ * The memcached text protocol over TCP, for storage nodes and the proxy alike. Each packet is parsed completely, every reply goes into one
  * buffer, and the buffer leaves in one write: pipelined clients cost one syscall per packet.
  */
 import { type AddressInfo, createServer, type Server, type Socket } from "node:net";
-import type { Logger } from "../common/log.js";
-import { type ParserLimits, RequestParser } from "../protocol/memcache/parser.js";
-import { ReplyBuffer } from "../protocol/memcache/reply.js";
-import type { Request } from "../protocol/memcache/request.js";
-import type { MemcacheCommands, NodeInfo } from "./memcache-commands.js";
+import type { Logger } from "../../common/log.js";
+import { type ParserLimits, RequestParser } from "./parser.js";
+import { ReplyBuffer } from "./reply.js";
+import type { Request } from "./request.js";
+
+/** true: keep the connection; false: close it after this reply; a promise: the same, later. */
+export type Execution = boolean | Promise<boolean>;
+
+/** What answers requests: a storage node's commands, or the proxy's. */
+export interface CommandHandler {
+  /** Writes the reply of `req` to `out` (now, or by the time the promise settles). */
+  execute(req: Request, out: ReplyBuffer, stream?: () => Promise<void>): Execution;
+}
+
+/** Connection and traffic counters the server keeps for `stats`. */
+export interface ServerCounters {
+  readonly connections: { current: number; total: number; rejected: number };
+  readonly traffic: { bytesRead: number; bytesWritten: number };
+}
 
 export interface MemcacheServerOptions {
   host: string;
@@ -25,8 +39,8 @@ export class MemcacheServer {
 
   constructor(
     private readonly options: MemcacheServerOptions,
-    private readonly commands: MemcacheCommands,
-    private readonly info: NodeInfo,
+    private readonly commands: CommandHandler,
+    private readonly info: ServerCounters,
     private readonly log: Logger,
   ) {
     this.server = createServer({ noDelay: true }, (socket) => this.accept(socket));
@@ -91,8 +105,8 @@ class Connection {
   constructor(
     private readonly socket: Socket,
     options: MemcacheServerOptions,
-    private readonly commands: MemcacheCommands,
-    private readonly info: NodeInfo,
+    private readonly commands: CommandHandler,
+    private readonly info: ServerCounters,
     private readonly log: Logger,
   ) {
     this.parser = new RequestParser(
