@@ -8,6 +8,8 @@ import { createLogger } from "../common/log.js";
 import { VERSION } from "../common/version.js";
 import { indexConfigSpec } from "../index/config.js";
 import { startIndex } from "../index/index-server.js";
+import { proxyConfigSpec } from "../proxy/config.js";
+import { startProxy } from "../proxy/node-entry.js";
 import { nodeConfigSpec } from "../storage/config.js";
 import { startNode } from "../storage/node.js";
 
@@ -16,6 +18,7 @@ const USAGE = `usage: flare <command> [-f config-file] [--key value ...]
 commands:
   node     run a storage node (flared): memcached text protocol, Flare admin commands, HTTP API
   index    run the index service (flarei): node map, health checks, failover, map pushes
+  proxy    run a proxy: a memcached front that routes each key to its partition and hides failover
 
 Every config-file key is also a flag: flare node --server-port 11211 --http-port 11280
 See README.md for every key.`;
@@ -48,6 +51,17 @@ async function main(argv: string[]): Promise<number> {
       const index = await startIndex(config, log);
       await untilSignal();
       await index.stop();
+      return 0;
+    }
+    case "proxy": {
+      const log = createLogger({ role: "proxy" });
+      const config = loadConfig(proxyConfigSpec, rest, log);
+      const proxy = await startProxy(
+        config,
+        log.child({ proxy: `${config["server-name"]}:${config["server-port"]}` }),
+      );
+      await untilSignal();
+      await proxy.stop();
       return 0;
     }
     default:

@@ -49,6 +49,12 @@ export function indexCommands(service: IndexService, info: IndexInfo): (line: st
         if (t.length !== 3 || p === null) return ERROR;
         return reply(service.shutdown(t[1] as string, p).ok ? "OK" : "SERVER_ERROR failed to shutdown");
       }
+      case "suspect": {
+        // flare-ts: a proxy could not reach a node; the index checks it now instead of at its next interval.
+        const p = port(t[2]);
+        if (t.length !== 3 || p === null) return ERROR;
+        return reply(service.suspect(t[1] as string, p) ? "OK" : "SERVER_ERROR unknown node");
+      }
       case "node":
         return node(service, t);
       default:

@@ -44,7 +44,7 @@ export function startIndexProcess(args: string[] = []): Promise<NodeProcess> {
   return startRole("index", "index started", args);
 }
 
-async function startRole(role: string, ready: string, args: string[]): Promise<NodeProcess> {
+export async function startRole(role: string, ready: string, args: string[]): Promise<NodeProcess> {
   const proc = spawn(
     process.execPath,
     [BIN, role, "--server-port", "0", "--bind-address", "127.0.0.1", ...args],

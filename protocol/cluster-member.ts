@@ -4,8 +4,8 @@
  */
 import { ServerError } from "../common/errors.js";
 import type { Logger } from "../common/log.js";
-import { LineClient, oneLine, untilEnd } from "../protocol/line-client.js";
-import { type NodeEntry, nodeKey, parseNodeLine, statsNodesLines } from "../protocol/node-map.js";
+import { LineClient, oneLine, untilEnd } from "./line-client.js";
+import { type NodeEntry, nodeKey, parseNodeLine, statsNodesLines } from "./node-map.js";
 
 export interface ClusterOptions {
   indexHost: string;

@@ -1,0 +1,48 @@
+/**
+ * Requests back on the wire, for a proxy forwarding them to a node. noreply is never forwarded: the
+ * proxy needs every reply to know a write landed.
+ */
+import type { Request } from "./request.js";
+
+const CRLF = Buffer.from("\r\n");
+
+export function encodeRequest(req: Request): Buffer {
+  switch (req.op) {
+    case "get":
+    case "gets":
+      return Buffer.from(`${req.op} ${req.keys.join(" ")}\r\n`, "latin1");
+    case "gat":
+    case "gats":
+      return Buffer.from(`${req.op} ${req.exptime} ${req.keys.join(" ")}\r\n`, "latin1");
+    case "set":
+    case "add":
+    case "replace":
+    case "append":
+    case "prepend":
+    case "cas": {
+      const version = req.op === "cas" || req.version !== 0n ? ` ${req.version}` : "";
+      const sync = req.sync === undefined ? "" : ` ${req.sync}`;
+      const head = `${req.op} ${req.key} ${req.flags} ${req.exptime} ${req.value.length}${version}${sync}\r\n`;
+      return Buffer.concat([Buffer.from(head, "latin1"), req.value, CRLF]);
+    }
+    case "incr":
+    case "decr":
+      return Buffer.from(
+        `${req.op} ${req.key} ${req.delta}${req.sync === undefined ? "" : ` ${req.sync}`}\r\n`,
+        "latin1",
+      );
+    case "delete": {
+      const extra = req.version !== 0n ? ` ${req.hold} ${req.version}` : req.hold !== 0 ? ` ${req.hold}` : "";
+      return Buffer.from(
+        `delete ${req.key}${extra}${req.sync === undefined ? "" : ` ${req.sync}`}\r\n`,
+        "latin1",
+      );
+    }
+    case "touch":
+      return Buffer.from(`touch ${req.key} ${req.exptime}\r\n`, "latin1");
+    case "flush_all":
+      return Buffer.from(`flush_all ${req.delay}\r\n`, "latin1");
+    default:
+      throw new Error(`${req.op} is not forwarded`);
+  }
+}

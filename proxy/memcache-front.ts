@@ -1,0 +1,301 @@
+/**
+ * The proxy's memcached front: each request goes to the node that owns its key. Reads try another
+ * replica at once when one fails; writes to an unreachable master wait (bounded) for the map that
+ * names the new master. Replies are forwarded as the nodes wrote them.
+ */
+import type { Logger } from "../common/log.js";
+import type { ClusterMember } from "../protocol/cluster-member.js";
+import { encodeRequest } from "../protocol/memcache/encode.js";
+import type { ReplyBuffer } from "../protocol/memcache/reply.js";
+import type { Request } from "../protocol/memcache/request.js";
+import type { CommandHandler, Execution, ServerCounters } from "../protocol/memcache/server.js";
+import { type NodeEntry, nodeKey } from "../protocol/node-map.js";
+import type { Router } from "./router.js";
+import { Backend, BackendError, type ReplyShape } from "./transports/memcache-backend.js";
+
+export interface ProxyOptions {
+  concurrency: number;
+  requestTimeoutMs: number;
+  writeWaitMs: number;
+  version: string;
+}
+
+/** A failure the client sees as one SERVER_ERROR line. */
+class ProxyFailure extends Error {}
+
+const isServerError = (reply: Buffer): boolean =>
+  reply[0] === 83 && reply.toString("latin1", 0, 12) === "SERVER_ERROR";
+
+export class ProxyCommands implements CommandHandler {
+  private readonly backends = new Map<string, Backend>();
+  private readonly mapWaiters = new Set<() => void>();
+  private readonly startedAt = Date.now();
+
+  constructor(
+    private readonly router: Router,
+    private readonly member: ClusterMember,
+    private readonly options: ProxyOptions,
+    private readonly counters: ServerCounters,
+    private readonly log: Logger,
+    /** Tells the index a node did not answer, so it checks that node now. */
+    private readonly suspect: (node: NodeEntry) => void,
+  ) {
+    member.onMap((nodes) => {
+      router.update(nodes);
+      const live = new Set(nodes.filter((n) => n.role !== "proxy").map((n) => nodeKey(n.host, n.port)));
+      for (const [key, b] of this.backends) {
+        if (!live.has(key)) {
+          b.close();
+          this.backends.delete(key);
+        }
+      }
+      for (const w of [...this.mapWaiters]) w();
+    });
+  }
+
+  execute(req: Request, out: ReplyBuffer): Execution {
+    switch (req.op) {
+      case "get":
+      case "gets":
+        return this.reply(this.read(req.keys, encodeRequest(req)), out);
+      case "gat":
+      case "gats":
+        return this.reply(this.touchRead(req), out);
+      case "set":
+      case "add":
+      case "replace":
+      case "append":
+      case "prepend":
+      case "cas":
+      case "incr":
+      case "decr":
+      case "delete":
+      case "touch":
+        return this.reply(this.write(req.key, encodeRequest(req), "line"), out, req.noreply);
+      case "flush_all":
+        return this.reply(this.flushAll(encodeRequest(req)), out, req.noreply);
+      case "stats":
+        if (req.args.length === 0) {
+          for (const [k, v] of this.stats()) out.line(`STAT ${k} ${v}`);
+        } else if (req.args[0] === "nodes") {
+          for (const line of this.member.statsNodes()) out.line(line);
+        } else if (!["items", "slabs", "sizes"].includes(req.args[0] as string)) {
+          out.line("ERROR");
+          return true;
+        }
+        out.line("END");
+        return true;
+      case "version":
+        out.line(`VERSION ${this.options.version}`);
+        return true;
+      case "verbosity":
+        if (!req.noreply) out.line("OK");
+        return true;
+      case "ping":
+        out.line("OK");
+        return true;
+      case "node_sync":
+        out.line(this.member.sync(req.version, req.lines));
+        return true;
+      case "dump":
+        out.line("SERVER_ERROR dump is served by storage nodes, not by a proxy");
+        return true;
+      case "quit":
+        return false;
+      case "reply":
+        out.line(req.line);
+        return true;
+    }
+  }
+
+  close(): void {
+    for (const b of this.backends.values()) b.close();
+    this.backends.clear();
+    for (const w of [...this.mapWaiters]) w();
+  }
+
+  private reply(result: Promise<Buffer | Buffer[]>, out: ReplyBuffer, noreply = false): Promise<boolean> {
+    return result.then(
+      (bytes) => {
+        if (noreply) return true;
+        if (Array.isArray(bytes)) for (const b of bytes) out.bytes(b);
+        else out.bytes(bytes);
+        return true;
+      },
+      (err: unknown) => {
+        if (!noreply) out.line(`SERVER_ERROR ${err instanceof ProxyFailure ? err.message : "proxy error"}`);
+        if (!(err instanceof ProxyFailure)) this.log.error("proxy request failed", { err });
+        return true;
+      },
+    );
+  }
+
+  /** get/gets: one request per partition involved; the replies are put back in request order. */
+  private async read(keys: string[], whole: Buffer): Promise<Buffer | Buffer[]> {
+    const groups = new Map<number, string[]>();
+    for (const key of keys) {
+      const p = this.router.partitionOf(key);
+      const g = groups.get(p);
+      if (g === undefined) groups.set(p, [key]);
+      else g.push(key);
+    }
+    if (groups.size <= 1) return this.readFrom(keys[0] as string, whole);
+    const command = whole.toString("latin1", 0, whole.indexOf(32));
+    const replies = await Promise.all(
+      [...groups.values()].map((g) =>
+        this.readFrom(g[0] as string, Buffer.from(`${command} ${g.join(" ")}\r\n`, "latin1")),
+      ),
+    );
+    const blocks = new Map<string, Buffer>();
+    for (const r of replies) for (const [key, block] of valueBlocks(r)) blocks.set(key, block);
+    const out: Buffer[] = [];
+    for (const key of keys) {
+      const b = blocks.get(key);
+      if (b !== undefined) out.push(b);
+    }
+    out.push(END);
+    return out;
+  }
+
+  /** Tries the partition's replicas by weight until one answers. */
+  private async readFrom(key: string, bytes: Buffer): Promise<Buffer> {
+    const tried = new Set<string>();
+    for (;;) {
+      const node = this.router.reader(key, tried);
+      if (node === undefined)
+        throw new ProxyFailure(tried.size === 0 ? "no partition available" : "no replica answered");
+      const name = nodeKey(node.host, node.port);
+      try {
+        const reply = await this.backend(node).send(bytes, "values");
+        if (!isServerError(reply)) return reply;
+        this.log.warn("replica refused a read", { node: name, reply: reply.toString("latin1").trim() });
+      } catch (err) {
+        if (!(err instanceof BackendError)) throw err;
+        this.suspect(node);
+      }
+      tried.add(name);
+    }
+  }
+
+  /** gat/gats change expiry: each key goes to its master; the VALUE blocks come back in order. */
+  private async touchRead(req: Extract<Request, { op: "gat" | "gats" }>): Promise<Buffer[]> {
+    const replies = await Promise.all(
+      req.keys.map((key) =>
+        this.write(key, Buffer.from(`${req.op} ${req.exptime} ${key}\r\n`, "latin1"), "values"),
+      ),
+    );
+    const out: Buffer[] = [];
+    for (const r of replies) for (const [, block] of valueBlocks(r)) out.push(block);
+    out.push(END);
+    return out;
+  }
+
+  /**
+   * Sends a write to the key's master. When the master cannot be reached (or no longer is one),
+   * waits for a newer map, up to `proxy-write-wait`, and sends it to the new master.
+   */
+  private async write(key: string, bytes: Buffer, shape: ReplyShape): Promise<Buffer> {
+    const deadline = Date.now() + this.options.writeWaitMs;
+    for (;;) {
+      const seen = this.member.version;
+      const master = this.router.writer(key);
+      if (master !== undefined) {
+        try {
+          const reply = await this.backend(master).send(bytes, shape);
+          // A node that is no longer master says so: the map it is in is newer than ours.
+          if (!reply.toString("latin1", 0, 25).startsWith("SERVER_ERROR not a master")) return reply;
+        } catch (err) {
+          if (!(err instanceof BackendError)) throw err;
+          this.suspect(master);
+        }
+      }
+      if (!(await this.mapAfter(seen, deadline))) {
+        throw new ProxyFailure("no master for this key: failover did not finish in time");
+      }
+    }
+  }
+
+  private async flushAll(bytes: Buffer): Promise<Buffer> {
+    const targets: NodeEntry[] = [];
+    for (let p = 0; p < this.router.count; p++) {
+      for (const r of this.router.partition(p)?.readers ?? []) targets.push(r.node);
+    }
+    const replies = await Promise.all(
+      targets.map((n) =>
+        this.backend(n)
+          .send(bytes, "line")
+          .catch(() => FAILED),
+      ),
+    );
+    if (replies.every((r) => r.toString("latin1") === "OK\r\n")) return OK;
+    throw new ProxyFailure("flush_all did not reach every node");
+  }
+
+  /** Resolves true when a map newer than `version` arrived, false at the deadline. */
+  private mapAfter(version: number, deadline: number): Promise<boolean> {
+    if (this.member.version > version) return Promise.resolve(true);
+    const left = deadline - Date.now();
+    if (left <= 0) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const done = (ok: boolean): void => {
+        clearTimeout(timer);
+        this.mapWaiters.delete(check);
+        resolve(ok);
+      };
+      const check = (): void => {
+        if (this.member.version > version) done(true);
+      };
+      // Poll gently too: a node that answers again (it was only slow) needs no new map.
+      const timer = setTimeout(() => done(Date.now() < deadline), Math.min(left, 250));
+      this.mapWaiters.add(check);
+    });
+  }
+
+  private backend(node: NodeEntry): Backend {
+    const key = nodeKey(node.host, node.port);
+    let b = this.backends.get(key);
+    if (b === undefined) {
+      b = new Backend(node.host, node.port, this.options.concurrency, this.options.requestTimeoutMs);
+      this.backends.set(key, b);
+    }
+    return b;
+  }
+
+  private stats(): [string, string | number][] {
+    const now = Date.now();
+    const c = this.counters;
+    return [
+      ["pid", process.pid],
+      ["uptime", Math.floor((now - this.startedAt) / 1000)],
+      ["time", Math.floor(now / 1000)],
+      ["version", this.options.version],
+      ["curr_connections", c.connections.current],
+      ["total_connections", c.connections.total],
+      ["rejected_connections", c.connections.rejected],
+      ["bytes_read", c.traffic.bytesRead],
+      ["bytes_written", c.traffic.bytesWritten],
+      ["node_map_version", this.member.version],
+    ];
+  }
+}
+
+const END = Buffer.from("END\r\n");
+const OK = Buffer.from("OK\r\n");
+const FAILED = Buffer.from("SERVER_ERROR unreachable\r\n");
+
+/** The VALUE blocks of a get reply, by key. */
+function valueBlocks(reply: Buffer): [string, Buffer][] {
+  const out: [string, Buffer][] = [];
+  let pos = 0;
+  while (pos < reply.length) {
+    const nl = reply.indexOf(10, pos);
+    if (nl < 0) break;
+    const line = reply.toString("latin1", pos, nl).trimEnd();
+    if (!line.startsWith("VALUE ")) break;
+    const fields = line.split(" ");
+    const end = nl + 1 + Number(fields[3]) + 2;
+    out.push([fields[1] as string, reply.subarray(pos, end)]);
+    pos = end;
+  }
+  return out;
+}

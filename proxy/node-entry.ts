@@ -1,0 +1,108 @@
+/** `flare proxy`: the proxy on Node, a memcached TCP front that follows the index's maps. */
+import { ConfigError } from "../common/errors.js";
+import type { Logger } from "../common/log.js";
+import { VERSION } from "../common/version.js";
+import { ClusterMember } from "../protocol/cluster-member.js";
+import { MemcacheServer, type ServerCounters } from "../protocol/memcache/server.js";
+import { type NodeEntry, nodeKey } from "../protocol/node-map.js";
+import type { ProxyConfig } from "./config.js";
+import { ProxyCommands } from "./memcache-front.js";
+import { Router } from "./router.js";
+
+export interface RunningProxy {
+  port: number;
+  stop(): Promise<void>;
+}
+
+/** A node is reported to the index at most this often. */
+const SUSPECT_EVERY_MS = 1000;
+
+export async function startProxy(config: ProxyConfig, log: Logger): Promise<RunningProxy> {
+  const index = indexAddress(config);
+  const member = new ClusterMember(
+    {
+      indexHost: index.host,
+      indexPort: index.port,
+      serverName: config["server-name"],
+      registerTimeoutMs: config["index-register-timeout"] * 1000,
+    },
+    log,
+  );
+  const counters: ServerCounters = {
+    connections: { current: 0, total: 0, rejected: 0 },
+    traffic: { bytesRead: 0, bytesWritten: 0 },
+  };
+  const reported = new Map<string, number>();
+  const suspect = (node: NodeEntry): void => {
+    const key = nodeKey(node.host, node.port);
+    const now = Date.now();
+    if (now - (reported.get(key) ?? 0) < SUSPECT_EVERY_MS) return;
+    reported.set(key, now);
+    log.warn("node unreachable from proxy", { node: key });
+    member.tellIndex(`suspect ${node.host} ${node.port}`).catch(() => "");
+  };
+  const commands = new ProxyCommands(
+    new Router(),
+    member,
+    {
+      concurrency: config["proxy-concurrency"],
+      requestTimeoutMs: config["proxy-request-timeout"],
+      writeWaitMs: config["proxy-write-wait"],
+      version: VERSION,
+    },
+    counters,
+    log,
+    suspect,
+  );
+  const server = new MemcacheServer(
+    {
+      host: config["bind-address"],
+      port: config["server-port"],
+      backlog: config["back-log"],
+      maxConnections: config["max-connection"],
+      readTimeoutSeconds: config["net-read-timeout"],
+      limits: {
+        maxLine: config["max-line-length"],
+        maxValue: config["item-size-max"],
+        maxKey: config["key-max-length"],
+      },
+    },
+    commands,
+    counters,
+    log,
+  );
+  const address = await server.listen();
+  member.listening(address.port);
+  try {
+    await member.register();
+  } catch (err) {
+    await server.close();
+    throw err;
+  }
+  log.info("proxy started", {
+    port: address.port,
+    index: `${index.host}:${index.port}`,
+    mapVersion: member.version,
+  });
+  return {
+    port: address.port,
+    async stop() {
+      await member.leave();
+      commands.close();
+      await server.close();
+      log.info("proxy stopped", { port: address.port });
+    },
+  };
+}
+
+function indexAddress(config: ProxyConfig): { host: string; port: number } {
+  const list = config["index-servers"];
+  if (list !== undefined) {
+    const m = /^(.+):(\d+)$/.exec(list.split(",")[0]?.trim() ?? "");
+    if (m === null) throw new ConfigError(`index-servers: expected host:port[,host:port...] (got '${list}')`);
+    return { host: m[1] as string, port: Number(m[2]) };
+  }
+  const host = config["index-server-name"];
+  if (host === undefined) throw new ConfigError("index-server-name: a proxy needs an index to follow");
+  return { host, port: config["index-server-port"] };
+}

@@ -1,0 +1,77 @@
+/** The proxy with real processes: config files, partitions, multi-get order, bounded write waits. */
+import { fileURLToPath } from "node:url";
+import { afterAll, describe, expect, it } from "vitest";
+import { admin, joinArgs, nodeState, startIndex, until } from "./helpers/cluster.js";
+import { startNodeProcess, startRole, stopAll } from "./helpers/processes.js";
+import { RawClient } from "./helpers/raw-client.js";
+
+afterAll(stopAll);
+
+const seedProxyConf = fileURLToPath(new URL("./fixtures/seed-configs/flared_proxy.conf", import.meta.url));
+
+describe("proxy routing", () => {
+  it("starts from the seed's flared_proxy.conf, spreads keys over two partitions and answers multi-gets in order", async () => {
+    const index = await startIndex();
+    const a = await startNodeProcess(joinArgs(index));
+    const b = await startNodeProcess(joinArgs(index));
+    expect(await admin(index.port, `node role localhost ${a.port} master 1 0`)).toBe("OK\r\n");
+    expect(await admin(index.port, `node role localhost ${b.port} master 1 1`)).toBe("OK\r\n");
+    expect(await admin(index.port, `node state localhost ${b.port} ready`)).toBe("OK\r\n");
+    expect(await admin(index.port, `node state localhost ${b.port} active`)).toBe("OK\r\n");
+    // The seed file as is; only its fixed ports give way to the test's.
+    const proxy = await startRole("proxy", "proxy started", [
+      "-f",
+      seedProxyConf,
+      "--server-port",
+      "0",
+      "--index-server-name",
+      "127.0.0.1",
+      "--index-server-port",
+      String(index.port),
+    ]);
+    expect(proxy.stderr()).toContain('"config key ignored"');
+    await until("the proxy to see both masters", async () =>
+      (await admin(proxy.port, "stats nodes", "END\r\n")).includes(`STAT localhost:${b.port}:state active`),
+    );
+
+    const c = await RawClient.open(proxy.port);
+    const keys = Array.from({ length: 40 }, (_, i) => `key${i}`);
+    for (const k of keys) expect(await c.ask(`set ${k} 3 0 ${k.length}\r\n${k}\r\n`)).toBe("STORED\r\n");
+    // Both masters got some of the keys.
+    const onA = await admin(a.port, `get ${keys.join(" ")}`, "END\r\n");
+    const onB = await admin(b.port, `get ${keys.join(" ")}`, "END\r\n");
+    expect(onA.split("VALUE").length - 1).toBeGreaterThan(5);
+    expect(onB.split("VALUE").length - 1).toBeGreaterThan(5);
+    const wanted = [...keys].reverse().concat(["missing"]);
+    const expected = `${[...keys]
+      .reverse()
+      .map((k) => `VALUE ${k} 3 ${k.length}\r\n${k}\r\n`)
+      .join("")}END\r\n`;
+    expect(await c.ask(`get ${wanted.join(" ")}\r\n`, "END\r\n")).toBe(expected);
+    expect(await c.ask("incr nothing 1\r\n")).toBe("NOT_FOUND\r\n");
+    expect(await c.ask("delete key0\r\n")).toBe("DELETED\r\n");
+    expect(await c.ask("get key0\r\n", "END\r\n")).toBe("END\r\n");
+    expect(await c.ask("ping\r\n")).toBe("OK\r\n");
+    c.close();
+  });
+
+  it("a write whose master is gone and has no slave fails after proxy-write-wait with a clear error, and so does a read", async () => {
+    const index = await startIndex();
+    const a = await startNodeProcess(joinArgs(index));
+    await admin(index.port, `node role localhost ${a.port} master 1 0`);
+    const proxy = await startRole("proxy", "proxy started", joinArgs(index, ["--proxy-write-wait", "1500"]));
+    await until(
+      "the proxy to route",
+      async () => (await admin(proxy.port, "set k 0 0 1\r\nx")) === "STORED\r\n",
+    );
+    a.proc.kill("SIGKILL");
+    await until("the master to be down", async () => (await nodeState(index, a.port)) === "master/down");
+    const t0 = Date.now();
+    expect(await admin(proxy.port, "set k 0 0 1\r\ny")).toBe(
+      "SERVER_ERROR no master for this key: failover did not finish in time\r\n",
+    );
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1400);
+    // The dead master keeps its partition reserved (Flare): nothing can serve it.
+    expect(await admin(proxy.port, "get k", "\r\n")).toBe("SERVER_ERROR no partition available\r\n");
+  });
+});
