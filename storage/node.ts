@@ -174,7 +174,11 @@ function followCluster(
         if (reply !== "OK") log.warn("index refused activation", { reply });
       } catch (err) {
         log.error("reconstruction failed", { err });
-        await member.tellIndex(`node role ${config["server-name"]} ${after.port} proxy`).catch(() => "");
+        // Give the role back only while still rebuilding: an operator (or the index) may have moved on.
+        const now = member.self();
+        if (now?.role === "slave" && now.state === "prepare") {
+          await member.tellIndex(`node role ${config["server-name"]} ${after.port} proxy`).catch(() => "");
+        }
       }
     })();
   });
