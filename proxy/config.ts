@@ -9,6 +9,10 @@ export const proxySchema = z.object({
     .default(12121)
     .describe("memcached text protocol port (0 = any free port)."),
   "bind-address": cfg.str().default("127.0.0.1").describe("Address the proxy listens on."),
+  "http-port": cfg
+    .int(0, 65535)
+    .optional()
+    .describe("HTTP API port; unset = no HTTP API, 0 = any free port."),
   "index-servers": cfg.str().optional().describe("Index servers host:port[,host:port] (the first is used)."),
   "index-server-name": cfg.str().optional().describe("Index server host."),
   "index-server-port": cfg.int(1, 65535).default(12120).describe("Index server port."),

@@ -20,8 +20,8 @@ export interface ProxyOptions {
   version: string;
 }
 
-/** A failure the client sees as one SERVER_ERROR line. */
-class ProxyFailure extends Error {}
+/** A failure the client sees as one SERVER_ERROR line (HTTP: 503). */
+export class ProxyFailure extends Error {}
 
 const isServerError = (reply: Buffer): boolean =>
   reply[0] === 83 && reply.toString("latin1", 0, 12) === "SERVER_ERROR";
@@ -106,6 +106,16 @@ export class ProxyCommands implements CommandHandler {
         out.line(req.line);
         return true;
     }
+  }
+
+  /** A read as the HTTP API asks it: the raw get/gets reply, from whichever replica answers. */
+  forwardRead(keys: string[], request: Buffer): Promise<Buffer | Buffer[]> {
+    return this.read(keys, request);
+  }
+
+  /** A write as the HTTP API asks it: the raw reply line from the key's master. */
+  forwardWrite(key: string, request: Buffer): Promise<Buffer> {
+    return this.write(key, request, "line");
   }
 
   close(): void {

@@ -1,16 +1,19 @@
 /** `flare proxy`: the proxy on Node, a memcached TCP front that follows the index's maps. */
 import { ConfigError } from "../common/errors.js";
+import { type HttpServer, serveHttp } from "../common/http-serve.js";
 import type { Logger } from "../common/log.js";
 import { VERSION } from "../common/version.js";
 import { ClusterMember } from "../protocol/cluster-member.js";
 import { MemcacheServer, type ServerCounters } from "../protocol/memcache/server.js";
 import { type NodeEntry, nodeKey } from "../protocol/node-map.js";
 import type { ProxyConfig } from "./config.js";
+import { createProxyHttpApp } from "./http-app.js";
 import { ProxyCommands } from "./memcache-front.js";
 import { Router } from "./router.js";
 
 export interface RunningProxy {
   port: number;
+  httpPort: number | undefined;
   stop(): Promise<void>;
 }
 
@@ -72,24 +75,35 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
     log,
   );
   const address = await server.listen();
+  let http: HttpServer | undefined;
+  if (config["http-port"] !== undefined) {
+    const app = createProxyHttpApp(
+      commands,
+      { maxKey: config["key-max-length"], maxValue: config["item-size-max"] },
+      log,
+    );
+    http = await serveHttp(app, config["bind-address"], config["http-port"]);
+  }
   member.listening(address.port);
   try {
     await member.register();
   } catch (err) {
-    await server.close();
+    await Promise.all([server.close(), http?.close()]);
     throw err;
   }
   log.info("proxy started", {
     port: address.port,
+    httpPort: http?.address.port,
     index: `${index.host}:${index.port}`,
     mapVersion: member.version,
   });
   return {
     port: address.port,
+    httpPort: http?.address.port,
     async stop() {
       await member.leave();
       commands.close();
-      await server.close();
+      await Promise.all([server.close(), http?.close()]);
       log.info("proxy stopped", { port: address.port });
     },
   };

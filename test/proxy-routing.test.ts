@@ -55,6 +55,50 @@ describe("proxy routing", () => {
     c.close();
   });
 
+  it("the HTTP API: PUT/GET with ETag, cas, add, incr, DELETE, multi-get, JSON errors", async () => {
+    const index = await startIndex();
+    const a = await startNodeProcess(joinArgs(index));
+    await admin(index.port, `node role localhost ${a.port} master 1 0`);
+    const proxy = await startRole("proxy", "proxy started", joinArgs(index, ["--http-port", "0"]));
+    const base = `http://127.0.0.1:${proxy.httpPort}/v1/kv`;
+    await until(
+      "the proxy to route",
+      async () => (await fetch(`${base}/k`, { method: "PUT", body: "1" })).status === 200,
+    );
+
+    const put = await fetch(`${base}/user%3A1?flags=7`, { method: "PUT", body: "hello" });
+    expect(await put.json()).toEqual({ stored: true });
+    const get = await fetch(`${base}/user%3A1`);
+    expect(await get.text()).toBe("hello");
+    expect(get.headers.get("x-flare-flags")).toBe("7");
+    const tag = get.headers.get("etag") as string;
+    expect(tag).toMatch(/^"\d+"$/);
+    expect(
+      (await fetch(`${base}/user%3A1`, { method: "PUT", body: "v2", headers: { "If-Match": tag } })).status,
+    ).toBe(200);
+    const stale = await fetch(`${base}/user%3A1`, {
+      method: "PUT",
+      body: "v3",
+      headers: { "If-Match": tag },
+    });
+    expect(stale.status).toBe(412);
+    expect((await stale.json()).error.code).toBe("CAS_MISMATCH");
+    expect(
+      (await fetch(`${base}/user%3A1`, { method: "PUT", body: "x", headers: { "If-None-Match": "*" } }))
+        .status,
+    ).toBe(412);
+    await fetch(`${base}/n`, { method: "PUT", body: "41" });
+    expect(await (await fetch(`${base}/n/incr`, { method: "POST" })).json()).toEqual({ value: "42" });
+    const multi = await (await fetch(`${base}?keys=n,user%3A1,missing`)).json();
+    expect(Object.keys(multi.items)).toEqual(["n", "user:1"]);
+    expect(Buffer.from(multi.items["user:1"].value, "base64").toString()).toBe("v2");
+    expect((await fetch(`${base}/n`, { method: "DELETE" })).status).toBe(204);
+    const gone = await fetch(`${base}/n`);
+    expect(gone.status).toBe(404);
+    expect((await gone.json()).error.code).toBe("NOT_FOUND");
+    expect((await fetch(`${base}/a%20b`)).status).toBe(400);
+  });
+
   it("a write whose master is gone and has no slave fails after proxy-write-wait with a clear error, and so does a read", async () => {
     const index = await startIndex();
     const a = await startNodeProcess(joinArgs(index));
