@@ -15,7 +15,7 @@ export interface Proc {
   kill(signal: NodeJS.Signals): Promise<void>;
 }
 
-export async function startRole(role: "index" | "node", args: string[]): Promise<Proc> {
+export async function startRole(role: "index" | "node" | "proxy", args: string[]): Promise<Proc> {
   const proc = spawn(process.execPath, [CLI, role, "--server-port", "0", ...args], {
     stdio: ["ignore", "ignore", "pipe"],
     env: { ...process.env, FLARE_LOG: "info" },

@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --duration S]` (or `npm run bench -- failover|replication [--rounds N]`): get/set throughput, p50/p99 latency and server CPU per
+ * `npm run bench [-- --duration S]` (or `npm run bench -- failover|replication|proxy [--rounds N]`): get/set throughput, p50/p99 latency and server CPU per
  * operation for a flare-ts node and, in the same run under the same load, a real memcached.
  */
 
@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { failoverBench } from "./failover.js";
 import { preload, runLoad } from "./load.js";
+import { proxyBench } from "./proxy.js";
 import { replicationBench } from "./replication.js";
 import { type BenchServer, cpuSeconds, startFlareNode, startMemcached, startRedis } from "./servers.js";
 
@@ -111,6 +112,10 @@ function table(rows: Row[]): string {
 async function main(): Promise<void> {
   if (process.argv.includes("failover")) {
     await failoverBench(arg("rounds", 10));
+    return;
+  }
+  if (process.argv.includes("proxy")) {
+    await proxyBench(arg("duration", 3) * 1000);
     return;
   }
   if (process.argv.includes("replication")) {

@@ -33,6 +33,7 @@ class BackendConnection {
   /** Where the reply being read continues (bytes of `buf` already known to belong to it). */
   private scanned = 0;
   private timer: NodeJS.Timeout | undefined;
+  private corked = false;
   dead = false;
 
   constructor(
@@ -49,7 +50,17 @@ class BackendConnection {
     if (this.socket === undefined) this.open();
     return new Promise((resolve, reject) => {
       this.queue.push({ shape, resolve, reject, deadline: Date.now() + this.timeoutMs });
-      (this.socket as Socket).write(bytes);
+      const socket = this.socket as Socket;
+      // Everything sent to this node in the same tick leaves in one write (one syscall).
+      if (!this.corked) {
+        this.corked = true;
+        socket.cork();
+        process.nextTick(() => {
+          this.corked = false;
+          socket.uncork();
+        });
+      }
+      socket.write(bytes);
       if (this.timer === undefined) this.arm();
     });
   }

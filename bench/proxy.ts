@@ -1,0 +1,101 @@
+/**
+ * `npm run bench -- proxy`: the same load straight to a node, through the flare-ts proxy, and
+ * through twemproxy (nutcracker) in front of memcached; throughput, p99 and the CPU each hop spends
+ * per operation.
+ */
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startCluster, startRole } from "./cluster.js";
+import { preload, runLoad } from "./load.js";
+import { cpuSeconds, freePort, startMemcached, waitListening } from "./servers.js";
+
+const KEYS = 10_000;
+const VALUE = 32;
+
+interface Row {
+  path: string;
+  op: string;
+  opsPerSecond: number;
+  p99us: number;
+  hopCpuUs: number | undefined;
+}
+
+async function measure(
+  path: string,
+  port: number,
+  hopPid: number | undefined,
+  durationMs: number,
+): Promise<Row[]> {
+  await preload(port, KEYS, VALUE);
+  const rows: Row[] = [];
+  for (const op of ["set", "get"] as const) {
+    const o = { port, op, connections: 8, depth: 16, keys: KEYS, valueSize: VALUE };
+    await runLoad({ ...o, durationMs: 300 });
+    const cpu0 = hopPid === undefined ? 0 : cpuSeconds(hopPid);
+    const r = await runLoad({ ...o, durationMs });
+    const cpu = hopPid === undefined ? undefined : ((cpuSeconds(hopPid) - cpu0) * 1e6) / r.ops;
+    rows.push({ path, op, opsPerSecond: r.opsPerSecond, p99us: r.p99us, hopCpuUs: cpu });
+  }
+  return rows;
+}
+
+async function startTwemproxy(
+  backendPort: number,
+): Promise<{ port: number; pid: number; stop: () => Promise<void> }> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "flare-twemproxy-"));
+  const conf = join(dir, "nutcracker.yml");
+  writeFileSync(
+    conf,
+    `pool:\n  listen: 127.0.0.1:${port}\n  hash: fnv1a_64\n  distribution: ketama\n  timeout: 1000\n  server_connections: 2\n  servers:\n   - 127.0.0.1:${backendPort}:1\n`,
+  );
+  const proc = spawn("nutcracker", ["-c", conf, "-s", String(await freePort())], { stdio: "ignore" });
+  await waitListening(proc, port, "nutcracker");
+  return {
+    port,
+    pid: proc.pid as number,
+    stop: async () => {
+      proc.kill("SIGTERM");
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function proxyBench(durationMs: number): Promise<void> {
+  const rows: Row[] = [];
+  const cluster = await startCluster(0);
+  const proxy = await startRole("proxy", [
+    "--server-name",
+    "localhost",
+    "--index-server-name",
+    "127.0.0.1",
+    "--index-server-port",
+    String(cluster.index.port),
+  ]);
+  try {
+    rows.push(...(await measure("flare-ts node, direct", cluster.master.port, undefined, durationMs)));
+    rows.push(...(await measure("flare-ts proxy -> node", proxy.port, proxy.pid, durationMs)));
+  } finally {
+    await proxy.kill("SIGTERM");
+    await cluster.stop();
+  }
+  const memcached = await startMemcached();
+  const twem = await startTwemproxy(memcached.port);
+  try {
+    rows.push(...(await measure("memcached, direct", memcached.port, undefined, durationMs)));
+    rows.push(...(await measure("twemproxy -> memcached", twem.port, twem.pid, durationMs)));
+  } finally {
+    await twem.stop();
+    await memcached.stop();
+  }
+  console.log(`\n8 connections x 16 in flight, ${VALUE}-byte values, ${durationMs / 1000} s per row\n`);
+  console.log("| path | op | ops/s | p99 µs | proxy CPU µs/op |");
+  console.log("|---|---|---|---|---|");
+  for (const r of rows) {
+    console.log(
+      `| ${r.path} | ${r.op} | ${Math.round(r.opsPerSecond).toLocaleString("en-US")} | ${r.p99us} | ${r.hopCpuUs === undefined ? "-" : r.hopCpuUs.toFixed(1)} |`,
+    );
+  }
+}
