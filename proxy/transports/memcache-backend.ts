@@ -122,8 +122,6 @@ class BackendConnection {
       this.scanned = 0;
       this.queue.shift();
       head.resolve(reply);
-      clearTimeout(this.timer);
-      this.arm();
     }
   }
 }
