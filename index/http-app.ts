@@ -7,6 +7,7 @@
 import type { Context } from "hono";
 import { Hono } from "hono";
 import { z } from "zod";
+import { fail } from "../protocol/http-kv.js";
 import { ROLES, STATES } from "../protocol/node-map.js";
 import type { Change } from "./node-map.js";
 import type { IndexService } from "./service.js";
@@ -20,10 +21,6 @@ const roleBody = z.object({
 });
 const stateBody = z.object({ state: z.enum(STATES) });
 const target = z.object({ host: z.string().min(1), port: z.coerce.number().int().min(1).max(65535) });
-
-function fail(c: Context, status: 400 | 401 | 404 | 409, code: string, message: string): Response {
-  return c.json({ error: { code, message } }, status);
-}
 
 export function createIndexHttpApp(service: IndexService, adminToken: string | undefined): Hono {
   const app = new Hono();

@@ -1,15 +1,12 @@
 /**
- * The proxy's HTTP key API, the same as a node's: `GET/PUT/DELETE /v1/kv/:key` (ttl and flags as
- * query or `X-Flare-TTL`/`X-Flare-Flags`, cas through If-Match, add through If-None-Match: *),
- * `POST /v1/kv/:key/incr|decr`, and multi-get `GET /v1/kv?keys=a,b`. Requests become memcached
- * requests to the owning node; a node that cannot be reached in time gives 503 with Retry-After.
+ * The proxy's HTTP key API, the same as a node's (protocol/http-kv.ts) plus multi-get
+ * `GET /v1/kv?keys=a,b`. Requests become memcached requests to the owning node; a node that cannot
+ * be reached in time gives 503 with Retry-After.
  */
-
-import type { Context } from "hono";
 import { Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
-import { z } from "zod";
+import { ClientError } from "../common/errors.js";
 import type { Logger } from "../common/log.js";
+import { fail, incrAmount, putRequest, urlKey, valueLimit } from "../protocol/http-kv.js";
 import { type ProxyCommands, ProxyFailure } from "./memcache-front.js";
 
 export interface ProxyHttpOptions {
@@ -17,64 +14,42 @@ export interface ProxyHttpOptions {
   maxValue: number;
 }
 
-type Status = 400 | 404 | 412 | 413 | 500 | 503;
+const CRLF = Buffer.from("\r\n");
 
-const putParams = z.object({
-  ttl: z
-    .string()
-    .regex(/^-?\d{1,10}$/, "must be an integer number of seconds")
-    .transform(Number)
-    .default(0),
-  flags: z
-    .string()
-    .regex(/^\d{1,10}$/, "must be a whole number")
-    .transform(Number)
-    .pipe(z.number().max(4294967295))
-    .default(0),
-});
-const etag = /^(?:W\/)?"(\d{1,20})"$/;
-
-function fail(c: Context, status: Status, code: string, message: string): Response {
-  if (status === 503) c.header("Retry-After", "1");
-  return c.json({ error: { code, message } }, status);
+interface Found {
+  flags: number;
+  version: string;
+  value: Buffer;
 }
 
-/** The VALUE blocks of a gets reply: key -> [flags, version, value]. */
-function parseValues(reply: Buffer): Map<string, { flags: number; version: string; value: Buffer }> {
-  const out = new Map<string, { flags: number; version: string; value: Buffer }>();
+/** The VALUE blocks of a gets reply, by key. */
+function parseValues(reply: Buffer | Buffer[]): Map<string, Found> {
+  const bytes = Array.isArray(reply) ? Buffer.concat(reply) : reply;
+  const out = new Map<string, Found>();
   let pos = 0;
-  while (pos < reply.length) {
-    const nl = reply.indexOf(10, pos);
+  while (pos < bytes.length) {
+    const nl = bytes.indexOf(10, pos);
     if (nl < 0) break;
-    const line = reply.toString("latin1", pos, nl).trimEnd();
+    const line = bytes.toString("latin1", pos, nl).trimEnd();
     if (!line.startsWith("VALUE ")) break;
-    const [, key, flags, bytes, version] = line.split(" ");
+    const [, key, flags, size, version] = line.split(" ");
     const start = nl + 1;
     out.set(key as string, {
       flags: Number(flags),
       version: version ?? "",
-      value: reply.subarray(start, start + Number(bytes)),
+      value: bytes.subarray(start, start + Number(size)),
     });
-    pos = start + Number(bytes) + 2;
+    pos = start + Number(size) + 2;
   }
   return out;
 }
 
 export function createProxyHttpApp(proxy: ProxyCommands, options: ProxyHttpOptions, log: Logger): Hono {
   const app = new Hono();
-
-  const keyOf = (raw: string): string | null => {
-    const key = Buffer.from(raw, "utf8").toString("latin1");
-    if (key.length === 0 || key.length > options.maxKey) return null;
-    for (let i = 0; i < key.length; i++) {
-      const ch = key.charCodeAt(i);
-      if (ch <= 32 || ch === 127) return null;
-    }
-    return key;
-  };
-  const badKey = (c: Context) =>
-    fail(c, 400, "BAD_KEY", `key must be 1 to ${options.maxKey} bytes without spaces or control characters`);
-  const lineOf = (reply: Buffer) => reply.toString("latin1").trimEnd();
+  const keyOf = (raw: string | undefined): string => urlKey(raw ?? "", options.maxKey);
+  const lineOf = (reply: Buffer): string => reply.toString("latin1").trimEnd();
+  const gets = (keys: string[]) =>
+    proxy.forwardRead(keys, Buffer.from(`gets ${keys.join(" ")}\r\n`, "latin1"));
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));
 
@@ -83,12 +58,9 @@ export function createProxyHttpApp(proxy: ProxyCommands, options: ProxyHttpOptio
       .split(",")
       .filter((k) => k !== "")
       .map(keyOf);
-    if (keys.length === 0 || keys.includes(null)) return badKey(c);
-    const wanted = keys as string[];
-    const reply = await proxy.forwardRead(wanted, Buffer.from(`gets ${wanted.join(" ")}\r\n`, "latin1"));
-    const found = parseValues(Array.isArray(reply) ? Buffer.concat(reply) : reply);
+    if (keys.length === 0) throw new ClientError("BAD_KEY", "keys=a,b,... names the keys to read");
     const items: Record<string, { value: string; flags: number; version: string }> = {};
-    for (const [key, item] of found) {
+    for (const [key, item] of parseValues(await gets(keys))) {
       items[Buffer.from(key, "latin1").toString("utf8")] = {
         value: item.value.toString("base64"),
         flags: item.flags,
@@ -100,9 +72,7 @@ export function createProxyHttpApp(proxy: ProxyCommands, options: ProxyHttpOptio
 
   app.get("/v1/kv/:key", async (c) => {
     const key = keyOf(c.req.param("key"));
-    if (key === null) return badKey(c);
-    const reply = await proxy.forwardRead([key], Buffer.from(`gets ${key}\r\n`, "latin1"));
-    const item = parseValues(Array.isArray(reply) ? Buffer.concat(reply) : reply).get(key);
+    const item = parseValues(await gets([key])).get(key);
     if (item === undefined) return fail(c, 404, "NOT_FOUND", "no such key");
     return c.body(new Uint8Array(item.value), 200, {
       "Content-Type": "application/octet-stream",
@@ -111,63 +81,32 @@ export function createProxyHttpApp(proxy: ProxyCommands, options: ProxyHttpOptio
     });
   });
 
-  app.put(
-    "/v1/kv/:key",
-    bodyLimit({
-      maxSize: options.maxValue,
-      onError: (c) =>
-        fail(c, 413, "TOO_LARGE", `value larger than item-size-max (${options.maxValue} bytes)`),
-    }),
-    async (c) => {
-      const key = keyOf(c.req.param("key"));
-      if (key === null) return badKey(c);
-      const params = putParams.safeParse({
-        ttl: c.req.query("ttl") ?? c.req.header("X-Flare-TTL"),
-        flags: c.req.query("flags") ?? c.req.header("X-Flare-Flags"),
-      });
-      if (!params.success) {
-        const issue = params.error.issues[0];
-        return fail(c, 400, "BAD_REQUEST", `${String(issue?.path[0])}: ${issue?.message}`);
-      }
-      const ifMatch = c.req.header("If-Match");
-      const ifNoneMatch = c.req.header("If-None-Match");
-      let command = "set";
-      let cas = "";
-      if (ifMatch !== undefined) {
-        const m = etag.exec(ifMatch.trim());
-        if (m === null) return fail(c, 400, "BAD_REQUEST", 'If-Match must be an ETag such as "42"');
-        command = "cas";
-        cas = ` ${m[1]}`;
-      } else if (ifNoneMatch !== undefined) {
-        if (ifNoneMatch.trim() !== "*") return fail(c, 400, "BAD_REQUEST", "If-None-Match supports only *");
-        command = "add";
-      }
-      const value = Buffer.from(await c.req.arrayBuffer());
-      const head = `${command} ${key} ${params.data.flags} ${params.data.ttl} ${value.length}${cas}\r\n`;
-      const reply = lineOf(
-        await proxy.forwardWrite(
-          key,
-          Buffer.concat([Buffer.from(head, "latin1"), value, Buffer.from("\r\n")]),
-        ),
-      );
-      switch (reply) {
-        case "STORED":
-          return c.json({ stored: true });
-        case "EXISTS":
-          return fail(c, 412, "CAS_MISMATCH", "the item changed since that version");
-        case "NOT_FOUND":
-          return fail(c, 412, "NOT_FOUND", "no such key to compare with");
-        case "NOT_STORED":
-          return fail(c, 412, "EXISTS", "the key already holds an item");
-        default:
-          return fail(c, 503, "UNAVAILABLE", reply);
-      }
-    },
-  );
+  app.put("/v1/kv/:key", valueLimit(options.maxValue), async (c) => {
+    const key = keyOf(c.req.param("key"));
+    const put = putRequest(c);
+    const value = Buffer.from(await c.req.arrayBuffer());
+    const cas = put.mode === "cas" ? ` ${put.cas}` : "";
+    const head = Buffer.from(
+      `${put.mode} ${key} ${put.flags} ${put.ttl} ${value.length}${cas}\r\n`,
+      "latin1",
+    );
+    const reply = lineOf(await proxy.forwardWrite(key, Buffer.concat([head, value, CRLF])));
+    switch (reply) {
+      case "STORED":
+        return c.json({ stored: true });
+      case "EXISTS":
+        return fail(c, 412, "CAS_MISMATCH", "the item changed since that version");
+      case "NOT_FOUND":
+        return fail(c, 412, "NOT_FOUND", "no such key to compare with");
+      case "NOT_STORED":
+        return fail(c, 412, "EXISTS", "the key already holds an item");
+      default:
+        return fail(c, 503, "UNAVAILABLE", reply);
+    }
+  });
 
   app.delete("/v1/kv/:key", async (c) => {
     const key = keyOf(c.req.param("key"));
-    if (key === null) return badKey(c);
     const reply = lineOf(await proxy.forwardWrite(key, Buffer.from(`delete ${key}\r\n`, "latin1")));
     if (reply === "DELETED") return c.body(null, 204);
     if (reply === "NOT_FOUND") return fail(c, 404, "NOT_FOUND", "no such key");
@@ -176,10 +115,7 @@ export function createProxyHttpApp(proxy: ProxyCommands, options: ProxyHttpOptio
 
   app.post("/v1/kv/:key/:op{incr|decr}", async (c) => {
     const key = keyOf(c.req.param("key"));
-    if (key === null) return badKey(c);
-    const by = c.req.query("by") ?? "1";
-    if (!/^\d{1,20}$/.test(by) || BigInt(by) >= 1n << 64n)
-      return fail(c, 400, "BAD_REQUEST", "by: must be a whole number");
+    const by = incrAmount(c);
     const reply = lineOf(
       await proxy.forwardWrite(key, Buffer.from(`${c.req.param("op")} ${key} ${by}\r\n`, "latin1")),
     );
@@ -192,6 +128,7 @@ export function createProxyHttpApp(proxy: ProxyCommands, options: ProxyHttpOptio
 
   app.notFound((c) => fail(c, 404, "NO_ROUTE", `no route ${c.req.method} ${c.req.path}`));
   app.onError((err, c) => {
+    if (err instanceof ClientError) return fail(c, 400, err.code, err.message);
     if (err instanceof ProxyFailure) return fail(c, 503, "UNAVAILABLE", err.message);
     log.error("proxy http request failed", { path: c.req.path, err });
     return fail(c, 500, "INTERNAL", "internal error");

@@ -1,0 +1,92 @@
+/**
+ * The HTTP key API's request contract, shared by a node and the proxy: keys in URLs, ttl/flags,
+ * conditional writes (If-Match = cas, If-None-Match: * = add), incr amounts, and JSON errors.
+ */
+import type { Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { z } from "zod";
+import { ClientError } from "../common/errors.js";
+
+export type ErrorStatus = 400 | 401 | 404 | 409 | 412 | 413 | 500 | 503;
+
+/** `{error: {code, message}}`; a 503 says when to try again. */
+export function fail(c: Context, status: ErrorStatus, code: string, message: string): Response {
+  if (status === 503) c.header("Retry-After", "1");
+  return c.json({ error: { code, message } }, status);
+}
+
+/** URL keys are UTF-8 text; stores key on bytes (one latin1 char per byte, as over memcached). */
+export function urlKey(raw: string, maxKey: number): string {
+  const key = Buffer.from(raw, "utf8").toString("latin1");
+  if (key.length === 0 || key.length > maxKey)
+    throw new ClientError("BAD_KEY", `key must be 1 to ${maxKey} bytes`);
+  for (let i = 0; i < key.length; i++) {
+    const ch = key.charCodeAt(i);
+    if (ch <= 32 || ch === 127)
+      throw new ClientError("BAD_KEY", "key must not contain spaces or control characters");
+  }
+  return key;
+}
+
+const putParams = z.object({
+  ttl: z
+    .string()
+    .regex(/^-?\d+$/, "must be an integer number of seconds")
+    .transform(Number)
+    .pipe(z.number().int().min(-2147483648).max(2147483647))
+    .default(0),
+  flags: z
+    .string()
+    .regex(/^\d+$/, "must be a whole number")
+    .transform(Number)
+    .pipe(z.number().max(4294967295))
+    .default(0),
+});
+const etag = /^(?:W\/)?"(\d{1,20})"$/;
+
+export interface PutRequest {
+  ttl: number;
+  flags: number;
+  mode: "set" | "add" | "cas";
+  /** The version If-Match names (cas). */
+  cas: bigint;
+}
+
+/** ttl and flags (query or X-Flare-TTL / X-Flare-Flags) and the condition of a PUT. */
+export function putRequest(c: Context): PutRequest {
+  const params = putParams.safeParse({
+    ttl: c.req.query("ttl") ?? c.req.header("X-Flare-TTL"),
+    flags: c.req.query("flags") ?? c.req.header("X-Flare-Flags"),
+  });
+  if (!params.success) {
+    const issue = params.error.issues[0];
+    throw new ClientError("BAD_REQUEST", `${String(issue?.path[0])}: ${issue?.message}`);
+  }
+  const ifMatch = c.req.header("If-Match");
+  const ifNoneMatch = c.req.header("If-None-Match");
+  if (ifMatch !== undefined) {
+    const m = etag.exec(ifMatch.trim());
+    if (m === null) throw new ClientError("BAD_REQUEST", 'If-Match must be an ETag such as "42"');
+    return { ...params.data, mode: "cas", cas: BigInt(m[1] as string) };
+  }
+  if (ifNoneMatch !== undefined) {
+    if (ifNoneMatch.trim() !== "*") throw new ClientError("BAD_REQUEST", "If-None-Match supports only *");
+    return { ...params.data, mode: "add", cas: 0n };
+  }
+  return { ...params.data, mode: "set", cas: 0n };
+}
+
+/** `?by=N` of incr/decr: a 64-bit unsigned amount, 1 when absent. */
+export function incrAmount(c: Context): bigint {
+  const by = c.req.query("by") ?? "1";
+  if (!/^\d{1,20}$/.test(by) || BigInt(by) >= 1n << 64n)
+    throw new ClientError("BAD_REQUEST", "by: must be a whole number");
+  return BigInt(by);
+}
+
+export function valueLimit(maxValue: number) {
+  return bodyLimit({
+    maxSize: maxValue,
+    onError: (c) => fail(c, 413, "TOO_LARGE", `value larger than item-size-max (${maxValue} bytes)`),
+  });
+}
