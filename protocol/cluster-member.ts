@@ -2,8 +2,9 @@
  * A node's place in a cluster: it registers with the index (`node add`), keeps the map the index
  * pushes (`node sync`), and serves writes only in the role that map gives it (fencing).
  */
-import { ServerError } from "../common/errors.js";
+import { ConfigError, ServerError } from "../common/errors.js";
 import type { Logger } from "../common/log.js";
+import { type HashAlgorithm, ModularResolver } from "./key-hash.js";
 import { LineClient, oneLine, untilEnd } from "./line-client.js";
 import { type NodeEntry, nodeKey, parseNodeLine, statsNodesLines } from "./node-map.js";
 
@@ -21,6 +22,8 @@ export class ClusterMember {
   version = 0;
   /** How far this node got in its master's replication stream (the index promotes the furthest). */
   replicationSeq = 0;
+  /** The index's `meta`: key-hash-algorithm, partition-modular-hint, partition-modular-virtual, ... */
+  readonly meta = new Map<string, string>();
   private masterKey = "";
   private readonly listeners: ((
     nodes: NodeEntry[],
@@ -109,6 +112,11 @@ export class ClusterMember {
         try {
           const lines = await client.request(`node add ${serverName} ${port}\r\n`, untilEnd, 5000);
           if (lines.at(-1) === "END") {
+            // How keys map to partitions is the index's to say (Flare's nodes ask `meta` too).
+            for (const line of await client.request("meta\r\n", untilEnd, 5000)) {
+              const m = /^META (\S+) (\S+)$/.exec(line);
+              if (m !== null) this.meta.set(m[1] as string, m[2] as string);
+            }
             this.apply(0, lines.slice(0, -1));
             this.log.info("registered with index", {
               index: `${indexHost}:${indexPort}`,
@@ -187,4 +195,26 @@ export class ClusterMember {
       });
     }
   }
+}
+
+/** The key -> partition mapping the index announced. */
+export function partitioning(meta: ReadonlyMap<string, string>): {
+  algorithm: HashAlgorithm;
+  resolver: ModularResolver;
+} {
+  const algorithm = meta.get("key-hash-algorithm") ?? "simple";
+  if (algorithm !== "simple" && algorithm !== "crc32") {
+    throw new ConfigError(
+      `key-hash-algorithm: the index uses ${algorithm}; flare-ts routes with simple or crc32`,
+    );
+  }
+  const num = (name: string, fallback: number) => Number(meta.get(name) ?? fallback);
+  return {
+    algorithm,
+    resolver: new ModularResolver(
+      num("partition-size", 1024),
+      num("partition-modular-hint", 1),
+      num("partition-modular-virtual", 4096),
+    ),
+  };
 }

@@ -3,7 +3,7 @@ import { ConfigError } from "../common/errors.js";
 import { type HttpServer, serveHttp } from "../common/http-serve.js";
 import type { Logger } from "../common/log.js";
 import { VERSION } from "../common/version.js";
-import { ClusterMember } from "../protocol/cluster-member.js";
+import { ClusterMember, partitioning } from "../protocol/cluster-member.js";
 import { MemcacheServer, type ServerCounters } from "../protocol/memcache/server.js";
 import { type NodeEntry, nodeKey } from "../protocol/node-map.js";
 import type { ProxyConfig } from "./config.js";
@@ -44,8 +44,9 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
     log.warn("node unreachable from proxy", { node: key });
     member.tellIndex(`suspect ${node.host} ${node.port}`).catch(() => "");
   };
+  const router = new Router();
   const commands = new ProxyCommands(
-    new Router(),
+    router,
     member,
     {
       concurrency: config["proxy-concurrency"],
@@ -87,6 +88,8 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
   member.listening(address.port);
   try {
     await member.register();
+    const { algorithm, resolver } = partitioning(member.meta);
+    router.use(algorithm, resolver);
   } catch (err) {
     await Promise.all([server.close(), http?.close()]);
     throw err;

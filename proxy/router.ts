@@ -14,13 +14,13 @@ export interface Partition {
 
 export class Router {
   private partitions: Partition[] = [];
-  private readonly resolver: ModularResolver;
+  private algorithm: HashAlgorithm = "simple";
+  private resolver = new ModularResolver();
 
-  constructor(
-    private readonly algorithm: HashAlgorithm = "simple",
-    resolver?: ModularResolver,
-  ) {
-    this.resolver = resolver ?? new ModularResolver();
+  /** The hash and resolver the index announced (`meta`); Flare's defaults until then. */
+  use(algorithm: HashAlgorithm, resolver: ModularResolver): void {
+    this.algorithm = algorithm;
+    this.resolver = resolver;
   }
 
   /** Rebuilds the partitions from a map: partition i holds the nodes with partition i. */

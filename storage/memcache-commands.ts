@@ -4,7 +4,7 @@
  */
 import { FlareError } from "../common/errors.js";
 import type { Logger } from "../common/log.js";
-import { keyHash, ModularResolver } from "../protocol/key-hash.js";
+import { type HashAlgorithm, keyHash, ModularResolver } from "../protocol/key-hash.js";
 import { ReplyBuffer } from "../protocol/memcache/reply.js";
 import type { Request } from "../protocol/memcache/request.js";
 import type { CommandHandler, Execution, ServerCounters } from "../protocol/memcache/server.js";
@@ -73,7 +73,11 @@ export class MemcacheCommands implements CommandHandler {
   /** Set on a node in a cluster: how its writes reach its slaves. */
   replication: { replicator: Replicator; mode: "async" | "sync" } | undefined;
   private dumping = false;
-  private readonly resolver = new ModularResolver();
+  /** How keys map to partitions (from the index's meta); dumps of one partition filter by it. */
+  partitioning: { algorithm: HashAlgorithm; resolver: ModularResolver } = {
+    algorithm: "simple",
+    resolver: new ModularResolver(),
+  };
 
   constructor(
     private readonly store: Store,
@@ -156,7 +160,11 @@ export class MemcacheCommands implements CommandHandler {
       for await (const [key, item] of this.store.engine.scan()) {
         const now = Date.now();
         if (item.expiresAt !== 0 && item.expiresAt <= now) continue;
-        if (req.partition >= 0 && this.resolver.resolve(keyHash(key, "simple"), req.size) !== req.partition)
+        if (
+          req.partition >= 0 &&
+          this.partitioning.resolver.resolve(keyHash(key, this.partitioning.algorithm), req.size) !==
+            req.partition
+        )
           continue;
         const expire = item.expiresAt === 0 ? 0 : Math.ceil(item.expiresAt / 1000);
         out.line(`VALUE ${key} ${item.flags} ${item.value.length} ${item.version} ${expire}`);

@@ -3,7 +3,7 @@ import { ConfigError } from "../common/errors.js";
 import { type HttpServer, serveHttp } from "../common/http-serve.js";
 import type { Logger } from "../common/log.js";
 import { VERSION } from "../common/version.js";
-import { ClusterMember } from "../protocol/cluster-member.js";
+import { ClusterMember, partitioning } from "../protocol/cluster-member.js";
 import { MemcacheServer } from "../protocol/memcache/server.js";
 import type { NodeConfig } from "./config.js";
 import { Counters } from "./counters.js";
@@ -64,6 +64,7 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
     member.listening(address.port);
     try {
       await member.register();
+      commands.partitioning = partitioning(member.meta);
     } catch (err) {
       await tcp.close();
       await engine.close();

@@ -1,6 +1,7 @@
 /** The proxy with real processes: config files, partitions, multi-get order, bounded write waits. */
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
+import { keyHash, ModularResolver } from "../protocol/key-hash.js";
 import { admin, joinArgs, nodeState, startIndex, until } from "./helpers/cluster.js";
 import { startNodeProcess, startRole, stopAll } from "./helpers/processes.js";
 import { RawClient } from "./helpers/raw-client.js";
@@ -42,6 +43,12 @@ describe("proxy routing", () => {
     const onB = await admin(b.port, `get ${keys.join(" ")}`, "END\r\n");
     expect(onA.split("VALUE").length - 1).toBeGreaterThan(5);
     expect(onB.split("VALUE").length - 1).toBeGreaterThan(5);
+    // Each key is where Flare's simple hash and modular resolver put it.
+    const resolver = new ModularResolver();
+    for (const k of keys) {
+      const owner = resolver.resolve(keyHash(k, "simple"), 2) === 0 ? onA : onB;
+      expect(owner, k).toContain(`VALUE ${k} 3 `);
+    }
     const wanted = [...keys].reverse().concat(["missing"]);
     const expected = `${[...keys]
       .reverse()

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { partitioning } from "../protocol/cluster-member.js";
 import { type NodeEntry, nodeKey } from "../protocol/node-map.js";
 import { Router } from "../proxy/router.js";
 
@@ -71,5 +72,23 @@ describe("router", () => {
     // Flare's vector: test_key1 is in partition 2 of 3.
     expect(r.partitionOf("test_key1")).toBe(2);
     expect(r.writer("test_key1")?.port).toBe(3);
+  });
+
+  it("routes with the hash the index announces, and refuses one it cannot compute", () => {
+    const { algorithm, resolver } = partitioning(
+      new Map([
+        ["key-hash-algorithm", "crc32"],
+        ["partition-modular-virtual", "4096"],
+      ]),
+    );
+    expect(algorithm).toBe("crc32");
+    const r = new Router();
+    r.use(algorithm, resolver);
+    r.update([node(1, "master", 0, 1), node(2, "master", 1, 1)]);
+    const keys = Array.from({ length: 200 }, (_, i) => `k${i}`);
+    const simple = new Router();
+    simple.update([node(1, "master", 0, 1), node(2, "master", 1, 1)]);
+    expect(keys.some((k) => r.partitionOf(k) !== simple.partitionOf(k))).toBe(true);
+    expect(() => partitioning(new Map([["key-hash-algorithm", "jenkins"]]))).toThrow(/jenkins/);
   });
 });
