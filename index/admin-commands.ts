@@ -69,8 +69,10 @@ function node(service: IndexService, t: string[]): LineReply {
   if (host === undefined || p === null) return ERROR;
   switch (t[1]) {
     case "add": {
-      if (t.length !== 4) return ERROR;
-      if (!service.add(host, p).ok) return reply("SERVER_ERROR failed to add node");
+      // flare-ts nodes add their HTTP port as a 5th word (Flare's take 4).
+      const http = t.length === 5 ? port(t[4]) : undefined;
+      if ((t.length !== 4 && t.length !== 5) || http === null) return ERROR;
+      if (!service.add(host, p, http).ok) return reply("SERVER_ERROR failed to add node");
       return reply(...service.nodeLines(), "END");
     }
     case "role": {

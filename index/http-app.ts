@@ -25,7 +25,11 @@ const target = z.object({ host: z.string().min(1), port: z.coerce.number().int()
 export function createIndexHttpApp(service: IndexService, adminToken: string | undefined): Hono {
   const app = new Hono();
 
-  const snapshot = () => ({ version: service.map.version, nodes: service.map.list() });
+  const snapshot = () => ({
+    version: service.map.version,
+    nodes: service.map.list().map(({ pendingBalance: _, ...n }) => n),
+    meta: Object.fromEntries(service.meta().map((line) => line.split(" ").slice(1) as [string, string])),
+  });
 
   app.get("/healthz", (c) => c.json({ status: "ok", mapVersion: service.map.version }));
 

@@ -46,7 +46,7 @@ export class IndexService {
    * `node add` from a starting node. A node the map still has as live has restarted and lost what
    * it was: it is failed over first (Flare refused it and the node would not start).
    */
-  add(host: string, port: number): Change {
+  add(host: string, port: number, httpPort?: number): Change {
     const existing = this.map.get(host, port);
     if (existing !== undefined && existing.state !== "down") {
       this.log.warn("node restarted", {
@@ -55,7 +55,7 @@ export class IndexService {
       });
       this.apply(this.map.down(host, port), "restart");
     }
-    const change = this.apply(this.map.add(host, port), "node add");
+    const change = this.apply(this.map.add(host, port, httpPort), "node add");
     if (change.ok) this.watch(host, port);
     return change;
   }

@@ -32,6 +32,7 @@ export class ClusterMember {
   ) => void)[] = [];
   private key = "";
   private port = 0;
+  private httpPort: number | undefined;
 
   constructor(
     private readonly options: ClusterOptions,
@@ -39,8 +40,9 @@ export class ClusterMember {
   ) {}
 
   /** The port the node listens on (known once it listens; port 0 in config means any). */
-  listening(port: number): void {
+  listening(port: number, httpPort?: number): void {
     this.port = port;
+    this.httpPort = httpPort;
     this.key = nodeKey(this.options.serverName, port);
   }
 
@@ -110,7 +112,9 @@ export class ClusterMember {
       try {
         const client = await LineClient.connect(indexHost, indexPort, 2000);
         try {
-          const lines = await client.request(`node add ${serverName} ${port}\r\n`, untilEnd, 5000);
+          // The HTTP port rides as a 5th word (flare-ts): HTTP-only proxies (Workers) need it.
+          const http = this.httpPort === undefined ? "" : ` ${this.httpPort}`;
+          const lines = await client.request(`node add ${serverName} ${port}${http}\r\n`, untilEnd, 5000);
           if (lines.at(-1) === "END") {
             // How keys map to partitions is the index's to say (Flare's nodes ask `meta` too).
             for (const line of await client.request("meta\r\n", untilEnd, 5000)) {

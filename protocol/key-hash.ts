@@ -2,7 +2,22 @@
  * Flare's key -> partition mapping (flare-notes §4): a key hash, then the "modular" resolver, which
  * moves only about 1/n of the keys when a partition is added.
  */
-import { crc32 } from "node:zlib";
+/** zlib's CRC-32 (also in Workers, where node:zlib may be missing). */
+const CRC_TABLE = (() => {
+  const t = new Int32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c;
+  }
+  return t;
+})();
+
+function crc32(key: string): number {
+  let c = -1;
+  for (let i = 0; i < key.length; i++) c = (CRC_TABLE[(c ^ key.charCodeAt(i)) & 0xff] as number) ^ (c >>> 8);
+  return c ^ -1;
+}
 
 export type HashAlgorithm = "simple" | "crc32";
 
@@ -10,7 +25,7 @@ export type HashAlgorithm = "simple" | "crc32";
 export function keyHash(key: string, algorithm: HashAlgorithm): number {
   let h: number;
   if (algorithm === "crc32") {
-    h = crc32(Buffer.from(key, "latin1")) | 0;
+    h = crc32(key) | 0;
   } else {
     h = 0;
     for (let i = 0; i < key.length; i++) {

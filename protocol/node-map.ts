@@ -18,6 +18,8 @@ export const nodeEntrySchema = z.object({
   partition: z.number().int().min(-1),
   balance: z.number().int().min(0),
   threadType: z.number().int().min(0),
+  /** The node's HTTP API port, for HTTP-only clients (the Worker proxy); not in NODE lines. */
+  httpPort: z.number().int().min(1).max(65535).optional(),
   /** The balance a rebuilding slave was given; it takes effect when the slave becomes active. */
   pendingBalance: z.number().int().min(0).optional(),
 });

@@ -2,7 +2,7 @@
  * The node's HTTP key API: `GET/PUT/DELETE /v1/kv/:key`, `POST /v1/kv/:key/incr|decr`, `/healthz`
  * (request contract in protocol/http-kv.ts). The version is the ETag.
  */
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import { ClientError, FlareError } from "../common/errors.js";
 import type { Logger } from "../common/log.js";
 import { fail, incrAmount, putRequest, urlKey, valueLimit } from "../protocol/http-kv.js";
@@ -12,11 +12,18 @@ import type { Store } from "./store.js";
 export interface HttpAppOptions {
   maxKey: number;
   maxValue: number;
+  /** In a cluster: why this node takes no client writes now (not the active master). */
+  writeRefusal?: () => string | undefined;
 }
 
 export function createNodeHttpApp(store: Store, options: HttpAppOptions, log: Logger): Hono {
   const app = new Hono();
   const keyOf = (raw: string | undefined): string => urlKey(raw ?? "", options.maxKey);
+  /** Fencing, as on the memcached port: 503 so a proxy asks for the next map. */
+  const fenced = (c: Context): Response | undefined => {
+    const refusal = options.writeRefusal?.();
+    return refusal === undefined ? undefined : fail(c, 503, "NOT_MASTER", refusal);
+  };
 
   const itemHeaders = (item: Item): Record<string, string> => ({
     ETag: `"${item.version}"`,
@@ -40,6 +47,8 @@ export function createNodeHttpApp(store: Store, options: HttpAppOptions, log: Lo
   });
 
   app.put("/v1/kv/:key", valueLimit(options.maxValue), async (c) => {
+    const refused = fenced(c);
+    if (refused) return refused;
     const key = keyOf(c.req.param("key"));
     const put = putRequest(c);
     const value = new Uint8Array(await c.req.arrayBuffer());
@@ -57,11 +66,15 @@ export function createNodeHttpApp(store: Store, options: HttpAppOptions, log: Lo
   });
 
   app.delete("/v1/kv/:key", async (c) => {
+    const refused = fenced(c);
+    if (refused) return refused;
     const result = await store.delete(keyOf(c.req.param("key")), 0, 0n);
     return result === "DELETED" ? c.body(null, 204) : fail(c, 404, "NOT_FOUND", "no such key");
   });
 
   app.post("/v1/kv/:key/:op{incr|decr}", async (c) => {
+    const refused = fenced(c);
+    if (refused) return refused;
     const key = keyOf(c.req.param("key"));
     const result = await store.arithmetic(key, incrAmount(c), c.req.param("op") === "decr");
     if (result === "NOT_FOUND") return fail(c, 404, "NOT_FOUND", "no such key");

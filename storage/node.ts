@@ -60,21 +60,26 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
     log,
   );
   const address = await tcp.listen();
+  let http: HttpServer | undefined;
+  if (config["http-port"] !== undefined) {
+    const writeRefusal = member === undefined ? undefined : () => member.writeRefusal(false);
+    const app = createNodeHttpApp(
+      store,
+      { maxKey: limits.maxKey, maxValue: limits.maxValue, writeRefusal },
+      log,
+    );
+    http = await serveHttp(app, config["bind-address"], config["http-port"]);
+  }
   if (member !== undefined) {
-    member.listening(address.port);
+    member.listening(address.port, http?.address.port);
     try {
       await member.register();
       commands.partitioning = partitioning(member.meta);
     } catch (err) {
-      await tcp.close();
+      await Promise.all([tcp.close(), http?.close()]);
       await engine.close();
       throw err;
     }
-  }
-  let http: HttpServer | undefined;
-  if (config["http-port"] !== undefined) {
-    const app = createNodeHttpApp(store, { maxKey: limits.maxKey, maxValue: limits.maxValue }, log);
-    http = await serveHttp(app, config["bind-address"], config["http-port"]);
   }
   log.info("node started", {
     engine: engine.kind,

@@ -4,6 +4,7 @@
  * 20-byte values through the proxy; kill -9 of the master mid-loop. Once over the memcached front,
  * once over the HTTP API.
  */
+import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { admin, attachSlave, joinArgs, nodeState, startIndex, until } from "./helpers/cluster.js";
 import { startNodeProcess, startRole, stopAll } from "./helpers/processes.js";
@@ -35,8 +36,8 @@ async function tcpClient(port: number): Promise<Client> {
   };
 }
 
-function httpClient(port: number): Client {
-  const base = `http://127.0.0.1:${port}/v1/kv`;
+function httpClient(origin: string): Client {
+  const base = `${origin}/v1/kv`;
   return {
     async set(i) {
       const res = await fetch(`${base}/key_${i}`, { method: "PUT", body: value(i) });
@@ -51,17 +52,25 @@ function httpClient(port: number): Client {
   };
 }
 
-async function scenario(transport: "tcp" | "http"): Promise<void> {
-  const index = await startIndex();
-  const sync = ["--replication-type", "sync"];
-  const master = await startNodeProcess(joinArgs(index, sync));
-  const slave = await startNodeProcess(joinArgs(index, sync));
+async function scenario(transport: "tcp" | "http" | "worker"): Promise<void> {
+  const index = await startIndex(["--http-port", "0"]);
+  const nodeArgs = ["--replication-type", "sync", "--http-port", "0"];
+  const master = await startNodeProcess(joinArgs(index, nodeArgs));
+  const slave = await startNodeProcess(joinArgs(index, nodeArgs));
   await admin(index.port, `node role localhost ${master.port} master 1 0`);
   await attachSlave(index, slave, 2);
-  const proxy = await startRole("proxy", "proxy started", joinArgs(index, ["--http-port", "0"]));
-  expect(await nodeState(index, proxy.port)).toBe("proxy/active");
-  const client = async () =>
-    transport === "tcp" ? tcpClient(proxy.port) : httpClient(proxy.httpPort as number);
+  let client: () => Promise<Client>;
+  let stopFront = async (): Promise<void> => {};
+  if (transport === "worker") {
+    const worker = await startWorker(`http://127.0.0.1:${index.httpPort}`);
+    stopFront = worker.stop;
+    client = async () => httpClient(worker.url);
+  } else {
+    const proxy = await startRole("proxy", "proxy started", joinArgs(index, ["--http-port", "0"]));
+    expect(await nodeState(index, proxy.port)).toBe("proxy/active");
+    client = async () =>
+      transport === "tcp" ? tcpClient(proxy.port) : httpClient(`http://127.0.0.1:${proxy.httpPort}`);
+  }
 
   let running = true;
   let acked = 0;
@@ -117,6 +126,24 @@ async function scenario(transport: "tcp" | "http"): Promise<void> {
   expect(await admin(index.port, "stats nodes", "END\r\n")).toContain(
     `STAT localhost:${master.port}:state down`,
   );
+  await stopFront();
+}
+
+/** proxy/worker.ts under wrangler's local runtime (workerd), offline. */
+async function startWorker(indexUrl: string): Promise<{ url: string; stop: () => Promise<void> }> {
+  process.env.WRANGLER_SEND_METRICS = "false";
+  process.env.WRANGLER_HIDE_BANNER = "true";
+  process.env.CLOUDFLARE_CF_FETCH_ENABLED = "false";
+  process.env.WRANGLER_LOG = "error";
+  const { unstable_startWorker } = await import("wrangler");
+  const worker = await unstable_startWorker({
+    config: fileURLToPath(new URL("../wrangler.toml", import.meta.url)),
+    bindings: { INDEX_URL: { type: "plain_text", value: indexUrl } },
+    dev: { server: { hostname: "127.0.0.1", port: 0 }, inspector: false },
+  });
+  await worker.ready;
+  const url = (await worker.url).origin;
+  return { url, stop: () => worker.dispose() };
 }
 
 describe("the seed scenario through the proxy", () => {
@@ -126,5 +153,9 @@ describe("the seed scenario through the proxy", () => {
 
   it("HTTP API: kill -9 of the master, every PUT succeeds, every GET returns its value", async () => {
     await scenario("http");
+  });
+
+  it("the Worker under wrangler: kill -9 of the master, every PUT succeeds, every GET returns its value", async () => {
+    await scenario("worker");
   });
 });

@@ -22,9 +22,17 @@ export async function until(what: string, check: () => Promise<boolean>, timeout
   }
 }
 
-export async function startIndex(): Promise<NodeProcess> {
+export async function startIndex(extra: string[] = []): Promise<NodeProcess> {
   const dataDir = mkdtempSync(join(tmpdir(), "flare-index-"));
-  return startIndexProcess(["--data-dir", dataDir, "--monitor-interval", "1", "--monitor-threshold", "3"]);
+  return startIndexProcess([
+    "--data-dir",
+    dataDir,
+    "--monitor-interval",
+    "1",
+    "--monitor-threshold",
+    "3",
+    ...extra,
+  ]);
 }
 
 export function joinArgs(index: NodeProcess, extra: string[] = []): string[] {
