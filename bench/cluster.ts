@@ -11,6 +11,7 @@ const CLI = fileURLToPath(new URL("../cli/main.js", import.meta.url));
 
 export interface Proc {
   port: number;
+  httpPort: number | undefined;
   pid: number;
   kill(signal: NodeJS.Signals): Promise<void>;
 }
@@ -21,16 +22,17 @@ export async function startRole(role: "index" | "node" | "proxy", args: string[]
     env: { ...process.env, FLARE_LOG: "info" },
   });
   let stderr = "";
-  const port = await new Promise<number>((resolve, reject) => {
+  const { port, httpPort } = await new Promise<{ port: number; httpPort?: number }>((resolve, reject) => {
     proc.stderr?.on("data", (d: Buffer) => {
       stderr += d.toString();
       const line = stderr.split("\n").find((l) => l.includes(`"${role} started"`));
-      if (line) resolve((JSON.parse(line) as { port: number }).port);
+      if (line) resolve(JSON.parse(line) as { port: number; httpPort?: number });
     });
     proc.once("exit", (code) => reject(new Error(`${role} exited ${code}: ${stderr}`)));
   });
   return {
     port,
+    httpPort,
     pid: proc.pid as number,
     async kill(signal) {
       if (proc.exitCode !== null || proc.signalCode !== null) return;

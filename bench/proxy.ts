@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startCluster, startRole } from "./cluster.js";
+import { runHttpLoad } from "./http-load.js";
 import { preload, runLoad } from "./load.js";
 import { cpuSeconds, freePort, startMemcached, waitListening } from "./servers.js";
 
@@ -41,6 +42,23 @@ async function measure(
   return rows;
 }
 
+async function measureHttp(
+  path: string,
+  origin: string,
+  hopPid: number | undefined,
+  durationMs: number,
+): Promise<Row[]> {
+  const rows: Row[] = [];
+  for (const op of ["put", "get"] as const) {
+    await runHttpLoad(origin, op, 16, 300);
+    const cpu0 = hopPid === undefined ? 0 : cpuSeconds(hopPid);
+    const r = await runHttpLoad(origin, op, 16, durationMs);
+    const cpu = hopPid === undefined ? undefined : ((cpuSeconds(hopPid) - cpu0) * 1e6) / r.ops;
+    rows.push({ path, op, opsPerSecond: r.opsPerSecond, p99us: r.p99us, hopCpuUs: cpu });
+  }
+  return rows;
+}
+
 async function startTwemproxy(
   backendPort: number,
 ): Promise<{ port: number; pid: number; stop: () => Promise<void> }> {
@@ -65,7 +83,7 @@ async function startTwemproxy(
 
 export async function proxyBench(durationMs: number): Promise<void> {
   const rows: Row[] = [];
-  const cluster = await startCluster(0);
+  const cluster = await startCluster(0, ["--http-port", "0"]);
   const proxy = await startRole("proxy", [
     "--server-name",
     "localhost",
@@ -73,10 +91,28 @@ export async function proxyBench(durationMs: number): Promise<void> {
     "127.0.0.1",
     "--index-server-port",
     String(cluster.index.port),
+    "--http-port",
+    "0",
   ]);
   try {
     rows.push(...(await measure("flare-ts node, direct", cluster.master.port, undefined, durationMs)));
     rows.push(...(await measure("flare-ts proxy -> node", proxy.port, proxy.pid, durationMs)));
+    rows.push(
+      ...(await measureHttp(
+        "HTTP: node, direct",
+        `http://127.0.0.1:${cluster.master.httpPort}`,
+        undefined,
+        durationMs,
+      )),
+    );
+    rows.push(
+      ...(await measureHttp(
+        "HTTP: flare-ts proxy -> node",
+        `http://127.0.0.1:${proxy.httpPort}`,
+        proxy.pid,
+        durationMs,
+      )),
+    );
   } finally {
     await proxy.kill("SIGTERM");
     await cluster.stop();
@@ -90,7 +126,9 @@ export async function proxyBench(durationMs: number): Promise<void> {
     await twem.stop();
     await memcached.stop();
   }
-  console.log(`\n8 connections x 16 in flight, ${VALUE}-byte values, ${durationMs / 1000} s per row\n`);
+  console.log(
+    `\nmemcached: 8 connections x 16 in flight; HTTP: 16 keep-alive connections; ${VALUE}-byte values, ${durationMs / 1000} s per row\n`,
+  );
   console.log("| path | op | ops/s | p99 µs | proxy CPU µs/op |");
   console.log("|---|---|---|---|---|");
   for (const r of rows) {
