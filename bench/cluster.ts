@@ -1,47 +1,11 @@
 /** Real clusters for the benchmarks: an index, a master and slaves, as child processes. */
-import { spawn } from "node:child_process";
-import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { type Proc, startRole } from "../cli/launcher.js";
 
-const CLI = fileURLToPath(new URL("../cli/main.js", import.meta.url));
-
-export interface Proc {
-  port: number;
-  httpPort: number | undefined;
-  pid: number;
-  kill(signal: NodeJS.Signals): Promise<void>;
-}
-
-export async function startRole(role: "index" | "node" | "proxy", args: string[]): Promise<Proc> {
-  const proc = spawn(process.execPath, [CLI, role, "--server-port", "0", ...args], {
-    stdio: ["ignore", "ignore", "pipe"],
-    env: { ...process.env, FLARE_LOG: "info" },
-  });
-  let stderr = "";
-  const { port, httpPort } = await new Promise<{ port: number; httpPort?: number }>((resolve, reject) => {
-    proc.stderr?.on("data", (d: Buffer) => {
-      stderr += d.toString();
-      const line = stderr.split("\n").find((l) => l.includes(`"${role} started"`));
-      if (line) resolve(JSON.parse(line) as { port: number; httpPort?: number });
-    });
-    proc.once("exit", (code) => reject(new Error(`${role} exited ${code}: ${stderr}`)));
-  });
-  return {
-    port,
-    httpPort,
-    pid: proc.pid as number,
-    async kill(signal) {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
-      const exited = once(proc, "exit");
-      proc.kill(signal);
-      await exited;
-    },
-  };
-}
+export { type Proc, startRole } from "../cli/launcher.js";
 
 /** One request, its reply up to `suffix` (one line by default); "" when the node is gone. */
 export function ask(port: number, text: string, suffix = "\r\n"): Promise<string> {

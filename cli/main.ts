@@ -12,6 +12,7 @@ import { proxyConfigSpec } from "../proxy/config.js";
 import { startProxy } from "../proxy/node-entry.js";
 import { nodeConfigSpec } from "../storage/config.js";
 import { startNode } from "../storage/node.js";
+import { parseClusterArgs, runCluster } from "./cluster.js";
 
 const USAGE = `usage: flare <command> [-f config-file] [--key value ...]
 
@@ -19,6 +20,8 @@ commands:
   node     run a storage node (flared): memcached text protocol, Flare admin commands, HTTP API
   index    run the index service (flarei): node map, health checks, failover, map pushes
   proxy    run a proxy: a memcached front that routes each key to its partition and hides failover
+  cluster  run a whole local cluster (index, master, slave, proxy): what npm start does
+           [--base-port 12120] [--storage-type memory|leveldb|redis] [--bind-address 127.0.0.1]
 
 Every config-file key is also a flag: flare node --server-port 11211 --http-port 11280
 See README.md for every key.`;
@@ -64,6 +67,8 @@ async function main(argv: string[]): Promise<number> {
       await proxy.stop();
       return 0;
     }
+    case "cluster":
+      return runCluster(parseClusterArgs(rest), untilSignal);
     default:
       process.stderr.write(`flare: unknown command '${command}'\n${USAGE}\n`);
       return 2;

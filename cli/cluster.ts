@@ -1,0 +1,159 @@
+/**
+ * `flare cluster` (what `npm start` runs): the seed's layout on one machine as child processes: an
+ * index, a master (balance 1), a slave (balance 2) and a proxy, on the embedded default engine.
+ * It prints where to connect, and Ctrl-C stops everything it started.
+ */
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ConfigError } from "../common/errors.js";
+import { LineClient, oneLine, untilEnd } from "../protocol/line-client.js";
+import { type Proc, startRole } from "./launcher.js";
+
+export interface ClusterOptions {
+  /** Index port; master, slave, proxy follow it, HTTP ports are 60 above. 0 = any free ports. */
+  basePort: number;
+  storageType: string;
+  host: string;
+}
+
+export function parseClusterArgs(argv: string[]): ClusterOptions {
+  const o: ClusterOptions = { basePort: 12120, storageType: "memory", host: "127.0.0.1" };
+  for (let i = 0; i < argv.length; i++) {
+    const [flag, value] = [argv[i], argv[i + 1]];
+    if (value === undefined) throw new ConfigError(`${flag}: needs a value`);
+    if (flag === "--base-port" && /^\d+$/.test(value) && Number(value) <= 65535 - 63)
+      o.basePort = Number(value);
+    else if (flag === "--storage-type") o.storageType = value;
+    else if (flag === "--bind-address") o.host = value;
+    else
+      throw new ConfigError(
+        `cluster: unknown or bad option ${flag} ${value} (--base-port, --storage-type, --bind-address)`,
+      );
+    i++;
+  }
+  return o;
+}
+
+function portFree(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once("error", () => resolve(false));
+    s.listen(port, host, () => s.close(() => resolve(true)));
+  });
+}
+
+async function ask(host: string, port: number, command: string, until = untilEnd): Promise<string[]> {
+  const c = await LineClient.connect(host, port, 2000);
+  try {
+    return await c.request(`${command}\r\n`, until, 5000);
+  } finally {
+    c.close();
+  }
+}
+
+export async function runCluster(o: ClusterOptions, untilSignal: () => Promise<void>): Promise<number> {
+  // Listen for Ctrl-C from the start: a signal during start-up must not orphan what was started.
+  const signalled = untilSignal();
+  const port = (offset: number) => (o.basePort === 0 ? 0 : o.basePort + offset);
+  if (o.basePort !== 0) {
+    for (const offset of [0, 1, 2, 3, 60, 61, 62, 63]) {
+      if (!(await portFree(o.host, port(offset)))) {
+        process.stderr.write(
+          `flare cluster: port ${port(offset)} is in use: is another cluster running? Stop it, or pass --base-port.\n`,
+        );
+        return 2;
+      }
+    }
+  }
+  const dir = mkdtempSync(join(tmpdir(), "flare-cluster-"));
+  const started: Proc[] = [];
+  let interrupted = false;
+  void signalled.then(() => {
+    interrupted = true;
+  });
+  /** Starts a role; whatever was started is stopped later, even when Ctrl-C came meanwhile. */
+  const launch = async (...args: Parameters<typeof startRole>): Promise<Proc> => {
+    const p = await startRole(...args);
+    started.push(p);
+    if (interrupted) throw new Error("interrupted");
+    return p;
+  };
+  const stopAll = async (): Promise<void> => {
+    // Proxy and nodes first (they tell the index they leave), the index last.
+    for (const p of [...started].reverse()) await p.kill("SIGTERM");
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const common = ["--server-name", "localhost", "--bind-address", o.host];
+    const index = await launch(
+      "index",
+      [
+        "--data-dir",
+        join(dir, "index"),
+        ...common,
+        "--server-port",
+        String(port(0)),
+        "--http-port",
+        String(port(60)),
+      ],
+      join(dir, "index.log"),
+    );
+    const join_ = [...common, "--index-server-name", o.host, "--index-server-port", String(index.port)];
+    const node = (name: string, offset: number): Promise<Proc> => {
+      mkdirSync(join(dir, name));
+      const args = [...join_, "--storage-type", o.storageType, "--data-dir", join(dir, name)];
+      const ports = ["--server-port", String(port(offset)), "--http-port", String(port(60 + offset))];
+      return launch("node", [...args, ...ports], join(dir, `${name}.log`));
+    };
+    const master = await node("master", 1);
+    const slave = await node("slave", 2);
+    const expectOk = async (command: string): Promise<void> => {
+      const [reply] = await ask(o.host, index.port, command, oneLine);
+      if (reply !== "OK") throw new Error(`${command}: ${reply}`);
+    };
+    await expectOk(`node role localhost ${master.port} master 1 0`);
+    await expectOk(`node role localhost ${slave.port} slave 2 0`);
+    const deadline = Date.now() + 30_000;
+    while (
+      !(await ask(o.host, index.port, "stats nodes")).includes(`STAT localhost:${slave.port}:state active`)
+    ) {
+      if (Date.now() > deadline) throw new Error("the slave did not finish its rebuild");
+      if (interrupted) throw new Error("interrupted");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const proxy = await launch(
+      "proxy",
+      [...join_, "--server-port", String(port(3)), "--http-port", String(port(63))],
+      join(dir, "proxy.log"),
+    );
+    const nodes = (await ask(o.host, index.port, "stats nodes")).filter((l) => l !== "END");
+    process.stdout.write(
+      [
+        `flare-ts cluster is up (engine: ${o.storageType})`,
+        `  memcached  ${o.host}:${proxy.port}   (the proxy: any memcached client)`,
+        `  HTTP       http://${o.host}:${proxy.httpPort}/v1/kv/<key>`,
+        `  index      ${o.host}:${index.port} (flarei admin), http://${o.host}:${index.httpPort}/v1/cluster`,
+        `  nodes      master ${o.host}:${master.port}, slave ${o.host}:${slave.port}`,
+        `  logs       ${dir}`,
+        `  pids       ${started.map((p) => p.pid).join(" ")}`,
+        "",
+        ...nodes,
+        "",
+        "Ctrl-C stops the cluster.",
+        "",
+      ].join("\n"),
+    );
+  } catch (err) {
+    await stopAll();
+    if (interrupted) return 0;
+    process.stderr.write(`flare cluster: ${(err as Error).message}\n`);
+    return 1;
+  }
+  await signalled;
+  process.stdout.write("stopping...\n");
+  await stopAll();
+  process.stdout.write("stopped.\n");
+  return 0;
+}

@@ -1,0 +1,69 @@
+/**
+ * Starts flare roles as child processes and waits until each says it is serving (its "... started"
+ * log line names its ports). Used by `flare cluster` and the benchmarks.
+ */
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { createWriteStream } from "node:fs";
+import { fileURLToPath } from "node:url";
+
+const CLI = fileURLToPath(new URL("./main.js", import.meta.url));
+
+export interface Proc {
+  port: number;
+  httpPort: number | undefined;
+  pid: number;
+  /** Sends `signal` and resolves once the process is gone. */
+  kill(signal: NodeJS.Signals): Promise<void>;
+}
+
+/**
+ * `flare <role> --server-port 0 <args>` (a later `--server-port` in args wins). Its log goes to
+ * `logFile` when given, else it is dropped once the process is up.
+ */
+export async function startRole(
+  role: "index" | "node" | "proxy",
+  args: string[],
+  logFile?: string,
+): Promise<Proc> {
+  const proc = spawn(process.execPath, [CLI, role, "--server-port", "0", ...args], {
+    stdio: ["ignore", "ignore", "pipe"],
+    // The "started" line is how readiness is seen: children log at least at info.
+    env: { ...process.env, FLARE_LOG: process.env.FLARE_LOG === "debug" ? "debug" : "info" },
+  });
+  const log = logFile === undefined ? undefined : createWriteStream(logFile, { flags: "a" });
+  let head = "";
+  let ready = false;
+  const started = new Promise<{ port: number; httpPort?: number }>((resolve, reject) => {
+    proc.stderr?.on("data", (d: Buffer) => {
+      log?.write(d);
+      if (ready) return;
+      head += d.toString();
+      const line = head.split("\n").find((l) => l.includes(`"${role} started"`));
+      if (line) {
+        ready = true;
+        head = "";
+        resolve(JSON.parse(line) as { port: number; httpPort?: number });
+      }
+    });
+    proc.once("exit", (code) => {
+      log?.end();
+      if (!ready)
+        reject(new Error(`${role} exited with ${code}: ${head.trim().split("\n").slice(-3).join(" | ")}`));
+    });
+  });
+  const { port, httpPort } = await started;
+  return {
+    port,
+    httpPort,
+    pid: proc.pid as number,
+    async kill(signal) {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      const exited = once(proc, "exit");
+      proc.kill(signal);
+      const timer = setTimeout(() => proc.kill("SIGKILL"), 10_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
