@@ -4,7 +4,7 @@ import { once } from "node:events";
 import { existsSync } from "node:fs";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { RawClient } from "./helpers/raw-client.js";
 
 const BIN = fileURLToPath(new URL("../bin/flare", import.meta.url));
@@ -22,6 +22,10 @@ describe("flare cluster", () => {
   it("starts index, master, slave and proxy, serves through the proxy, and SIGINT leaves no process", async () => {
     const proc = spawn(process.execPath, [BIN, "cluster", "--base-port", "0"], {
       stdio: ["ignore", "pipe", "pipe"],
+    });
+    // Whatever happens below, the cluster is asked to stop (it stops its children itself).
+    onTestFinished(() => {
+      if (proc.exitCode === null) proc.kill("SIGINT");
     });
     let out = "";
     proc.stdout.on("data", (d: Buffer) => {
@@ -45,10 +49,10 @@ describe("flare cluster", () => {
     );
     expect(out).toContain(`STAT localhost:${port}:role proxy`);
 
+    // As the README's `printf ... | nc`: send everything, shut down the sending side, read all replies.
     const c = await RawClient.open(port);
-    expect(await c.ask("set greeting 0 0 5\r\nhello\r\n")).toBe("STORED\r\n");
-    expect(await c.ask("get greeting\r\n", "END\r\n")).toBe("VALUE greeting 0 5\r\nhello\r\nEND\r\n");
-    c.close();
+    c.socket.end("set greeting 0 0 5\r\nhello\r\nget greeting\r\n");
+    expect(await c.waitClosed()).toBe("STORED\r\nVALUE greeting 0 5\r\nhello\r\nEND\r\n");
 
     const exited = once(proc, "exit");
     proc.kill("SIGINT");

@@ -43,7 +43,9 @@ export class MemcacheServer {
     private readonly info: ServerCounters,
     private readonly log: Logger,
   ) {
-    this.server = createServer({ noDelay: true }, (socket) => this.accept(socket));
+    // Half-open: a client that sends its requests and then shuts down its side (nc, printf | ...)
+    // still gets every reply, including ones that wait for a node or an engine.
+    this.server = createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.accept(socket));
   }
 
   listen(): Promise<AddressInfo> {
@@ -120,6 +122,10 @@ class Connection {
     );
     socket.setTimeout(options.readTimeoutSeconds * 1000, () => socket.destroy());
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    socket.on("end", () => {
+      this.quit();
+      if (this.waiting.length === 0) socket.end();
+    });
     socket.on("drain", () => {
       if (this.waiting.length < MAX_WAITING) socket.resume();
     });

@@ -5,6 +5,10 @@ import { fileURLToPath } from "node:url";
 
 const BIN = fileURLToPath(new URL("../../bin/flare", import.meta.url));
 const running = new Set<ChildProcess>();
+// Last resort when a test file dies before its afterAll: nothing it started outlives it.
+process.once("exit", () => {
+  for (const p of running) p.kill("SIGKILL");
+});
 
 export interface NodeProcess {
   proc: ChildProcess;
