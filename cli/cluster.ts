@@ -103,7 +103,16 @@ export async function runCluster(o: ClusterOptions, untilSignal: () => Promise<v
     const join_ = [...common, "--index-server-name", o.host, "--index-server-port", String(index.port)];
     const node = (name: string, offset: number): Promise<Proc> => {
       mkdirSync(join(dir, name));
-      const args = [...join_, "--storage-type", o.storageType, "--data-dir", join(dir, name)];
+      // sync: a write is acknowledged once the slave has it too, so reads from either see it.
+      const args = [
+        ...join_,
+        "--storage-type",
+        o.storageType,
+        "--data-dir",
+        join(dir, name),
+        "--replication-type",
+        "sync",
+      ];
       const ports = ["--server-port", String(port(offset)), "--http-port", String(port(60 + offset))];
       return launch("node", [...args, ...ports], join(dir, `${name}.log`));
     };
@@ -131,7 +140,7 @@ export async function runCluster(o: ClusterOptions, untilSignal: () => Promise<v
     const nodes = (await ask(o.host, index.port, "stats nodes")).filter((l) => l !== "END");
     process.stdout.write(
       [
-        `flare-ts cluster is up (engine: ${o.storageType})`,
+        `flare-ts cluster is up (engine: ${o.storageType}, replication: sync)`,
         `  memcached  ${o.host}:${proxy.port}   (the proxy: any memcached client)`,
         `  HTTP       http://${o.host}:${proxy.httpPort}/v1/kv/<key>`,
         `  index      ${o.host}:${index.port} (flarei admin), http://${o.host}:${index.httpPort}/v1/cluster`,

@@ -142,6 +142,10 @@ export class ProxyCommands implements CommandHandler {
 
   /** get/gets: one request per partition involved; the replies are put back in request order. */
   private async read(keys: string[], whole: Buffer): Promise<Buffer | Buffer[]> {
+    if (this.inFlight.size > 0) {
+      const pending = keys.map((k) => this.inFlight.get(k)).filter((p) => p !== undefined);
+      if (pending.length > 0) await Promise.all(pending);
+    }
     const groups = new Map<number, string[]>();
     for (const key of keys) {
       const p = this.router.partitionOf(key);
@@ -204,7 +208,23 @@ export class ProxyCommands implements CommandHandler {
    * Sends a write to the key's master. When the master cannot be reached (or no longer is one),
    * waits for a newer map, up to `proxy-write-wait`, and sends it to the new master.
    */
-  private async write(key: string, bytes: Buffer, shape: ReplyShape): Promise<Buffer> {
+  /**
+   * Writes in flight, by key: a read of the key sent after them (pipelined on any connection)
+   * waits for them, so a client reads what it just wrote, as memcached's in-order processing gives.
+   */
+  private readonly inFlight = new Map<string, Promise<unknown>>();
+
+  private write(key: string, bytes: Buffer, shape: ReplyShape): Promise<Buffer> {
+    const done = this.writeNow(key, bytes, shape);
+    const settled = done.catch(() => undefined);
+    this.inFlight.set(key, settled);
+    void settled.then(() => {
+      if (this.inFlight.get(key) === settled) this.inFlight.delete(key);
+    });
+    return done;
+  }
+
+  private async writeNow(key: string, bytes: Buffer, shape: ReplyShape): Promise<Buffer> {
     const deadline = Date.now() + this.options.writeWaitMs;
     for (;;) {
       const seen = this.member.version;

@@ -59,6 +59,15 @@ describe("proxy routing", () => {
     expect(await c.ask("delete key0\r\n")).toBe("DELETED\r\n");
     expect(await c.ask("get key0\r\n", "END\r\n")).toBe("END\r\n");
     expect(await c.ask("ping\r\n")).toBe("OK\r\n");
+    // Pipelined: a read after a write of the same key sees it, whichever replica serves it.
+    let pipeline = "";
+    let wanted2 = "";
+    for (let i = 0; i < 50; i++) {
+      pipeline += `set p${i} 0 0 2\r\nv${i % 10}\r\nget p${i}\r\n`;
+      wanted2 += `STORED\r\nVALUE p${i} 0 2\r\nv${i % 10}\r\nEND\r\n`;
+    }
+    c.send(pipeline);
+    expect(await c.readUntil(`VALUE p49 0 2\r\nv9\r\nEND\r\n`)).toBe(wanted2);
     c.close();
   });
 
