@@ -84,6 +84,18 @@ export function incrAmount(c: Context): bigint {
   return BigInt(by);
 }
 
+/** The 412 of a conditional PUT that was refused, by the memcached result that refused it. */
+export function refusedPut(c: Context, result: "EXISTS" | "NOT_FOUND" | "NOT_STORED"): Response {
+  switch (result) {
+    case "EXISTS":
+      return fail(c, 412, "CAS_MISMATCH", "the item changed since that version");
+    case "NOT_FOUND":
+      return fail(c, 412, "NOT_FOUND", "no such key to compare with");
+    case "NOT_STORED":
+      return fail(c, 412, "EXISTS", "the key already holds an item");
+  }
+}
+
 export function valueLimit(maxValue: number) {
   return bodyLimit({
     maxSize: maxValue,

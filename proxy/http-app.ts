@@ -6,7 +6,7 @@
 import { Hono } from "hono";
 import { ClientError } from "../common/errors.js";
 import type { Logger } from "../common/log.js";
-import { fail, incrAmount, putRequest, urlKey, valueLimit } from "../protocol/http-kv.js";
+import { fail, incrAmount, putRequest, refusedPut, urlKey, valueLimit } from "../protocol/http-kv.js";
 import { type ProxyCommands, ProxyFailure } from "./memcache-front.js";
 
 export interface ProxyHttpOptions {
@@ -91,18 +91,9 @@ export function createProxyHttpApp(proxy: ProxyCommands, options: ProxyHttpOptio
       "latin1",
     );
     const reply = lineOf(await proxy.forwardWrite(key, Buffer.concat([head, value, CRLF])));
-    switch (reply) {
-      case "STORED":
-        return c.json({ stored: true });
-      case "EXISTS":
-        return fail(c, 412, "CAS_MISMATCH", "the item changed since that version");
-      case "NOT_FOUND":
-        return fail(c, 412, "NOT_FOUND", "no such key to compare with");
-      case "NOT_STORED":
-        return fail(c, 412, "EXISTS", "the key already holds an item");
-      default:
-        return fail(c, 503, "UNAVAILABLE", reply);
-    }
+    if (reply === "STORED") return c.json({ stored: true });
+    if (reply === "EXISTS" || reply === "NOT_FOUND" || reply === "NOT_STORED") return refusedPut(c, reply);
+    return fail(c, 503, "UNAVAILABLE", reply);
   });
 
   app.delete("/v1/kv/:key", async (c) => {

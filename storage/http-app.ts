@@ -5,7 +5,7 @@
 import { type Context, Hono } from "hono";
 import { ClientError, FlareError } from "../common/errors.js";
 import type { Logger } from "../common/log.js";
-import { fail, incrAmount, putRequest, urlKey, valueLimit } from "../protocol/http-kv.js";
+import { fail, incrAmount, putRequest, refusedPut, urlKey, valueLimit } from "../protocol/http-kv.js";
 import type { Item } from "./engine.js";
 import type { Store } from "./store.js";
 
@@ -53,16 +53,8 @@ export function createNodeHttpApp(store: Store, options: HttpAppOptions, log: Lo
     const put = putRequest(c);
     const value = new Uint8Array(await c.req.arrayBuffer());
     const result = await store.storeItem(put.mode, key, value, put.flags, put.ttl, put.cas);
-    switch (result) {
-      case "EXISTS":
-        return fail(c, 412, "CAS_MISMATCH", "the item changed since that version");
-      case "NOT_FOUND":
-        return fail(c, 412, "NOT_FOUND", "no such key to compare with");
-      case "NOT_STORED":
-        return fail(c, 412, "EXISTS", "the key already holds an item");
-      default:
-        return c.json({ stored: true, version: String(result.version) }, 200, itemHeaders(result));
-    }
+    if (typeof result === "string") return refusedPut(c, result);
+    return c.json({ stored: true, version: String(result.version) }, 200, itemHeaders(result));
   });
 
   app.delete("/v1/kv/:key", async (c) => {
