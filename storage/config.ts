@@ -91,7 +91,7 @@ export const nodeSchema = z.object({
 export type NodeConfig = z.infer<typeof nodeSchema>;
 
 /** flared keys accepted so Flare config files run unchanged; they have no effect here. */
-const ignored = new Set([
+export const flaredIgnored: ReadonlySet<string> = new Set([
   "log-facility",
   "thread-pool-size",
   "stack-size",
@@ -126,5 +126,5 @@ const ignored = new Set([
 export const nodeConfigSpec: ConfigSpec<typeof nodeSchema.shape> = {
   role: "node",
   schema: nodeSchema,
-  ignored,
+  ignored: flaredIgnored,
 };
