@@ -1,6 +1,7 @@
 /** flarei's configuration keys (flare-notes §7.1) plus flare-ts's own, validated with zod. */
 import { z } from "zod";
 import { type ConfigSpec, cfg } from "../common/config.js";
+import { HASH_ALGORITHMS } from "../protocol/key-hash.js";
 
 export const indexSchema = z.object({
   "data-dir": cfg.str().describe("Directory of the persisted node map (required)."),
@@ -38,7 +39,7 @@ export const indexSchema = z.object({
     .default(4096)
     .describe("Modular resolver virtual buckets."),
   "key-hash-algorithm": z
-    .enum(["simple", "crc32", "jenkins"])
+    .enum(HASH_ALGORITHMS)
     .default("simple")
     .describe("Key hash: simple, crc32 or jenkins."),
 });

@@ -2,9 +2,8 @@
  * A node's place in a cluster: it registers with the index (`node add`), keeps the map the index
  * pushes (`node sync`), and serves writes only in the role that map gives it (fencing).
  */
-import { ConfigError, ServerError } from "../common/errors.js";
+import { ServerError } from "../common/errors.js";
 import type { Logger } from "../common/log.js";
-import { type HashAlgorithm, ModularResolver } from "./key-hash.js";
 import { LineClient, oneLine, untilEnd } from "./line-client.js";
 import { type NodeEntry, nodeKey, parseNodeLine, statsNodesLines } from "./node-map.js";
 
@@ -199,26 +198,4 @@ export class ClusterMember {
       });
     }
   }
-}
-
-/** The key -> partition mapping the index announced. */
-export function partitioning(meta: ReadonlyMap<string, string>): {
-  algorithm: HashAlgorithm;
-  resolver: ModularResolver;
-} {
-  const algorithm = meta.get("key-hash-algorithm") ?? "simple";
-  if (algorithm !== "simple" && algorithm !== "crc32") {
-    throw new ConfigError(
-      `key-hash-algorithm: the index uses ${algorithm}; flare-ts routes with simple or crc32`,
-    );
-  }
-  const num = (name: string, fallback: number) => Number(meta.get(name) ?? fallback);
-  return {
-    algorithm,
-    resolver: new ModularResolver(
-      num("partition-size", 1024),
-      num("partition-modular-hint", 1),
-      num("partition-modular-virtual", 4096),
-    ),
-  };
 }

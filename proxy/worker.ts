@@ -8,7 +8,7 @@ import type { Context } from "hono";
 import { Hono } from "hono";
 import { ClientError } from "../common/errors.js";
 import { fail, urlKey } from "../protocol/http-kv.js";
-import { type HashAlgorithm, ModularResolver } from "../protocol/key-hash.js";
+import { partitioning } from "../protocol/key-hash.js";
 import type { NodeEntry } from "../protocol/node-map.js";
 import { Router } from "./router.js";
 
@@ -37,16 +37,8 @@ async function loadMap(env: Env, after?: number, waitMs = 0): Promise<void> {
   if (!res.ok) throw new Error(`index answered ${res.status}`);
   const view = (await res.json()) as ClusterView;
   if (view.version >= state.version) {
-    const algorithm = (view.meta["key-hash-algorithm"] ?? "simple") as HashAlgorithm;
-    const num = (k: string, d: number) => Number(view.meta[k] ?? d);
-    state.router.use(
-      algorithm,
-      new ModularResolver(
-        num("partition-size", 1024),
-        num("partition-modular-hint", 1),
-        num("partition-modular-virtual", 4096),
-      ),
-    );
+    const { algorithm, resolver } = partitioning(new Map(Object.entries(view.meta)));
+    state.router.use(algorithm, resolver);
     state.router.update(view.nodes);
     state.version = view.version;
   }

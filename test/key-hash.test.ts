@@ -1,3 +1,4 @@
+import { crc32 as crc32Of } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { keyHash, ModularResolver } from "../protocol/key-hash.js";
 
@@ -13,6 +14,27 @@ describe("Flare key hashing and the modular resolver", () => {
   it("simple hashing reads bytes as signed chars", () => {
     expect(keyHash("\xff", "simple")).toBe(1);
     expect(keyHash("ab", "simple")).toBe(97 + 98);
+  });
+
+  it("crc32 and jenkins match zlib and libhashkit", () => {
+    // zlib.crc32 read as int32 (Flare's crc32).
+    expect(keyHash("test_key1", "crc32")).toBe(Math.abs(crc32Of("test_key1") | 0));
+    // libhashkit_jenkins() from libhashkit.so.2 (Debian's libmemcached), read as int32 and negated
+    // when negative, as Flare does. Lengths cover 0, each tail size and a key over 12 bytes.
+    const libhashkit: Record<string, number> = {
+      "": 3735928572,
+      a: 3768813200,
+      apple: 1442444624,
+      test_key1: 4120781536,
+      "123456789012": 2214942983,
+      "1234567890123": 3321422387,
+      "::test::key::1979": 1700546481,
+      "::test::key::19790217": 459432108,
+      "hello world, this is long": 3001480607,
+    };
+    for (const [key, unsigned] of Object.entries(libhashkit)) {
+      expect(keyHash(key, "jenkins"), key).toBe(Math.abs(unsigned | 0));
+    }
   });
 
   it("growing from n-1 to n partitions moves keys only into the new partition", () => {
