@@ -97,6 +97,13 @@ export async function proxyBench(durationMs: number): Promise<void> {
   try {
     rows.push(...(await measure("flare-ts node, direct", cluster.master.port, undefined, durationMs)));
     rows.push(...(await measure("flare-ts proxy -> node", proxy.port, proxy.pid, durationMs)));
+    // The same hop in C in front of the same node: what the proxy itself costs, apart from the backend.
+    const twemNode = await startTwemproxy(cluster.master.port);
+    try {
+      rows.push(...(await measure("twemproxy -> flare-ts node", twemNode.port, twemNode.pid, durationMs)));
+    } finally {
+      await twemNode.stop();
+    }
     rows.push(
       ...(await measureHttp(
         "HTTP: node, direct",

@@ -3,7 +3,6 @@
  * conditional writes (If-Match = cas, If-None-Match: * = add), incr amounts, and JSON errors.
  */
 import type { Context } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import { z } from "zod";
 import { ClientError } from "../common/errors.js";
 
@@ -96,9 +95,41 @@ export function refusedPut(c: Context, result: "EXISTS" | "NOT_FOUND" | "NOT_STO
   }
 }
 
-export function valueLimit(maxValue: number) {
-  return bodyLimit({
-    maxSize: maxValue,
-    onError: (c) => fail(c, 413, "TOO_LARGE", `value larger than item-size-max (${maxValue} bytes)`),
+/** The part of Node's IncomingMessage a body is read from (kept structural: Workers have none). */
+interface BodyStream {
+  on(event: "data", listener: (chunk: Buffer) => void): unknown;
+  on(event: "end" | "close", listener: () => void): unknown;
+  on(event: "error", listener: (err: Error) => void): unknown;
+  readableEnded: boolean;
+}
+
+/**
+ * The request's value, or the 413 that refuses it past `maxValue` (nothing past the limit is kept).
+ * On Node the body is read from the socket stream @hono/node-server hands over as `env.incoming`:
+ * building a fetch Request for it cost more than the whole store operation.
+ */
+export async function readValue(c: Context, maxValue: number): Promise<Uint8Array | Response> {
+  const tooLarge = () => fail(c, 413, "TOO_LARGE", `value larger than item-size-max (${maxValue} bytes)`);
+  if (Number(c.req.header("content-length") ?? 0) > maxValue) return tooLarge();
+  const incoming = (c.env as { incoming?: BodyStream } | undefined)?.incoming;
+  if (incoming === undefined || typeof incoming.on !== "function") {
+    const body = new Uint8Array(await c.req.arrayBuffer());
+    return body.length > maxValue ? tooLarge() : body;
+  }
+  if (incoming.readableEnded) return new Uint8Array(0);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const complete = await new Promise<boolean>((resolve, reject) => {
+    incoming.on("data", (chunk) => {
+      size += chunk.length;
+      // Past the limit the rest is drained, not kept, so the 413 still reaches the client.
+      if (size <= maxValue) chunks.push(chunk);
+    });
+    incoming.on("end", () => resolve(true));
+    incoming.on("close", () => resolve(false));
+    incoming.on("error", reject);
   });
+  if (!complete) throw new ClientError("BAD_REQUEST", "the request body was cut off");
+  if (size > maxValue) return tooLarge();
+  return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
 }

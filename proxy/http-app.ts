@@ -6,7 +6,7 @@
 import { Hono } from "hono";
 import { ClientError } from "../common/errors.js";
 import type { Logger } from "../common/log.js";
-import { fail, incrAmount, putRequest, refusedPut, urlKey, valueLimit } from "../protocol/http-kv.js";
+import { fail, incrAmount, putRequest, readValue, refusedPut, urlKey } from "../protocol/http-kv.js";
 import { type ProxyCommands, ProxyFailure } from "./memcache-front.js";
 
 export interface ProxyHttpOptions {
@@ -81,10 +81,11 @@ export function createProxyHttpApp(proxy: ProxyCommands, options: ProxyHttpOptio
     });
   });
 
-  app.put("/v1/kv/:key", valueLimit(options.maxValue), async (c) => {
+  app.put("/v1/kv/:key", async (c) => {
     const key = keyOf(c.req.param("key"));
     const put = putRequest(c);
-    const value = Buffer.from(await c.req.arrayBuffer());
+    const value = await readValue(c, options.maxValue);
+    if (value instanceof Response) return value;
     const cas = put.mode === "cas" ? ` ${put.cas}` : "";
     const head = Buffer.from(
       `${put.mode} ${key} ${put.flags} ${put.ttl} ${value.length}${cas}\r\n`,

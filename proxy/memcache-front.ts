@@ -8,8 +8,14 @@ import type { ClusterMember } from "../protocol/cluster-member.js";
 import { encodeRequest } from "../protocol/memcache/encode.js";
 import type { ReplyBuffer } from "../protocol/memcache/reply.js";
 import type { Request } from "../protocol/memcache/request.js";
-import type { CommandHandler, Execution, ServerCounters } from "../protocol/memcache/server.js";
+import {
+  type CommandHandler,
+  type Execution,
+  Later,
+  type ServerCounters,
+} from "../protocol/memcache/server.js";
 import { type NodeEntry, nodeKey } from "../protocol/node-map.js";
+import { PendingWrites } from "./pending-writes.js";
 import type { Router } from "./router.js";
 import { Backend, BackendError, type ReplyShape } from "./transports/memcache-backend.js";
 
@@ -23,8 +29,13 @@ export interface ProxyOptions {
 /** A failure the client sees as one SERVER_ERROR line (HTTP: 503). */
 export class ProxyFailure extends Error {}
 
-const isServerError = (reply: Buffer): boolean =>
-  reply[0] === 83 && reply.toString("latin1", 0, 12) === "SERVER_ERROR";
+const startsWith = (reply: Buffer, start: number, end: number, text: string): boolean =>
+  end - start >= text.length && reply.latin1Slice(start, start + text.length) === text;
+const isServerError = (reply: Buffer, start = 0, end = reply.length): boolean =>
+  reply[start] === 83 && startsWith(reply, start, end, "SERVER_ERROR");
+/** A node that is no longer master says so: the map it is in is newer than ours. */
+const isNotMaster = (reply: Buffer, start = 0, end = reply.length): boolean =>
+  reply[start] === 83 && startsWith(reply, start, end, "SERVER_ERROR not a master");
 
 export class ProxyCommands implements CommandHandler {
   private readonly backends = new Map<string, Backend>();
@@ -53,10 +64,12 @@ export class ProxyCommands implements CommandHandler {
     });
   }
 
-  execute(req: Request, out: ReplyBuffer): Execution {
+  execute(req: Request, out: ReplyBuffer): Execution | Later {
     switch (req.op) {
       case "get":
       case "gets":
+        if (req.keys.length === 1 && !this.writing.has(req.keys[0] as string))
+          return this.readOne(req.keys[0] as string, encodeRequest(req), out);
         return this.reply(this.read(req.keys, encodeRequest(req)), out);
       case "gat":
       case "gats":
@@ -71,7 +84,7 @@ export class ProxyCommands implements CommandHandler {
       case "decr":
       case "delete":
       case "touch":
-        return this.reply(this.write(req.key, encodeRequest(req), "line"), out, req.noreply);
+        return this.writeOne(req.key, encodeRequest(req), out, req.noreply);
       case "flush_all":
         return this.reply(this.flushAll(encodeRequest(req)), out, req.noreply);
       case "stats":
@@ -118,6 +131,53 @@ export class ProxyCommands implements CommandHandler {
     return this.write(key, request, "line");
   }
 
+  /**
+   * The hot path of a one-key read: one callback, no promise. Only a replica that fails sends the
+   * read down the general path, which tries the others.
+   */
+  private readOne(key: string, bytes: Buffer, out: ReplyBuffer): Execution | Later {
+    const node = this.router.reader(key);
+    if (node === undefined) return this.reply(this.readFrom(key, bytes), out);
+    const later = new Later();
+    this.backend(node).send(bytes, "values", (reply, start, end) => {
+      if (!(reply instanceof BackendError) && !isServerError(reply, start, end)) {
+        out.range(reply, start, end);
+        later.done();
+        return;
+      }
+      this.replicaFailed(node, reply instanceof BackendError ? reply : reply.subarray(start, end));
+      const tried = new Set([nodeKey(node.host, node.port)]);
+      this.reply(this.readFrom(key, bytes, tried), out).then((keep) => later.done(keep));
+    });
+    return later;
+  }
+
+  /**
+   * The hot path of a one-key write: straight to the master with a callback. A master that cannot
+   * be reached or is no longer one sends the write down the general path, which waits for the map.
+   */
+  private writeOne(key: string, bytes: Buffer, out: ReplyBuffer, noreply: boolean): Execution | Later {
+    const master = this.router.writer(key);
+    if (master === undefined) return this.reply(this.write(key, bytes, "line"), out, noreply);
+    const deadline = Date.now() + this.options.writeWaitMs;
+    const seen = this.member.version;
+    const later = new Later();
+    this.writing.begin(key);
+    this.backend(master).send(bytes, "line", (reply, start, end) => {
+      if (!(reply instanceof BackendError) && !isNotMaster(reply, start, end)) {
+        this.writing.end(key);
+        if (!noreply) out.range(reply, start, end);
+        later.done();
+        return;
+      }
+      if (reply instanceof BackendError) this.suspect(master);
+      const retried = this.writeNow(key, bytes, "line", deadline, seen);
+      void retried.catch(() => undefined).then(() => this.writing.end(key));
+      this.reply(retried, out, noreply).then((keep) => later.done(keep));
+    });
+    return later;
+  }
+
   close(): void {
     for (const b of this.backends.values()) b.close();
     this.backends.clear();
@@ -142,10 +202,7 @@ export class ProxyCommands implements CommandHandler {
 
   /** get/gets: one request per partition involved; the replies are put back in request order. */
   private async read(keys: string[], whole: Buffer): Promise<Buffer | Buffer[]> {
-    if (this.inFlight.size > 0) {
-      const pending = keys.map((k) => this.inFlight.get(k)).filter((p) => p !== undefined);
-      if (pending.length > 0) await Promise.all(pending);
-    }
+    if (this.writing.size > 0) await this.writing.settled(keys);
     const groups = new Map<number, string[]>();
     for (const key of keys) {
       const p = this.router.partitionOf(key);
@@ -172,23 +229,31 @@ export class ProxyCommands implements CommandHandler {
   }
 
   /** Tries the partition's replicas by weight until one answers. */
-  private async readFrom(key: string, bytes: Buffer): Promise<Buffer> {
-    const tried = new Set<string>();
+  private async readFrom(key: string, bytes: Buffer, tried = new Set<string>()): Promise<Buffer> {
     for (;;) {
       const node = this.router.reader(key, tried);
       if (node === undefined)
         throw new ProxyFailure(tried.size === 0 ? "no partition available" : "no replica answered");
-      const name = nodeKey(node.host, node.port);
       try {
-        const reply = await this.backend(node).send(bytes, "values");
+        const reply = await this.backend(node).request(bytes, "values");
         if (!isServerError(reply)) return reply;
-        this.log.warn("replica refused a read", { node: name, reply: reply.toString("latin1").trim() });
+        this.replicaFailed(node, reply);
       } catch (err) {
         if (!(err instanceof BackendError)) throw err;
-        this.suspect(node);
+        this.replicaFailed(node, err);
       }
-      tried.add(name);
+      tried.add(nodeKey(node.host, node.port));
     }
+  }
+
+  /** A refusal is logged; an unreachable replica is reported to the index. */
+  private replicaFailed(node: NodeEntry, reply: Buffer | BackendError): void {
+    if (reply instanceof BackendError) this.suspect(node);
+    else
+      this.log.warn("replica refused a read", {
+        node: nodeKey(node.host, node.port),
+        reply: reply.toString("latin1").trim(),
+      });
   }
 
   /** gat/gats change expiry: each key goes to its master; the VALUE blocks come back in order. */
@@ -204,43 +269,41 @@ export class ProxyCommands implements CommandHandler {
     return out;
   }
 
-  /**
-   * Sends a write to the key's master. When the master cannot be reached (or no longer is one),
-   * waits for a newer map, up to `proxy-write-wait`, and sends it to the new master.
-   */
-  /**
-   * Writes in flight, by key: a read of the key sent after them (pipelined on any connection)
-   * waits for them, so a client reads what it just wrote, as memcached's in-order processing gives.
-   */
-  private readonly inFlight = new Map<string, Promise<unknown>>();
+  private readonly writing = new PendingWrites();
 
   private write(key: string, bytes: Buffer, shape: ReplyShape): Promise<Buffer> {
-    const done = this.writeNow(key, bytes, shape);
-    const settled = done.catch(() => undefined);
-    this.inFlight.set(key, settled);
-    void settled.then(() => {
-      if (this.inFlight.get(key) === settled) this.inFlight.delete(key);
-    });
+    this.writing.begin(key);
+    const done = this.writeNow(key, bytes, shape, Date.now() + this.options.writeWaitMs);
+    void done.catch(() => undefined).then(() => this.writing.end(key));
     return done;
   }
 
-  private async writeNow(key: string, bytes: Buffer, shape: ReplyShape): Promise<Buffer> {
-    const deadline = Date.now() + this.options.writeWaitMs;
+  /**
+   * Sends a write to the key's master. When the master cannot be reached (or no longer is one),
+   * waits for a map newer than the one it was sent with (`failedWith`, when a first try already
+   * failed), up to the deadline, and sends it to the new master.
+   */
+  private async writeNow(
+    key: string,
+    bytes: Buffer,
+    shape: ReplyShape,
+    deadline: number,
+    failedWith?: number,
+  ): Promise<Buffer> {
+    let seen = failedWith;
     for (;;) {
-      const seen = this.member.version;
-      const master = this.router.writer(key);
-      if (master !== undefined) {
-        try {
-          const reply = await this.backend(master).send(bytes, shape);
-          // A node that is no longer master says so: the map it is in is newer than ours.
-          if (!reply.toString("latin1", 0, 25).startsWith("SERVER_ERROR not a master")) return reply;
-        } catch (err) {
-          if (!(err instanceof BackendError)) throw err;
-          this.suspect(master);
-        }
-      }
-      if (!(await this.mapAfter(seen, deadline))) {
+      if (seen !== undefined && !(await this.mapAfter(seen, deadline))) {
         throw new ProxyFailure("no master for this key: failover did not finish in time");
+      }
+      seen = this.member.version;
+      const master = this.router.writer(key);
+      if (master === undefined) continue;
+      try {
+        const reply = await this.backend(master).request(bytes, shape);
+        if (!isNotMaster(reply)) return reply;
+      } catch (err) {
+        if (!(err instanceof BackendError)) throw err;
+        this.suspect(master);
       }
     }
   }
@@ -253,7 +316,7 @@ export class ProxyCommands implements CommandHandler {
     const replies = await Promise.all(
       targets.map((n) =>
         this.backend(n)
-          .send(bytes, "line")
+          .request(bytes, "line")
           .catch(() => FAILED),
       ),
     );
@@ -281,13 +344,19 @@ export class ProxyCommands implements CommandHandler {
     });
   }
 
+  /** Each map's entries, to their node's connections: no name to build on the hot path. */
+  private readonly backendOf = new WeakMap<NodeEntry, Backend>();
+
   private backend(node: NodeEntry): Backend {
+    const known = this.backendOf.get(node);
+    if (known !== undefined && !known.closed) return known;
     const key = nodeKey(node.host, node.port);
     let b = this.backends.get(key);
     if (b === undefined) {
       b = new Backend(node.host, node.port, this.options.concurrency, this.options.requestTimeoutMs);
       this.backends.set(key, b);
     }
+    this.backendOf.set(node, b);
     return b;
   }
 

@@ -5,7 +5,7 @@
 import { type Context, Hono } from "hono";
 import { ClientError, FlareError } from "../common/errors.js";
 import type { Logger } from "../common/log.js";
-import { fail, incrAmount, putRequest, refusedPut, urlKey, valueLimit } from "../protocol/http-kv.js";
+import { fail, incrAmount, putRequest, readValue, refusedPut, urlKey } from "../protocol/http-kv.js";
 import type { Item } from "./engine.js";
 import type { Store } from "./store.js";
 
@@ -46,12 +46,13 @@ export function createNodeHttpApp(store: Store, options: HttpAppOptions, log: Lo
     });
   });
 
-  app.put("/v1/kv/:key", valueLimit(options.maxValue), async (c) => {
+  app.put("/v1/kv/:key", async (c) => {
     const refused = fenced(c);
     if (refused) return refused;
     const key = keyOf(c.req.param("key"));
     const put = putRequest(c);
-    const value = new Uint8Array(await c.req.arrayBuffer());
+    const value = await readValue(c, options.maxValue);
+    if (value instanceof Response) return value;
     const result = await store.storeItem(put.mode, key, value, put.flags, put.ttl, put.cas);
     if (typeof result === "string") return refusedPut(c, result);
     return c.json({ stored: true, version: String(result.version) }, 200, itemHeaders(result));

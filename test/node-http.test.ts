@@ -102,6 +102,26 @@ describe("node HTTP API", () => {
     }
   });
 
+  it("reads a chunked body (no Content-Length) and refuses one past item-size-max without keeping it", async () => {
+    const chunked = (parts: string[]): RequestInit =>
+      ({
+        method: "PUT",
+        body: new ReadableStream({
+          start(ctl) {
+            for (const p of parts) ctl.enqueue(new TextEncoder().encode(p));
+            ctl.close();
+          },
+        }),
+        duplex: "half",
+      }) as RequestInit;
+    expect((await fetch(`${base}/v1/kv/chunked`, chunked(["ab", "cd", "ef"]))).status).toBe(200);
+    expect(await (await fetch(`${base}/v1/kv/chunked`)).text()).toBe("abcdef");
+    const big = await fetch(`${base}/v1/kv/chunked`, chunked(Array(70).fill("x".repeat(1024))));
+    expect(big.status).toBe(413);
+    expect((await big.json()).error.code).toBe("TOO_LARGE");
+    expect(await (await fetch(`${base}/v1/kv/chunked`)).text()).toBe("abcdef");
+  });
+
   it("healthz", async () => {
     expect(await (await fetch(`${base}/healthz`)).json()).toEqual({ status: "ok", engine: "memory" });
   });

@@ -4,8 +4,6 @@
  */
 import type { Request } from "./request.js";
 
-const CRLF = Buffer.from("\r\n");
-
 export function encodeRequest(req: Request): Buffer {
   switch (req.op) {
     case "get":
@@ -23,7 +21,12 @@ export function encodeRequest(req: Request): Buffer {
       const version = req.op === "cas" || req.version !== 0n ? ` ${req.version}` : "";
       const sync = req.sync === undefined ? "" : ` ${req.sync}`;
       const head = `${req.op} ${req.key} ${req.flags} ${req.exptime} ${req.value.length}${version}${sync}\r\n`;
-      return Buffer.concat([Buffer.from(head, "latin1"), req.value, CRLF]);
+      const out = Buffer.allocUnsafe(head.length + req.value.length + 2);
+      out.latin1Write(head, 0);
+      out.set(req.value, head.length);
+      out[out.length - 2] = 13;
+      out[out.length - 1] = 10;
+      return out;
     }
     case "incr":
     case "decr":

@@ -8,9 +8,15 @@ const CHUNK = 16 * 1024;
 const BY_REFERENCE = 4 * 1024;
 const CRLF = Buffer.from("\r\n");
 
+const NONE = Buffer.alloc(0);
+
 export class ReplyBuffer {
-  private chunk: Buffer = Buffer.allocUnsafe(CHUNK);
+  /** Allocated on first use: a reply held back in a slot is often one small line. */
+  private chunk: Buffer = NONE;
   private used = 0;
+
+  /** `chunkSize`: a connection's buffer takes big packets of replies; a slot's, one reply. */
+  constructor(private readonly chunkSize = CHUNK) {}
   /** Chunk pieces and referenced buffers before `chunk`, in order. */
   private done: Buffer[] = [];
 
@@ -52,6 +58,18 @@ export class ReplyBuffer {
     this.used += data.length;
   }
 
+  /** Bytes `start` to `end` of `data`, without making a view of them first. */
+  range(data: Buffer, start: number, end: number): void {
+    const n = end - start;
+    if (n >= BY_REFERENCE) {
+      this.bytes(data.subarray(start, end));
+      return;
+    }
+    if (this.used + n > this.chunk.length) this.grow(n);
+    data.copy(this.chunk, this.used, start, end);
+    this.used += n;
+  }
+
   /** Appends everything another buffer holds (used to release replies that waited their turn). */
   append(other: ReplyBuffer): void {
     // Small pieces are copied: many tiny buffers would make one write a long writev.
@@ -71,11 +89,11 @@ export class ReplyBuffer {
     this.done.push(this.chunk.subarray(0, this.used));
     this.chunk = this.chunk.subarray(this.used);
     this.used = 0;
-    if (this.chunk.length < 256) this.chunk = Buffer.allocUnsafe(CHUNK);
+    if (this.chunk.length < 256) this.chunk = NONE;
   }
 
   private grow(need: number): void {
     this.seal();
-    this.chunk = Buffer.allocUnsafe(Math.max(CHUNK, need));
+    this.chunk = Buffer.allocUnsafe(Math.max(this.chunkSize, need));
   }
 }

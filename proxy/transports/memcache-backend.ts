@@ -17,10 +17,16 @@ export class BackendError extends Error {
   }
 }
 
+/**
+ * Called once with the reply, bytes `start` to `end` of a read buffer the connection shares among
+ * replies (copy them or keep a view; never write to it), or with the error that ended the
+ * connection first.
+ */
+export type OnReply = (reply: Buffer | BackendError, start: number, end: number) => void;
+
 interface Pending {
   shape: ReplyShape;
-  resolve: (reply: Buffer) => void;
-  reject: (err: Error) => void;
+  done: OnReply;
   deadline: number;
 }
 
@@ -30,10 +36,11 @@ class BackendConnection {
   private socket: Socket | undefined;
   private readonly queue: Pending[] = [];
   private buf: Buffer = Buffer.alloc(0);
+  /** Where the unread replies in `buf` start. */
+  private start = 0;
   /** Where the reply being read continues (bytes of `buf` already known to belong to it). */
   private scanned = 0;
   private timer: NodeJS.Timeout | undefined;
-  private corked = false;
   dead = false;
 
   constructor(
@@ -46,24 +53,24 @@ class BackendConnection {
     return this.queue.length;
   }
 
-  send(bytes: Buffer, shape: ReplyShape): Promise<Buffer> {
+  send(bytes: Buffer, shape: ReplyShape, done: OnReply): void {
     if (this.socket === undefined) this.open();
-    return new Promise((resolve, reject) => {
-      this.queue.push({ shape, resolve, reject, deadline: Date.now() + this.timeoutMs });
-      const socket = this.socket as Socket;
-      // Everything sent to this node in the same tick leaves in one write (one syscall).
-      if (!this.corked) {
-        this.corked = true;
-        socket.cork();
-        process.nextTick(() => {
-          this.corked = false;
-          socket.uncork();
-        });
-      }
-      socket.write(bytes);
-      if (this.timer === undefined) this.arm();
-    });
+    this.queue.push({ shape, done, deadline: Date.now() + this.timeoutMs });
+    // Everything sent to this node in one turn of the event loop (all the client packets read in
+    // it) leaves in one write: one syscall for many requests.
+    this.outgoing.push(bytes);
+    if (this.outgoing.length === 1) setImmediate(this.flush);
+    if (this.timer === undefined) this.arm();
   }
+
+  private readonly outgoing: Buffer[] = [];
+
+  private readonly flush = (): void => {
+    const out = this.outgoing;
+    if (out.length === 0 || this.socket === undefined) return;
+    this.socket.write(out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out));
+    out.length = 0;
+  };
 
   close(): void {
     this.fail("closed");
@@ -99,49 +106,56 @@ class BackendConnection {
     this.dead = true;
     clearTimeout(this.timer);
     this.socket?.destroy();
+    this.outgoing.length = 0;
     const err = new BackendError(`${this.host}:${this.port}`, reason);
-    for (const p of this.queue.splice(0)) p.reject(err);
+    for (const p of this.queue.splice(0)) p.done(err, 0, 0);
   }
 
   private onData(d: Buffer): void {
-    this.buf = this.buf.length === 0 ? d : Buffer.concat([this.buf, d]);
+    if (this.start >= this.buf.length) {
+      this.buf = d;
+      this.scanned = 0;
+    } else {
+      this.buf = Buffer.concat([this.buf.subarray(this.start), d]);
+      this.scanned -= this.start;
+    }
+    this.start = 0;
+    const buf = this.buf;
     for (;;) {
       const head = this.queue[0];
       if (head === undefined) {
-        if (this.buf.length > 0) this.fail("reply nobody asked for");
+        if (this.start < buf.length) this.fail("reply nobody asked for");
         return;
       }
-      const end = replyEnd(this.buf, this.scanned, head.shape);
-      if (typeof end === "object" || end < 0) {
-        if (typeof end === "object") this.scanned = end.resumeAt;
-        if (this.buf.length > MAX_REPLY) this.fail("reply too large");
+      const end = replyEnd(buf, this.scanned, head.shape);
+      if (end < 0) {
+        this.scanned = -end - 1;
+        if (buf.length - this.start > MAX_REPLY) this.fail("reply too large");
         return;
       }
-      const reply = this.buf.subarray(0, end);
-      this.buf = this.buf.subarray(end);
-      this.scanned = 0;
+      const start = this.start;
+      this.start = end;
+      this.scanned = end;
       this.queue.shift();
-      head.resolve(reply);
+      head.done(buf, start, end);
     }
   }
 }
 
 /**
- * Where the reply starting at 0 ends (exclusive), or -1 when more bytes are needed, or where to
- * resume scanning next time (a whole VALUE block already seen).
+ * Where the reply whose unread part starts at `from` ends (exclusive); when more bytes are needed,
+ * -1 - (where to resume: past the whole VALUE blocks already seen).
  */
-function replyEnd(buf: Buffer, from: number, shape: ReplyShape): number | { resumeAt: number } {
+function replyEnd(buf: Buffer, from: number, shape: ReplyShape): number {
   let pos = from;
   for (;;) {
     const nl = buf.indexOf(10, pos);
-    if (nl < 0) return pos === from ? -1 : { resumeAt: pos };
+    if (nl < 0) return -1 - pos;
     if (shape === "line") return nl + 1;
     // values: VALUE <key> <flags> <bytes> [<cas>] + block, until END or an error line
-    if (buf[pos] === 86 && buf.toString("latin1", pos, pos + 6) === "VALUE ") {
-      const fields = buf.toString("latin1", pos, nl).trimEnd().split(" ");
-      const bytes = Number(fields[3]);
-      const blockEnd = nl + 1 + bytes + 2;
-      if (blockEnd > buf.length) return pos === from ? -1 : { resumeAt: pos };
+    if (buf[pos] === 86 && buf[pos + 5] === 32 && buf.latin1Slice(pos, pos + 6) === "VALUE ") {
+      const blockEnd = nl + 1 + valueBytes(buf, pos + 6, nl) + 2;
+      if (blockEnd > buf.length) return -1 - pos;
       pos = blockEnd;
       continue;
     }
@@ -149,9 +163,25 @@ function replyEnd(buf: Buffer, from: number, shape: ReplyShape): number | { resu
   }
 }
 
-/** Connections to one node; requests go to the least loaded, so one slow reply holds up few others. */
+/** The <bytes> field of a VALUE line: the third field after `VALUE `. */
+function valueBytes(buf: Buffer, from: number, nl: number): number {
+  let at = buf.indexOf(32, buf.indexOf(32, from) + 1) + 1;
+  let n = 0;
+  for (let c = buf[at] as number; at < nl && c >= 48 && c <= 57; c = buf[++at] as number) n = n * 10 + c - 48;
+  return n;
+}
+
+/**
+ * Connections to one node. The requests of one event-loop turn share a connection (one write out,
+ * their replies in one read back, so each client gets its replies in one write); the next turn takes
+ * the least loaded connection, so one slow reply holds up few others.
+ */
 export class Backend {
   private readonly conns: BackendConnection[] = [];
+  private current: BackendConnection | undefined;
+  private readonly endTurn = (): void => {
+    this.current = undefined;
+  };
 
   constructor(
     readonly host: string,
@@ -160,7 +190,33 @@ export class Backend {
     private readonly timeoutMs: number,
   ) {}
 
-  send(bytes: Buffer, shape: ReplyShape): Promise<Buffer> {
+  send(bytes: Buffer, shape: ReplyShape, done: OnReply): void {
+    let conn = this.current;
+    if (conn === undefined || conn.dead) {
+      conn = this.pick();
+      this.current = conn;
+      setImmediate(this.endTurn);
+    }
+    conn.send(bytes, shape, done);
+  }
+
+  /** `send` as a promise, for the paths that are not hot (retries, fan-outs). */
+  request(bytes: Buffer, shape: ReplyShape): Promise<Buffer> {
+    return new Promise((resolve, reject) =>
+      this.send(bytes, shape, (reply, start, end) =>
+        reply instanceof BackendError ? reject(reply) : resolve(reply.subarray(start, end)),
+      ),
+    );
+  }
+
+  closed = false;
+
+  close(): void {
+    this.closed = true;
+    for (const c of this.conns.splice(0)) c.close();
+  }
+
+  private pick(): BackendConnection {
     for (let i = 0; i < this.conns.length; i++) {
       if ((this.conns[i] as BackendConnection).dead) this.conns.splice(i--, 1);
     }
@@ -170,10 +226,6 @@ export class Backend {
       best = new BackendConnection(this.host, this.port, this.timeoutMs);
       this.conns.push(best);
     }
-    return best.send(bytes, shape);
-  }
-
-  close(): void {
-    for (const c of this.conns.splice(0)) c.close();
+    return best;
   }
 }
