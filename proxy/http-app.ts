@@ -7,7 +7,8 @@ import { Hono } from "hono";
 import { ClientError } from "../common/errors.js";
 import type { Logger } from "../common/log.js";
 import { fail, incrAmount, putRequest, readValue, refusedPut, urlKey } from "../protocol/http-kv.js";
-import { type ProxyCommands, ProxyFailure } from "./memcache-front.js";
+import { ProxyFailure } from "./failover.js";
+import type { ProxyCommands } from "./memcache-front.js";
 
 export interface ProxyHttpOptions {
   maxKey: number;

@@ -15,9 +15,17 @@ import {
   type ServerCounters,
 } from "../protocol/memcache/server.js";
 import { type NodeEntry, nodeKey } from "../protocol/node-map.js";
+import {
+  type FailureHooks,
+  type MapFeed,
+  ProxyFailure,
+  readFromReplicas,
+  writeToMaster,
+} from "./failover.js";
 import { PendingWrites } from "./pending-writes.js";
 import type { Router } from "./router.js";
-import { Backend, BackendError, type ReplyShape } from "./transports/memcache-backend.js";
+import { MemcacheTransport, type ReplyShape } from "./transports/memcache-transport.js";
+import { TransportError } from "./transports/transport.js";
 
 export interface ProxyOptions {
   concurrency: number;
@@ -25,9 +33,6 @@ export interface ProxyOptions {
   writeWaitMs: number;
   version: string;
 }
-
-/** A failure the client sees as one SERVER_ERROR line (HTTP: 503). */
-export class ProxyFailure extends Error {}
 
 const startsWith = (reply: Buffer, start: number, end: number, text: string): boolean =>
   end - start >= text.length && reply.latin1Slice(start, start + text.length) === text;
@@ -38,9 +43,11 @@ const isNotMaster = (reply: Buffer, start = 0, end = reply.length): boolean =>
   reply[start] === 83 && startsWith(reply, start, end, "SERVER_ERROR not a master");
 
 export class ProxyCommands implements CommandHandler {
-  private readonly backends = new Map<string, Backend>();
+  private readonly transport: MemcacheTransport;
   private readonly mapWaiters = new Set<() => void>();
   private readonly startedAt = Date.now();
+  private readonly hooks: FailureHooks<Buffer>;
+  private readonly maps: MapFeed;
 
   constructor(
     private readonly router: Router,
@@ -49,17 +56,26 @@ export class ProxyCommands implements CommandHandler {
     private readonly counters: ServerCounters,
     private readonly log: Logger,
     /** Tells the index a node did not answer, so it checks that node now. */
-    private readonly suspect: (node: NodeEntry) => void,
+    suspect: (node: NodeEntry) => void,
   ) {
+    this.transport = new MemcacheTransport(options.concurrency, options.requestTimeoutMs);
+    this.hooks = {
+      unreachable: (node) => suspect(node),
+      refused: (node, reply) =>
+        log.warn("replica refused a read", {
+          node: nodeKey(node.host, node.port),
+          reply: reply.toString("latin1").trim(),
+        }),
+    };
+    this.maps = {
+      get version() {
+        return member.version;
+      },
+      newerThan: (version, deadline) => this.mapAfter(version, deadline),
+    };
     member.onMap((nodes) => {
       router.update(nodes);
-      const live = new Set(nodes.filter((n) => n.role !== "proxy").map((n) => nodeKey(n.host, n.port)));
-      for (const [key, b] of this.backends) {
-        if (!live.has(key)) {
-          b.close();
-          this.backends.delete(key);
-        }
-      }
+      this.transport.retain(nodes.filter((n) => n.role !== "proxy"));
       for (const w of [...this.mapWaiters]) w();
     });
   }
@@ -139,13 +155,14 @@ export class ProxyCommands implements CommandHandler {
     const node = this.router.reader(key);
     if (node === undefined) return this.reply(this.readFrom(key, bytes), out);
     const later = new Later();
-    this.backend(node).send(bytes, "values", (reply, start, end) => {
-      if (!(reply instanceof BackendError) && !isServerError(reply, start, end)) {
+    this.transport.send(node, bytes, "values", (reply, start, end) => {
+      if (reply instanceof TransportError) this.hooks.unreachable(node, reply);
+      else if (isServerError(reply, start, end)) this.hooks.refused?.(node, reply.subarray(start, end));
+      else {
         out.range(reply, start, end);
         later.done();
         return;
       }
-      this.replicaFailed(node, reply instanceof BackendError ? reply : reply.subarray(start, end));
       const tried = new Set([nodeKey(node.host, node.port)]);
       this.reply(this.readFrom(key, bytes, tried), out).then((keep) => later.done(keep));
     });
@@ -163,14 +180,14 @@ export class ProxyCommands implements CommandHandler {
     const seen = this.member.version;
     const later = new Later();
     this.writing.begin(key);
-    this.backend(master).send(bytes, "line", (reply, start, end) => {
-      if (!(reply instanceof BackendError) && !isNotMaster(reply, start, end)) {
+    this.transport.send(master, bytes, "line", (reply, start, end) => {
+      if (!(reply instanceof TransportError) && !isNotMaster(reply, start, end)) {
         this.writing.end(key);
         if (!noreply) out.range(reply, start, end);
         later.done();
         return;
       }
-      if (reply instanceof BackendError) this.suspect(master);
+      if (reply instanceof TransportError) this.hooks.unreachable(master, reply);
       const retried = this.writeNow(key, bytes, "line", deadline, seen);
       void retried.catch(() => undefined).then(() => this.writing.end(key));
       this.reply(retried, out, noreply).then((keep) => later.done(keep));
@@ -179,8 +196,7 @@ export class ProxyCommands implements CommandHandler {
   }
 
   close(): void {
-    for (const b of this.backends.values()) b.close();
-    this.backends.clear();
+    this.transport.close();
     for (const w of [...this.mapWaiters]) w();
   }
 
@@ -228,32 +244,9 @@ export class ProxyCommands implements CommandHandler {
     return out;
   }
 
-  /** Tries the partition's replicas by weight until one answers. */
-  private async readFrom(key: string, bytes: Buffer, tried = new Set<string>()): Promise<Buffer> {
-    for (;;) {
-      const node = this.router.reader(key, tried);
-      if (node === undefined)
-        throw new ProxyFailure(tried.size === 0 ? "no partition available" : "no replica answered");
-      try {
-        const reply = await this.backend(node).request(bytes, "values");
-        if (!isServerError(reply)) return reply;
-        this.replicaFailed(node, reply);
-      } catch (err) {
-        if (!(err instanceof BackendError)) throw err;
-        this.replicaFailed(node, err);
-      }
-      tried.add(nodeKey(node.host, node.port));
-    }
-  }
-
-  /** A refusal is logged; an unreachable replica is reported to the index. */
-  private replicaFailed(node: NodeEntry, reply: Buffer | BackendError): void {
-    if (reply instanceof BackendError) this.suspect(node);
-    else
-      this.log.warn("replica refused a read", {
-        node: nodeKey(node.host, node.port),
-        reply: reply.toString("latin1").trim(),
-      });
+  private readFrom(key: string, bytes: Buffer, tried?: Set<string>): Promise<Buffer> {
+    const req = { bytes, shape: "values" as const };
+    return readFromReplicas(this.router, this.transport, key, req, isServerError, this.hooks, tried);
   }
 
   /** gat/gats change expiry: each key goes to its master; the VALUE blocks come back in order. */
@@ -278,34 +271,25 @@ export class ProxyCommands implements CommandHandler {
     return done;
   }
 
-  /**
-   * Sends a write to the key's master. When the master cannot be reached (or no longer is one),
-   * waits for a map newer than the one it was sent with (`failedWith`, when a first try already
-   * failed), up to the deadline, and sends it to the new master.
-   */
-  private async writeNow(
+  private writeNow(
     key: string,
     bytes: Buffer,
     shape: ReplyShape,
     deadline: number,
     failedWith?: number,
   ): Promise<Buffer> {
-    let seen = failedWith;
-    for (;;) {
-      if (seen !== undefined && !(await this.mapAfter(seen, deadline))) {
-        throw new ProxyFailure("no master for this key: failover did not finish in time");
-      }
-      seen = this.member.version;
-      const master = this.router.writer(key);
-      if (master === undefined) continue;
-      try {
-        const reply = await this.backend(master).request(bytes, shape);
-        if (!isNotMaster(reply)) return reply;
-      } catch (err) {
-        if (!(err instanceof BackendError)) throw err;
-        this.suspect(master);
-      }
-    }
+    const req = { bytes, shape };
+    return writeToMaster(
+      this.router,
+      this.transport,
+      this.maps,
+      key,
+      req,
+      isNotMaster,
+      this.hooks,
+      deadline,
+      failedWith,
+    );
   }
 
   private async flushAll(bytes: Buffer): Promise<Buffer> {
@@ -314,11 +298,7 @@ export class ProxyCommands implements CommandHandler {
       for (const r of this.router.partition(p)?.readers ?? []) targets.push(r.node);
     }
     const replies = await Promise.all(
-      targets.map((n) =>
-        this.backend(n)
-          .request(bytes, "line")
-          .catch(() => FAILED),
-      ),
+      targets.map((n) => this.transport.request(n, { bytes, shape: "line" }).catch(() => FAILED)),
     );
     if (replies.every((r) => r.toString("latin1") === "OK\r\n")) return OK;
     throw new ProxyFailure("flush_all did not reach every node");
@@ -342,22 +322,6 @@ export class ProxyCommands implements CommandHandler {
       const timer = setTimeout(() => done(Date.now() < deadline), Math.min(left, 250));
       this.mapWaiters.add(check);
     });
-  }
-
-  /** Each map's entries, to their node's connections: no name to build on the hot path. */
-  private readonly backendOf = new WeakMap<NodeEntry, Backend>();
-
-  private backend(node: NodeEntry): Backend {
-    const known = this.backendOf.get(node);
-    if (known !== undefined && !known.closed) return known;
-    const key = nodeKey(node.host, node.port);
-    let b = this.backends.get(key);
-    if (b === undefined) {
-      b = new Backend(node.host, node.port, this.options.concurrency, this.options.requestTimeoutMs);
-      this.backends.set(key, b);
-    }
-    this.backendOf.set(node, b);
-    return b;
   }
 
   private stats(): [string, string | number][] {

@@ -10,7 +10,15 @@ import { ClientError } from "../common/errors.js";
 import { fail, urlKey } from "../protocol/http-kv.js";
 import { partitioning } from "../protocol/key-hash.js";
 import type { NodeEntry } from "../protocol/node-map.js";
+import {
+  type FailureHooks,
+  type MapFeed,
+  ProxyFailure,
+  readFromReplicas,
+  writeToMaster,
+} from "./failover.js";
 import { Router } from "./router.js";
+import { HttpTransport } from "./transports/http-transport.js";
 
 interface Env {
   INDEX_URL: string;
@@ -49,12 +57,6 @@ async function freshMap(env: Env): Promise<void> {
   if (state.version < 0 || Date.now() - state.fetchedAt > MAP_TTL_MS) await loadMap(env);
 }
 
-function nodeUrl(node: NodeEntry, c: Context): string | undefined {
-  if (node.httpPort === undefined) return undefined;
-  const url = new URL(c.req.url);
-  return `http://${node.host}:${node.httpPort}${url.pathname}${url.search}`;
-}
-
 /** Headers a node's key API reads. */
 function forwardHeaders(c: Context): Headers {
   const h = new Headers();
@@ -65,59 +67,69 @@ function forwardHeaders(c: Context): Headers {
   return h;
 }
 
+const transport = new HttpTransport(NODE_TIMEOUT_MS);
+const hooks: FailureHooks<Response> = {
+  // The next request fetches the map again: the index may already know about the node.
+  unreachable: () => {
+    state.fetchedAt = 0;
+  },
+  refused: (_node, res) => void res.body?.cancel(),
+};
+
+/** A node answers 503 when it is not (or no longer) the master, or cannot store. */
+const notMaster = (res: Response): boolean => {
+  if (res.status !== 503) return false;
+  void res.body?.cancel();
+  return true;
+};
+
+/** Newer maps by long-polling the index (`?after=V`), until the deadline. */
+const feed = (env: Env): MapFeed => ({
+  get version() {
+    return state.version;
+  },
+  async newerThan(version, deadline) {
+    while (state.version <= version) {
+      const left = deadline - Date.now();
+      if (left <= 0) return false;
+      await loadMap(env, version, Math.min(left, 2000)).catch(() => new Promise((r) => setTimeout(r, 100)));
+    }
+    return true;
+  },
+});
+
+const pathOf = (c: Context): string => {
+  const url = new URL(c.req.url);
+  return url.pathname + url.search;
+};
+
 async function read(c: Context<{ Bindings: Env }>, key: string): Promise<Response> {
   await freshMap(c.env);
-  const tried = new Set<string>();
-  let refreshed = false;
-  for (;;) {
-    const node = state.router.reader(key, tried);
-    if (node === undefined) {
-      if (refreshed) return fail(c, 503, "UNAVAILABLE", "no replica answered");
-      refreshed = true;
-      tried.clear();
-      await loadMap(c.env);
-      continue;
-    }
-    const url = nodeUrl(node, c);
-    if (url !== undefined) {
-      try {
-        const res = await fetch(url, { signal: AbortSignal.timeout(NODE_TIMEOUT_MS) });
-        if (res.status < 500) return new Response(res.body, res);
-      } catch {
-        // Another replica answers instead.
-      }
-    }
-    tried.add(`${node.host}:${node.port}`);
+  const req = { method: "GET", path: pathOf(c), headers: new Headers() };
+  const refused = (res: Response) => res.status >= 500;
+  let res: Response;
+  try {
+    res = await readFromReplicas(state.router, transport, key, req, refused, hooks);
+  } catch (err) {
+    if (!(err instanceof ProxyFailure)) throw err;
+    // Every replica of our map failed: the index may know better ones.
+    await loadMap(c.env);
+    res = await readFromReplicas(state.router, transport, key, req, refused, hooks);
   }
+  return new Response(res.body, res);
 }
 
 async function write(c: Context<{ Bindings: Env }>, key: string): Promise<Response> {
   await freshMap(c.env);
-  const body = c.req.method === "PUT" ? await c.req.arrayBuffer() : undefined;
+  const req = {
+    method: c.req.method,
+    path: pathOf(c),
+    headers: forwardHeaders(c),
+    body: c.req.method === "PUT" ? await c.req.arrayBuffer() : undefined,
+  };
   const deadline = Date.now() + Number(c.env.WRITE_WAIT_MS ?? 6000);
-  for (;;) {
-    const seen = state.version;
-    const master = state.router.writer(key);
-    const url = master === undefined ? undefined : nodeUrl(master, c);
-    if (url !== undefined) {
-      try {
-        const res = await fetch(url, {
-          method: c.req.method,
-          headers: forwardHeaders(c),
-          body,
-          signal: AbortSignal.timeout(NODE_TIMEOUT_MS),
-        });
-        // 503: the node is not (or no longer) the master, or cannot store: ask for the next map.
-        if (res.status !== 503) return new Response(res.body, res);
-      } catch {
-        // Unreachable: wait for the index to name the next master.
-      }
-    }
-    const left = deadline - Date.now();
-    if (left <= 0)
-      return fail(c, 503, "UNAVAILABLE", "no master for this key: failover did not finish in time");
-    await loadMap(c.env, seen, Math.min(left, 2000)).catch(() => new Promise((r) => setTimeout(r, 100)));
-  }
+  const res = await writeToMaster(state.router, transport, feed(c.env), key, req, notMaster, hooks, deadline);
+  return new Response(res.body, res);
 }
 
 const app = new Hono<{ Bindings: Env }>();
@@ -131,6 +143,7 @@ app.post("/v1/kv/:key/:op{incr|decr}", (c) => write(c, keyParam(c)));
 app.notFound((c) => fail(c, 404, "NO_ROUTE", `no route ${c.req.method} ${c.req.path}`));
 app.onError((err, c) => {
   if (err instanceof ClientError) return fail(c, 400, err.code, err.message);
+  // ProxyFailure, or the index could not be reached: the cluster is unavailable for now.
   return fail(c, 503, "UNAVAILABLE", err.message);
 });
 

@@ -1,28 +1,21 @@
 /**
- * The proxy's connections to one storage node over the memcached text protocol: a few persistent
- * connections (`proxy-concurrency`), requests pipelined on each, replies matched in order. A dead
- * connection fails its requests at once (error/close), a slow one after the request timeout.
+ * The proxy's transport on Node: the memcached text protocol, a few persistent connections per node
+ * (`proxy-concurrency`), requests pipelined on each, replies matched in order. A dead connection
+ * fails its requests at once (error/close), a slow one after the request timeout.
  */
 import { connect, type Socket } from "node:net";
+import { type NodeEntry, nodeKey } from "../../protocol/node-map.js";
+import { type Transport, TransportError } from "./transport.js";
 
 /** How a reply ends: one line, or VALUE blocks up to END (or one error line). */
 export type ReplyShape = "line" | "values";
-
-export class BackendError extends Error {
-  constructor(
-    readonly node: string,
-    message: string,
-  ) {
-    super(`${node}: ${message}`);
-  }
-}
 
 /**
  * Called once with the reply, bytes `start` to `end` of a read buffer the connection shares among
  * replies (copy them or keep a view; never write to it), or with the error that ended the
  * connection first.
  */
-export type OnReply = (reply: Buffer | BackendError, start: number, end: number) => void;
+export type OnReply = (reply: Buffer | TransportError, start: number, end: number) => void;
 
 interface Pending {
   shape: ReplyShape;
@@ -107,7 +100,7 @@ class BackendConnection {
     clearTimeout(this.timer);
     this.socket?.destroy();
     this.outgoing.length = 0;
-    const err = new BackendError(`${this.host}:${this.port}`, reason);
+    const err = new TransportError(`${this.host}:${this.port}`, reason);
     for (const p of this.queue.splice(0)) p.done(err, 0, 0);
   }
 
@@ -176,7 +169,7 @@ function valueBytes(buf: Buffer, from: number, nl: number): number {
  * their replies in one read back, so each client gets its replies in one write); the next turn takes
  * the least loaded connection, so one slow reply holds up few others.
  */
-export class Backend {
+class Backend {
   private readonly conns: BackendConnection[] = [];
   private current: BackendConnection | undefined;
   private readonly endTurn = (): void => {
@@ -204,7 +197,7 @@ export class Backend {
   request(bytes: Buffer, shape: ReplyShape): Promise<Buffer> {
     return new Promise((resolve, reject) =>
       this.send(bytes, shape, (reply, start, end) =>
-        reply instanceof BackendError ? reject(reply) : resolve(reply.subarray(start, end)),
+        reply instanceof TransportError ? reject(reply) : resolve(reply.subarray(start, end)),
       ),
     );
   }
@@ -227,5 +220,59 @@ export class Backend {
       this.conns.push(best);
     }
     return best;
+  }
+}
+
+export interface MemcacheRequest {
+  bytes: Buffer;
+  shape: ReplyShape;
+}
+
+export class MemcacheTransport implements Transport<MemcacheRequest, Buffer> {
+  private readonly backends = new Map<string, Backend>();
+  /** Each map's entries, to their node's connections: no name to build on the hot path. */
+  private readonly backendOf = new WeakMap<NodeEntry, Backend>();
+
+  constructor(
+    private readonly concurrency: number,
+    private readonly timeoutMs: number,
+  ) {}
+
+  /** The hot path: the reply goes to a callback, no promise is made. */
+  send(node: NodeEntry, bytes: Buffer, shape: ReplyShape, done: OnReply): void {
+    this.backend(node).send(bytes, shape, done);
+  }
+
+  request(node: NodeEntry, req: MemcacheRequest): Promise<Buffer> {
+    return this.backend(node).request(req.bytes, req.shape);
+  }
+
+  /** Keeps connections to these nodes only (the others left the map). */
+  retain(nodes: readonly NodeEntry[]): void {
+    const live = new Set(nodes.map((n) => nodeKey(n.host, n.port)));
+    for (const [key, b] of this.backends) {
+      if (!live.has(key)) {
+        b.close();
+        this.backends.delete(key);
+      }
+    }
+  }
+
+  close(): void {
+    for (const b of this.backends.values()) b.close();
+    this.backends.clear();
+  }
+
+  private backend(node: NodeEntry): Backend {
+    const known = this.backendOf.get(node);
+    if (known !== undefined && !known.closed) return known;
+    const key = nodeKey(node.host, node.port);
+    let b = this.backends.get(key);
+    if (b === undefined) {
+      b = new Backend(node.host, node.port, this.concurrency, this.timeoutMs);
+      this.backends.set(key, b);
+    }
+    this.backendOf.set(node, b);
+    return b;
   }
 }
