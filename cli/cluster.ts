@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConfigError } from "../common/errors.js";
 import { LineClient, oneLine, untilEnd } from "../protocol/line-client.js";
+import { nodesTable, parseStatsNodes } from "./admin.js";
 import { type Proc, startRole } from "./launcher.js";
 
 export interface ClusterOptions {
@@ -137,7 +138,10 @@ export async function runCluster(o: ClusterOptions, untilSignal: () => Promise<v
       [...join_, "--server-port", String(port(3)), "--http-port", String(port(63))],
       join(dir, "proxy.log"),
     );
-    const nodes = (await ask(o.host, index.port, "stats nodes")).filter((l) => l !== "END");
+    const nodes = nodesTable(
+      `${o.host}:${index.port}`,
+      parseStatsNodes(await ask(o.host, index.port, "stats nodes")),
+    );
     process.stdout.write(
       [
         `flare-ts cluster is up (engine: ${o.storageType}, replication: sync)`,
@@ -148,8 +152,9 @@ export async function runCluster(o: ClusterOptions, untilSignal: () => Promise<v
         `  logs       ${dir}`,
         `  pids       ${started.map((p) => p.pid).join(" ")}`,
         "",
-        ...nodes,
+        nodes,
         "",
+        `Try: npx flare admin --index ${o.host}:${index.port} stats nodes`,
         "Ctrl-C stops the cluster.",
         "",
       ].join("\n"),

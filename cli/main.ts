@@ -12,6 +12,7 @@ import { proxyConfigSpec } from "../proxy/config.js";
 import { startProxy } from "../proxy/node-entry.js";
 import { nodeConfigSpec } from "../storage/config.js";
 import { startNode } from "../storage/node.js";
+import { runAdmin } from "./admin.js";
 import { parseClusterArgs, runCluster } from "./cluster.js";
 
 const USAGE = `usage: flare <command> [-f config-file] [--key value ...]
@@ -22,6 +23,8 @@ commands:
   proxy    run a proxy: a memcached front that routes each key to its partition and hides failover
   cluster  run a whole local cluster (index, master, slave, proxy): what npm start does
            [--base-port 12120] [--storage-type memory|leveldb|redis] [--bind-address 127.0.0.1]
+  admin    operate a running cluster: stats nodes, role, state, remove, add-slave, ping, dump
+           (flare admin --help)
 
 Every config-file key is also a flag: flare node --server-port 11211 --http-port 11280
 See README.md for every key.`;
@@ -69,6 +72,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case "cluster":
       return runCluster(parseClusterArgs(rest), untilSignal);
+    case "admin":
+      return runAdmin(rest);
     default:
       process.stderr.write(`flare: unknown command '${command}'\n${USAGE}\n`);
       return 2;

@@ -7,6 +7,14 @@
 import type { Context } from "hono";
 import { Hono } from "hono";
 import { z } from "zod";
+import {
+  counterFrom,
+  createRegistry,
+  gaugeFrom,
+  httpMetrics,
+  mapGauge,
+  metricsRoute,
+} from "../common/metrics.js";
 import { fail } from "../protocol/http-kv.js";
 import { ROLES, STATES } from "../protocol/node-map.js";
 import type { Change } from "./node-map.js";
@@ -24,6 +32,23 @@ const target = z.object({ host: z.string().min(1), port: z.coerce.number().int()
 
 export function createIndexHttpApp(service: IndexService, adminToken: string | undefined): Hono {
   const app = new Hono();
+  const registry = createRegistry("index");
+  gaugeFrom(registry, "flare_map_version", "Version of the node map.", [], () => [[{}, service.map.version]]);
+  counterFrom(registry, "flare_failovers_total", "Masters replaced by a slave since start.", [], () => [
+    [{}, service.failovers],
+  ]);
+  gaugeFrom(registry, "flare_index_nodes", "Nodes by role and state.", ["role", "state"], () => {
+    const counts = new Map<string, number>();
+    for (const n of service.map.list())
+      counts.set(`${n.role} ${n.state}`, (counts.get(`${n.role} ${n.state}`) ?? 0) + 1);
+    return [...counts].map(([k, v]) => {
+      const [role, state] = k.split(" ") as [string, string];
+      return [{ role, state }, v];
+    });
+  });
+  mapGauge(registry, () => service.map.list());
+  app.use(httpMetrics(registry));
+  app.get("/metrics", metricsRoute(registry));
 
   const snapshot = () => ({
     version: service.map.version,
@@ -40,27 +65,6 @@ export function createIndexHttpApp(service: IndexService, adminToken: string | u
       await service.waitForVersion(Number(after), LONG_POLL_MS);
     }
     return c.json(snapshot());
-  });
-
-  app.get("/metrics", (c) => {
-    const lines = [
-      "# HELP flare_index_map_version Current node map version.",
-      "# TYPE flare_index_map_version gauge",
-      `flare_index_map_version ${service.map.version}`,
-      "# HELP flare_index_failovers_total Masters replaced by a slave since start.",
-      "# TYPE flare_index_failovers_total counter",
-      `flare_index_failovers_total ${service.failovers}`,
-      "# HELP flare_index_nodes Nodes by role and state.",
-      "# TYPE flare_index_nodes gauge",
-    ];
-    const counts = new Map<string, number>();
-    for (const n of service.map.list())
-      counts.set(`${n.role}|${n.state}`, (counts.get(`${n.role}|${n.state}`) ?? 0) + 1);
-    for (const [k, v] of counts) {
-      const [role, state] = k.split("|");
-      lines.push(`flare_index_nodes{role="${role}",state="${state}"} ${v}`);
-    }
-    return c.text(`${lines.join("\n")}\n`, 200, { "Content-Type": "text/plain; version=0.0.4" });
   });
 
   app.use("/v1/nodes/*", async (c, next) => {

@@ -18,6 +18,11 @@ export interface ClusterOptions {
 
 export class ClusterMember {
   private nodes: NodeEntry[] = [];
+
+  /** The node map as last pushed. */
+  get map(): readonly NodeEntry[] {
+    return this.nodes;
+  }
   version = 0;
   /** How far this node got in its master's replication stream (the index promotes the furthest). */
   replicationSeq = 0;

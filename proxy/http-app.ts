@@ -4,8 +4,10 @@
  * be reached in time gives 503 with Retry-After.
  */
 import { Hono } from "hono";
+import type { Registry } from "prom-client";
 import { ClientError } from "../common/errors.js";
 import type { Logger } from "../common/log.js";
+import { httpMetrics, metricsRoute } from "../common/metrics.js";
 import { fail, incrAmount, putRequest, readValue, refusedPut, urlKey } from "../protocol/http-kv.js";
 import { ProxyFailure } from "./failover.js";
 import type { ProxyCommands } from "./memcache-front.js";
@@ -13,6 +15,8 @@ import type { ProxyCommands } from "./memcache-front.js";
 export interface ProxyHttpOptions {
   maxKey: number;
   maxValue: number;
+  /** Served at /metrics; HTTP requests are counted into it. */
+  metrics?: Registry;
 }
 
 const CRLF = Buffer.from("\r\n");
@@ -47,6 +51,10 @@ function parseValues(reply: Buffer | Buffer[]): Map<string, Found> {
 
 export function createProxyHttpApp(proxy: ProxyCommands, options: ProxyHttpOptions, log: Logger): Hono {
   const app = new Hono();
+  if (options.metrics !== undefined) {
+    app.use(httpMetrics(options.metrics));
+    app.get("/metrics", metricsRoute(options.metrics));
+  }
   const keyOf = (raw: string | undefined): string => urlKey(raw ?? "", options.maxKey);
   const lineOf = (reply: Buffer): string => reply.toString("latin1").trimEnd();
   const gets = (keys: string[]) =>

@@ -47,6 +47,13 @@ export class ProxyCommands implements CommandHandler {
   private readonly mapWaiters = new Set<() => void>();
   private readonly startedAt = Date.now();
   private readonly hooks: FailureHooks<Buffer>;
+  /** What went wrong, for /metrics: requests that failed by command, retries, unreachable nodes. */
+  readonly events = {
+    failed: new Map<string, number>(),
+    readRetries: 0,
+    writeRetries: 0,
+    unreachable: new Map<string, number>(),
+  };
   private readonly maps: MapFeed;
 
   constructor(
@@ -60,7 +67,11 @@ export class ProxyCommands implements CommandHandler {
   ) {
     this.transport = new MemcacheTransport(options.concurrency, options.requestTimeoutMs);
     this.hooks = {
-      unreachable: (node) => suspect(node),
+      unreachable: (node) => {
+        const name = nodeKey(node.host, node.port);
+        this.events.unreachable.set(name, (this.events.unreachable.get(name) ?? 0) + 1);
+        suspect(node);
+      },
       refused: (node, reply) =>
         log.warn("replica refused a read", {
           node: nodeKey(node.host, node.port),
@@ -85,11 +96,11 @@ export class ProxyCommands implements CommandHandler {
       case "get":
       case "gets":
         if (req.keys.length === 1 && !this.writing.has(req.keys[0] as string))
-          return this.readOne(req.keys[0] as string, encodeRequest(req), out);
-        return this.reply(this.read(req.keys, encodeRequest(req)), out);
+          return this.readOne(req.op, req.keys[0] as string, encodeRequest(req), out);
+        return this.reply(req.op, this.read(req.keys, encodeRequest(req)), out);
       case "gat":
       case "gats":
-        return this.reply(this.touchRead(req), out);
+        return this.reply(req.op, this.touchRead(req), out);
       case "set":
       case "add":
       case "replace":
@@ -100,9 +111,9 @@ export class ProxyCommands implements CommandHandler {
       case "decr":
       case "delete":
       case "touch":
-        return this.writeOne(req.key, encodeRequest(req), out, req.noreply);
+        return this.writeOne(req.op, req.key, encodeRequest(req), out, req.noreply);
       case "flush_all":
-        return this.reply(this.flushAll(encodeRequest(req)), out, req.noreply);
+        return this.reply(req.op, this.flushAll(encodeRequest(req)), out, req.noreply);
       case "stats":
         if (req.args.length === 0) {
           for (const [k, v] of this.stats()) out.line(`STAT ${k} ${v}`);
@@ -151,9 +162,9 @@ export class ProxyCommands implements CommandHandler {
    * The hot path of a one-key read: one callback, no promise. Only a replica that fails sends the
    * read down the general path, which tries the others.
    */
-  private readOne(key: string, bytes: Buffer, out: ReplyBuffer): Execution | Later {
+  private readOne(op: string, key: string, bytes: Buffer, out: ReplyBuffer): Execution | Later {
     const node = this.router.reader(key);
-    if (node === undefined) return this.reply(this.readFrom(key, bytes), out);
+    if (node === undefined) return this.reply(op, this.readFrom(key, bytes), out);
     const later = new Later();
     this.transport.send(node, bytes, "values", (reply, start, end) => {
       if (reply instanceof TransportError) this.hooks.unreachable(node, reply);
@@ -164,7 +175,8 @@ export class ProxyCommands implements CommandHandler {
         return;
       }
       const tried = new Set([nodeKey(node.host, node.port)]);
-      this.reply(this.readFrom(key, bytes, tried), out).then((keep) => later.done(keep));
+      this.events.readRetries++;
+      this.reply(op, this.readFrom(key, bytes, tried), out).then((keep) => later.done(keep));
     });
     return later;
   }
@@ -173,9 +185,15 @@ export class ProxyCommands implements CommandHandler {
    * The hot path of a one-key write: straight to the master with a callback. A master that cannot
    * be reached or is no longer one sends the write down the general path, which waits for the map.
    */
-  private writeOne(key: string, bytes: Buffer, out: ReplyBuffer, noreply: boolean): Execution | Later {
+  private writeOne(
+    op: string,
+    key: string,
+    bytes: Buffer,
+    out: ReplyBuffer,
+    noreply: boolean,
+  ): Execution | Later {
     const master = this.router.writer(key);
-    if (master === undefined) return this.reply(this.write(key, bytes, "line"), out, noreply);
+    if (master === undefined) return this.reply(op, this.write(key, bytes, "line"), out, noreply);
     const deadline = Date.now() + this.options.writeWaitMs;
     const seen = this.member.version;
     const later = new Later();
@@ -190,7 +208,8 @@ export class ProxyCommands implements CommandHandler {
       if (reply instanceof TransportError) this.hooks.unreachable(master, reply);
       const retried = this.writeNow(key, bytes, "line", deadline, seen);
       void retried.catch(() => undefined).then(() => this.writing.end(key));
-      this.reply(retried, out, noreply).then((keep) => later.done(keep));
+      this.events.writeRetries++;
+      this.reply(op, retried, out, noreply).then((keep) => later.done(keep));
     });
     return later;
   }
@@ -200,7 +219,12 @@ export class ProxyCommands implements CommandHandler {
     for (const w of [...this.mapWaiters]) w();
   }
 
-  private reply(result: Promise<Buffer | Buffer[]>, out: ReplyBuffer, noreply = false): Promise<boolean> {
+  private reply(
+    op: string,
+    result: Promise<Buffer | Buffer[]>,
+    out: ReplyBuffer,
+    noreply = false,
+  ): Promise<boolean> {
     return result.then(
       (bytes) => {
         if (noreply) return true;
@@ -209,6 +233,7 @@ export class ProxyCommands implements CommandHandler {
         return true;
       },
       (err: unknown) => {
+        this.events.failed.set(op, (this.events.failed.get(op) ?? 0) + 1);
         if (!noreply) out.line(`SERVER_ERROR ${err instanceof ProxyFailure ? err.message : "proxy error"}`);
         if (!(err instanceof ProxyFailure)) this.log.error("proxy request failed", { err });
         return true;

@@ -2,6 +2,7 @@
 import { ConfigError } from "../common/errors.js";
 import { type HttpServer, serveHttp } from "../common/http-serve.js";
 import type { Logger } from "../common/log.js";
+import { createRegistry, LatencyRecorder } from "../common/metrics.js";
 import { VERSION } from "../common/version.js";
 import { ClusterMember } from "../protocol/cluster-member.js";
 import { partitioning } from "../protocol/key-hash.js";
@@ -10,6 +11,7 @@ import { type NodeEntry, nodeKey } from "../protocol/node-map.js";
 import type { ProxyConfig } from "./config.js";
 import { createProxyHttpApp } from "./http-app.js";
 import { ProxyCommands } from "./memcache-front.js";
+import { registerProxyMetrics } from "./metrics.js";
 import { Router } from "./router.js";
 
 export interface RunningProxy {
@@ -32,9 +34,16 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
     },
     log,
   );
+  const registry = createRegistry("proxy");
+  const latency = new LatencyRecorder(
+    registry,
+    "flare_request_duration_seconds",
+    "memcached requests through the proxy by command: from parsed to reply ready (node round trips, retries and waits included).",
+  );
   const counters: ServerCounters = {
     connections: { current: 0, total: 0, rejected: 0 },
     traffic: { bytesRead: 0, bytesWritten: 0 },
+    latency,
   };
   const reported = new Map<string, number>();
   const suspect = (node: NodeEntry): void => {
@@ -59,6 +68,7 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
     log,
     suspect,
   );
+  registerProxyMetrics(registry, commands, counters, latency, member);
   const server = new MemcacheServer(
     {
       host: config["bind-address"],
@@ -81,7 +91,7 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
   if (config["http-port"] !== undefined) {
     const app = createProxyHttpApp(
       commands,
-      { maxKey: config["key-max-length"], maxValue: config["item-size-max"] },
+      { maxKey: config["key-max-length"], maxValue: config["item-size-max"], metrics: registry },
       log,
     );
     http = await serveHttp(app, config["bind-address"], config["http-port"]);

@@ -3,8 +3,10 @@
  * (request contract in protocol/http-kv.ts). The version is the ETag.
  */
 import { type Context, Hono } from "hono";
+import type { Registry } from "prom-client";
 import { ClientError, FlareError } from "../common/errors.js";
 import type { Logger } from "../common/log.js";
+import { httpMetrics, metricsRoute } from "../common/metrics.js";
 import { fail, incrAmount, putRequest, readValue, refusedPut, urlKey } from "../protocol/http-kv.js";
 import type { Item } from "./engine.js";
 import type { Store } from "./store.js";
@@ -14,10 +16,16 @@ export interface HttpAppOptions {
   maxValue: number;
   /** In a cluster: why this node takes no client writes now (not the active master). */
   writeRefusal?: () => string | undefined;
+  /** Served at /metrics; HTTP requests are counted into it. */
+  metrics?: Registry;
 }
 
 export function createNodeHttpApp(store: Store, options: HttpAppOptions, log: Logger): Hono {
   const app = new Hono();
+  if (options.metrics !== undefined) {
+    app.use(httpMetrics(options.metrics));
+    app.get("/metrics", metricsRoute(options.metrics));
+  }
   const keyOf = (raw: string | undefined): string => urlKey(raw ?? "", options.maxKey);
   /** Fencing, as on the memcached port: 503 so a proxy asks for the next map. */
   const fenced = (c: Context): Response | undefined => {

@@ -2,6 +2,7 @@
 import { ConfigError } from "../common/errors.js";
 import { type HttpServer, serveHttp } from "../common/http-serve.js";
 import type { Logger } from "../common/log.js";
+import { createRegistry, LatencyRecorder } from "../common/metrics.js";
 import { VERSION } from "../common/version.js";
 import { ClusterMember } from "../protocol/cluster-member.js";
 import { partitioning } from "../protocol/key-hash.js";
@@ -11,6 +12,7 @@ import { Counters } from "./counters.js";
 import { openEngine } from "./engines/open.js";
 import { createNodeHttpApp } from "./http-app.js";
 import { MemcacheCommands, type NodeInfo } from "./memcache-commands.js";
+import { registerNodeMetrics } from "./metrics.js";
 import { reconstruct } from "./reconstruction.js";
 import { Replicator } from "./replicator.js";
 import { Store } from "./store.js";
@@ -26,7 +28,13 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
   const member = clusterMember(config, log);
   const { engine, tombstones } = await openEngine(config, log);
   const store = new Store(engine, tombstones, new Counters());
+  const registry = createRegistry("node");
   const info: NodeInfo = {
+    latency: new LatencyRecorder(
+      registry,
+      "flare_request_duration_seconds",
+      "memcached requests by command: from parsed to reply ready (a write in sync mode: to every slave's ack).",
+    ),
     version: VERSION,
     startedAt: Date.now(),
     maxConnections: config["max-connection"],
@@ -47,6 +55,7 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
     commands.replication = { replicator, mode: config["replication-type"] };
     followCluster(member, store, replicator, config, log);
   }
+  registerNodeMetrics(registry, store, info, member, () => replicator);
   const tcp = new MemcacheServer(
     {
       host: config["bind-address"],
@@ -66,7 +75,7 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
     const writeRefusal = member === undefined ? undefined : () => member.writeRefusal(false);
     const app = createNodeHttpApp(
       store,
-      { maxKey: limits.maxKey, maxValue: limits.maxValue, writeRefusal },
+      { maxKey: limits.maxKey, maxValue: limits.maxValue, writeRefusal, metrics: registry },
       log,
     );
     http = await serveHttp(app, config["bind-address"], config["http-port"]);

@@ -157,8 +157,12 @@ describe("index HTTP API", () => {
 
   it("metrics and healthz", async () => {
     const text = await (await fetch(`${base()}/metrics`)).text();
-    expect(text).toMatch(/flare_index_map_version \d+/);
+    expect(text).toMatch(/\nflare_map_version \d+/);
     expect(text).toContain('flare_index_nodes{role="master",state="active"} 1');
+    expect(text).toMatch(/\nflare_failovers_total \d+/);
+    expect(text).toMatch(/flare_map_node\{node="[^"]+",role="master",state="active",partition="0"\} 1/);
+    expect(text).toContain('flare_info{role="index"');
+    expect(text).toMatch(/flare_process_cpu_seconds_total\{mode="user"\} [\d.]+/);
     expect((await fetch(`${base()}/healthz`)).status).toBe(200);
   });
 });

@@ -4,6 +4,7 @@
  */
 import { type AddressInfo, createServer, type Server, type Socket } from "node:net";
 import type { Logger } from "../../common/log.js";
+import type { LatencyRecorder } from "../../common/metrics.js";
 import { type ParserLimits, RequestParser } from "./parser.js";
 import { ReplyBuffer } from "./reply.js";
 import type { Request } from "./request.js";
@@ -36,10 +37,11 @@ export interface CommandHandler {
   execute(req: Request, out: ReplyBuffer, stream?: () => Promise<void>): Execution | Later;
 }
 
-/** Connection and traffic counters the server keeps for `stats`. */
+/** Connection and traffic counters the server keeps for `stats`, and request latencies. */
 export interface ServerCounters {
   readonly connections: { current: number; total: number; rejected: number };
   readonly traffic: { bytesRead: number; bytesWritten: number };
+  readonly latency?: LatencyRecorder;
 }
 
 export interface MemcacheServerOptions {
@@ -111,6 +113,9 @@ interface Slot {
   out: ReplyBuffer;
   done: boolean;
   keep: boolean;
+  /** A reply that waited: its command, timed from its packet's arrival to its release. */
+  op?: string;
+  started?: number;
 }
 
 /** Small enough to come from Node's buffer pool: most held-back replies are a line or one value. */
@@ -160,29 +165,67 @@ class Connection {
    * (the store keeps per-key order) but their replies wait in slots behind it.
    */
   private handle(req: Request): void {
+    const timed = this.info.latency !== undefined;
     if (this.waiting.length === 0) {
       const r = this.commands.execute(req, this.out, this.stream);
-      if (r === true) return;
-      if (r === false) {
-        this.quit();
+      if (typeof r !== "boolean") {
+        // The first waiting reply writes straight into `out`: everything before it is already there.
+        const slot: Slot = { out: this.out, done: false, keep: true };
+        if (timed) this.timeSlot(slot, req.op);
+        this.wait(r, slot);
         return;
       }
-      // The first waiting reply writes straight into `out`: everything before it is already there.
-      this.wait(r, { out: this.out, done: false, keep: true });
-      return;
-    }
-    const slot: Slot = { out: new ReplyBuffer(SLOT_CHUNK), done: false, keep: true };
-    const r = this.commands.execute(req, slot.out);
-    if (typeof r === "boolean") {
-      slot.done = true;
-      slot.keep = r;
-      // quit: nothing after it is read, but it is answered after the replies before it.
-      if (!r) this.parser.halted = true;
-      this.waiting.push(slot);
+      if (!r) this.quit();
     } else {
-      this.wait(r, slot);
+      const slot: Slot = { out: new ReplyBuffer(SLOT_CHUNK), done: false, keep: true };
+      const r = this.commands.execute(req, slot.out);
+      if (typeof r !== "boolean") {
+        if (timed) this.timeSlot(slot, req.op);
+        this.wait(r, slot);
+      } else {
+        slot.done = true;
+        slot.keep = r;
+        // quit: nothing after it is read, but it is answered after the replies before it.
+        if (!r) this.parser.halted = true;
+        this.waiting.push(slot);
+      }
+      if (this.waiting.length >= MAX_WAITING) this.socket.pause();
+      if (typeof r !== "boolean") return;
     }
-    if (this.waiting.length >= MAX_WAITING) this.socket.pause();
+    if (timed) {
+      if (req.op === this.runOp) this.runLength++;
+      else this.startRun(req.op);
+    }
+  }
+
+  /**
+   * Latency costs one clock read per packet, not two per request: requests answered at once are
+   * counted and timed together when their packet's replies are written; waiting ones are timed
+   * from their packet's arrival to their release.
+   */
+  private packetStart = 0;
+  /** Requests answered at once in this packet, as runs of one command (pipelines repeat one). */
+  private runOp = "";
+  private runLength = 0;
+  private readonly runs: [string, number][] = [];
+
+  private startRun(op: string): void {
+    if (this.runLength > 0) this.runs.push([this.runOp, this.runLength]);
+    this.runOp = op;
+    this.runLength = 1;
+  }
+
+  private recordRuns(latency: LatencyRecorder): void {
+    this.startRun("");
+    this.runLength = 0;
+    const seconds = (performance.now() - this.packetStart) / 1000;
+    for (const [op, n] of this.runs) latency.record(op, seconds, n);
+    this.runs.length = 0;
+  }
+
+  private timeSlot(slot: Slot, op: string): void {
+    slot.op = op;
+    slot.started = this.packetStart;
   }
 
   /** For a long reply at the head of the line (dump): send what is ready, then wait for the socket. */
@@ -222,9 +265,12 @@ class Connection {
   private readonly release = (): void => {
     this.releaseQueued = false;
     const waiting = this.waiting;
+    const latency = this.info.latency;
+    const now = latency === undefined ? 0 : performance.now();
     let n = 0;
     while (n < waiting.length && (waiting[n] as Slot).done) {
       const slot = waiting[n++] as Slot;
+      if (slot.op !== undefined) latency?.record(slot.op, (now - (slot.started as number)) / 1000);
       if (slot.out !== this.out) this.out.append(slot.out);
       if (!slot.keep) {
         this.quit();
@@ -240,8 +286,11 @@ class Connection {
 
   private onData(chunk: Buffer): void {
     this.info.traffic.bytesRead += chunk.length;
+    const latency = this.info.latency;
+    if (latency !== undefined) this.packetStart = performance.now();
     this.parser.push(chunk);
     this.flush();
+    if (latency !== undefined && this.runLength > 0) this.recordRuns(latency);
     if (this.closing && this.waiting.length === 0) this.socket.end();
   }
 

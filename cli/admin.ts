@@ -1,0 +1,375 @@
+/**
+ * `flare admin`: the operations Flare operators did with telnet and flare-tool, against a running
+ * cluster. It talks to the index (`--index host:port`) and, for ping, dump and add-slave progress,
+ * to the nodes themselves.
+ */
+import { connect } from "node:net";
+import { ConfigError, FlareError } from "../common/errors.js";
+import { LineClient, LineClientError, oneLine, untilEnd } from "../protocol/line-client.js";
+import { ROLES, STATES } from "../protocol/node-map.js";
+
+export const ADMIN_USAGE = `usage: flare admin [--index host:port] [--json] <command>
+
+commands (the index is 127.0.0.1:12120 unless --index or FLARE_INDEX says otherwise):
+  stats nodes                          the index and its node map as a table (--json: an object)
+  role HOST PORT ROLE [BALANCE [PARTITION]]
+                                       set a node's role: master, slave or proxy
+  state HOST PORT STATE                set a node's state: active, down or ready
+  remove HOST PORT                     forget a node that is down
+  add-slave HOST PORT PARTITION [BALANCE]
+                                       attach a running proxy node as a slave of PARTITION with
+                                       balance 0, wait while it is rebuilt from the master (with
+                                       progress), then raise its balance (default 1)
+  ping [HOST PORT]                     ping one node, or the index and every node in the map
+  dump HOST PORT [PARTITION PARTITIONS]
+                                       every item of a node as set commands (replayable with
+                                       nc); --json: one JSON object per item, values in base64`;
+
+const TIMEOUT_MS = 5000;
+const CRLF = Buffer.from("\r\n");
+
+export interface NodeRow {
+  node: string;
+  host: string;
+  port: number;
+  role: string;
+  state: string;
+  partition: number;
+  balance: number;
+  threadType: number;
+}
+
+/** `stats nodes` lines (five STAT lines per node) as rows, in the index's order. */
+export function parseStatsNodes(lines: readonly string[]): NodeRow[] {
+  const rows = new Map<string, NodeRow>();
+  for (const line of lines) {
+    const m = /^STAT (.+):(\d+):(\w+) (.*)$/.exec(line);
+    if (m === null) continue;
+    const [, host, port, field, value] = m as unknown as [string, string, string, string, string];
+    const node = `${host}:${port}`;
+    let row = rows.get(node);
+    if (row === undefined) {
+      row = { node, host, port: Number(port), role: "", state: "", partition: -1, balance: 0, threadType: 0 };
+      rows.set(node, row);
+    }
+    if (field === "role") row.role = value;
+    else if (field === "state") row.state = value;
+    else if (field === "partition") row.partition = Number(value);
+    else if (field === "balance") row.balance = Number(value);
+    else if (field === "thread_type") row.threadType = Number(value);
+  }
+  return [...rows.values()];
+}
+
+/**
+ * A fixed-width table, as an operator reads it in a terminal. The index that answered comes first:
+ * Flare's `stats nodes` lists storage nodes and proxies only.
+ */
+export function nodesTable(index: string, rows: readonly NodeRow[]): string {
+  const head = ["NODE", "ROLE", "STATE", "PARTITION", "BALANCE", "THREAD"];
+  const cells = [
+    [index, "index", "active", "-", "-", "-"],
+    ...rows.map((r) => [
+      r.node,
+      r.role,
+      r.state,
+      String(r.partition),
+      String(r.balance),
+      String(r.threadType),
+    ]),
+  ];
+  const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => (c[i] as string).length)));
+  const line = (c: string[]) =>
+    c
+      .map((v, i) => v.padEnd(widths[i] as number))
+      .join("  ")
+      .trimEnd();
+  return [line(head), ...cells.map(line)].join("\n");
+}
+
+async function ask(host: string, port: number, command: string, until = untilEnd): Promise<string[]> {
+  const c = await LineClient.connect(host, port, TIMEOUT_MS);
+  try {
+    return await c.request(`${command}\r\n`, until, TIMEOUT_MS);
+  } finally {
+    c.close();
+  }
+}
+
+function hostPort(text: string, what: string): { host: string; port: number } {
+  const m = /^(.+):(\d+)$/.exec(text);
+  if (m === null || Number(m[2]) > 65535)
+    throw new ConfigError(`${what}: expected host:port (got '${text}')`);
+  return { host: m[1] as string, port: Number(m[2]) };
+}
+
+const int = (text: string | undefined, what: string): number => {
+  if (text === undefined || !/^-?\d+$/.test(text))
+    throw new ConfigError(`${what}: expected a number (got '${text ?? ""}')`);
+  return Number(text);
+};
+
+/** A command the index refused: its reply line is the message. */
+class Refused extends FlareError {
+  constructor(reply: string) {
+    super("UNAVAILABLE", reply);
+  }
+}
+
+const io = {
+  out: (text: string): void => void process.stdout.write(text),
+  err: (text: string): void => void process.stderr.write(text),
+  /** Progress goes on one redrawn line in a terminal, as plain lines otherwise. */
+  tty: process.stderr.isTTY === true,
+};
+
+export async function runAdmin(argv: string[]): Promise<number> {
+  try {
+    return await admin(argv);
+  } catch (err) {
+    if (!(err instanceof Refused || err instanceof LineClientError)) throw err;
+    io.err(
+      `flare admin: ${err instanceof LineClientError ? `cannot reach a server: ${err.message}` : err.message}\n`,
+    );
+    return 1;
+  }
+}
+
+async function admin(argv: string[]): Promise<number> {
+  let index = process.env.FLARE_INDEX ?? "127.0.0.1:12120";
+  let json = false;
+  const args: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    if (a === "--index") index = argv[++i] ?? "";
+    else if (a === "--json") json = true;
+    else if (a === "--help" || a === "-h") {
+      io.out(`${ADMIN_USAGE}\n`);
+      return 0;
+    } else args.push(a);
+  }
+  const idx = hostPort(index, "--index");
+  const [command, ...rest] = args;
+  const nodes = async () => parseStatsNodes(await ask(idx.host, idx.port, "stats nodes"));
+  const expectOk = async (line: string): Promise<void> => {
+    const [reply] = await ask(idx.host, idx.port, line, oneLine);
+    if (reply !== "OK") throw new Refused(`${line}: ${reply ?? "no reply"}`);
+  };
+  const target = () => ({ host: rest[0] ?? "", port: int(rest[1], "PORT") });
+
+  switch (command) {
+    case "stats":
+    case "nodes": {
+      if (command === "stats" && rest[0] !== "nodes") break;
+      const rows = await nodes();
+      const name = `${idx.host}:${idx.port}`;
+      io.out(`${json ? JSON.stringify({ index: name, nodes: rows }, null, 2) : nodesTable(name, rows)}\n`);
+      return 0;
+    }
+    case "role": {
+      const { host, port } = target();
+      const role = rest[2] ?? "";
+      if (!(ROLES as readonly string[]).includes(role))
+        throw new ConfigError(`ROLE: one of ${ROLES.join(", ")}`);
+      const balance = rest[3] === undefined ? "" : ` ${int(rest[3], "BALANCE")}`;
+      const partition = rest[4] === undefined ? "" : ` ${int(rest[4], "PARTITION")}`;
+      await expectOk(`node role ${host} ${port} ${role}${balance}${partition}`);
+      io.out("OK\n");
+      return 0;
+    }
+    case "state": {
+      const { host, port } = target();
+      const state = rest[2] ?? "";
+      if (!(STATES as readonly string[]).includes(state))
+        throw new ConfigError(`STATE: one of ${STATES.join(", ")}`);
+      await expectOk(`node state ${host} ${port} ${state}`);
+      io.out("OK\n");
+      return 0;
+    }
+    case "remove": {
+      const { host, port } = target();
+      await expectOk(`node remove ${host} ${port}`);
+      io.out("OK\n");
+      return 0;
+    }
+    case "add-slave":
+      return addSlave(
+        idx,
+        target(),
+        int(rest[2], "PARTITION"),
+        rest[3] === undefined ? 1 : int(rest[3], "BALANCE"),
+        nodes,
+        expectOk,
+      );
+    case "ping":
+      return ping(idx, rest.length === 0 ? undefined : target(), nodes, json);
+    case "dump": {
+      const { host, port } = target();
+      const partition = rest[2] === undefined ? undefined : int(rest[2], "PARTITION");
+      const size = rest[3] === undefined ? undefined : int(rest[3], "PARTITIONS");
+      if ((partition === undefined) !== (size === undefined))
+        throw new ConfigError("dump: give both PARTITION and PARTITIONS, or neither");
+      const dumpArgs = partition === undefined ? "" : ` 0 ${partition} ${size}`;
+      return dump(host, port, dumpArgs, json);
+    }
+  }
+  io.err(`flare admin: unknown command '${args.join(" ")}'\n${ADMIN_USAGE}\n`);
+  return 2;
+}
+
+async function ping(
+  idx: { host: string; port: number },
+  one: { host: string; port: number } | undefined,
+  nodes: () => Promise<NodeRow[]>,
+  json: boolean,
+): Promise<number> {
+  const targets = one
+    ? [{ name: `${one.host}:${one.port}`, ...one }]
+    : [
+        { name: `index ${idx.host}:${idx.port}`, ...idx },
+        ...(await nodes()).map((r) => ({ name: r.node, host: r.host, port: r.port })),
+      ];
+  const results = await Promise.all(
+    targets.map(async (t) => {
+      const started = performance.now();
+      try {
+        const [reply] = await ask(t.host, t.port, "ping", oneLine);
+        const ms = performance.now() - started;
+        return { node: t.name, ok: reply === "OK", ms: Number(ms.toFixed(2)), reply: reply ?? "" };
+      } catch (err) {
+        return { node: t.name, ok: false, ms: undefined, reply: (err as Error).message };
+      }
+    }),
+  );
+  if (json) io.out(`${JSON.stringify(results, null, 2)}\n`);
+  else
+    for (const r of results)
+      io.out(`${r.ok ? "OK  " : "FAIL"}  ${r.node}  ${r.ok ? `${r.ms} ms` : r.reply}\n`);
+  return results.every((r) => r.ok) ? 0 : 1;
+}
+
+async function nodeStats(host: string, port: number): Promise<Map<string, string>> {
+  const stats = new Map<string, string>();
+  for (const line of await ask(host, port, "stats")) {
+    const m = /^STAT (\S+) (.*)$/.exec(line);
+    if (m) stats.set(m[1] as string, m[2] as string);
+  }
+  return stats;
+}
+
+/**
+ * Flare's slave addition by hand, as one command: the node (running, registered as a proxy) is made
+ * a slave with balance 0, so no read goes to it while it copies the master; once the index has it
+ * active, its balance is raised.
+ */
+async function addSlave(
+  idx: { host: string; port: number },
+  node: { host: string; port: number },
+  partition: number,
+  balance: number,
+  nodes: () => Promise<NodeRow[]>,
+  expectOk: (line: string) => Promise<void>,
+): Promise<number> {
+  const name = `${node.host}:${node.port}`;
+  const before = await nodes();
+  const row = before.find((r) => r.node === name);
+  if (row === undefined)
+    throw new Refused(`${name} is not in the map of ${idx.host}:${idx.port}: start it first`);
+  if (row.role !== "proxy") throw new Refused(`${name} is already a ${row.role}`);
+  const master = before.find((r) => r.role === "master" && r.partition === partition && r.state === "active");
+  if (master === undefined) throw new Refused(`partition ${partition} has no active master`);
+  await expectOk(`node role ${node.host} ${node.port} slave 0 ${partition}`);
+  io.err(`${name}: slave of partition ${partition} (master ${master.node}), rebuilding...\n`);
+  const started = Date.now();
+  let lastShown = -1;
+  for (;;) {
+    const now = (await nodes()).find((r) => r.node === name);
+    if (now === undefined) throw new Refused(`${name} left the map during its rebuild`);
+    if (now.state === "active") break;
+    if (now.state === "down") throw new Refused(`${name} went down during its rebuild`);
+    const [mine, theirs] = await Promise.all([
+      nodeStats(node.host, node.port).catch(() => new Map<string, string>()),
+      nodeStats(master.host, master.port).catch(() => new Map<string, string>()),
+    ]);
+    const have = Number(mine.get("curr_items") ?? 0);
+    const total = Number(theirs.get("curr_items") ?? 0);
+    const pct = total > 0 ? Math.min(100, Math.floor((have / total) * 100)) : 0;
+    if (io.tty) io.err(`\r${progressBar(pct)} ${pct}%  ${have}/${total} items`);
+    else if (pct >= lastShown + 10 || lastShown < 0) {
+      io.err(`${pct}%  ${have}/${total} items\n`);
+      lastShown = pct;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  if (io.tty) io.err(`\r${progressBar(100)} 100%${" ".repeat(30)}\n`);
+  io.err(
+    `${name}: rebuilt in ${((Date.now() - started) / 1000).toFixed(1)} s; raising its balance to ${balance}\n`,
+  );
+  if (balance > 0) await expectOk(`node role ${node.host} ${node.port} slave ${balance} ${partition}`);
+  io.out(`${nodesTable(`${idx.host}:${idx.port}`, await nodes())}\n`);
+  return 0;
+}
+
+function progressBar(pct: number): string {
+  const width = 30;
+  const done = Math.round((pct / 100) * width);
+  return `[${"#".repeat(done)}${".".repeat(width - done)}]`;
+}
+
+/**
+ * Streams a node's `dump` (VALUE <key> <flags> <bytes> <version> <expire> + data ... END) out as
+ * set commands, or JSON lines. Values are binary: the reply is parsed as bytes, never as text.
+ */
+function dump(host: string, port: number, args: string, json: boolean): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host, port });
+    let buf: Buffer = Buffer.alloc(0);
+    let count = 0;
+    const done = (code: number) => {
+      socket.destroy();
+      io.err(`${count} items\n`);
+      resolve(code);
+    };
+    socket.setTimeout(TIMEOUT_MS, () => {
+      socket.destroy();
+      reject(new Refused(`${host}:${port}: the dump stalled`));
+    });
+    socket.on("error", (err) => reject(new Refused(`${host}:${port}: ${err.message}`)));
+    socket.on("connect", () => socket.write(`dump${args}\r\n`));
+    socket.on("close", () => reject(new Refused(`${host}:${port}: connection closed before END`)));
+    socket.on("data", (d: Buffer) => {
+      buf = buf.length === 0 ? d : Buffer.concat([buf, d]);
+      let pos = 0;
+      for (;;) {
+        const nl = buf.indexOf(10, pos);
+        if (nl < 0) break;
+        const line = buf.toString("latin1", pos, nl).replace(/\r$/, "");
+        if (line === "END") {
+          done(0);
+          return;
+        }
+        const m = /^VALUE (\S+) (\d+) (\d+) (\d+) (\d+)$/.exec(line);
+        if (m === null) {
+          socket.destroy();
+          reject(new Refused(`${host}:${port}: ${line}`));
+          return;
+        }
+        const [, key, flags, bytes, version, expire] = m as unknown as string[];
+        const end = nl + 1 + Number(bytes);
+        if (end + 2 > buf.length) break;
+        const value = buf.subarray(nl + 1, end);
+        const item = json
+          ? `${JSON.stringify({ key, flags: Number(flags), version, expire: Number(expire), value: value.toString("base64") })}\n`
+          : Buffer.concat([Buffer.from(`set ${key} ${flags} ${expire} ${bytes}\r\n`, "latin1"), value, CRLF]);
+        // A slow reader (a pipe to nc, say) holds the node back instead of filling memory.
+        if (!process.stdout.write(item)) {
+          socket.pause();
+          process.stdout.once("drain", () => socket.resume());
+        }
+        count++;
+        pos = end + 2;
+      }
+      buf = buf.subarray(pos);
+    });
+  });
+}
