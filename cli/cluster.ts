@@ -149,6 +149,14 @@ export async function runCluster(o: ClusterOptions, untilSignal: () => Promise<v
         `  HTTP       http://${o.host}:${proxy.httpPort}/v1/kv/<key>`,
         `  index      ${o.host}:${index.port} (flarei admin), http://${o.host}:${index.httpPort}/v1/cluster`,
         `  nodes      master ${o.host}:${master.port}, slave ${o.host}:${slave.port}`,
+        `  metrics    ${[
+          ["index", index],
+          ["master", master],
+          ["slave", slave],
+          ["proxy", proxy],
+        ]
+          .map(([name, p]) => `${name} http://${o.host}:${(p as Proc).httpPort}/metrics`)
+          .join("  ")}`,
         `  logs       ${dir}`,
         `  pids       ${started.map((p) => p.pid).join(" ")}`,
         "",

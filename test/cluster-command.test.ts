@@ -1,12 +1,18 @@
-/** `flare cluster` (npm start): the seed's layout as child processes, and Ctrl-C stops them all. */
-import { spawn } from "node:child_process";
+/**
+ * `npm start` (flare cluster) as a new user runs it: from a fresh clone, which installs, builds and
+ * starts the seed's layout; Ctrl-C (SIGINT to the process group, as a terminal sends it) stops it all.
+ */
+import { execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it, onTestFinished } from "vitest";
 import { RawClient } from "./helpers/raw-client.js";
 
+const REPO = fileURLToPath(new URL("..", import.meta.url));
 const BIN = fileURLToPath(new URL("../bin/flare", import.meta.url));
 
 function alive(pid: number): boolean {
@@ -18,50 +24,119 @@ function alive(pid: number): boolean {
   }
 }
 
-describe("flare cluster", () => {
-  it("starts index, master, slave and proxy, serves through the proxy, and SIGINT leaves no process", async () => {
-    const proc = spawn(process.execPath, [BIN, "cluster", "--base-port", "0"], {
+/** Pids of the processes in a process group (the npm start tree). */
+function groupMembers(pgid: number): number[] {
+  const out = execFileSync("ps", ["-eo", "pid=,pgid="], { encoding: "utf8" });
+  return out
+    .trim()
+    .split("\n")
+    .map((l) => l.trim().split(/\s+/).map(Number))
+    .filter(([, g]) => g === pgid)
+    .map(([pid]) => pid as number);
+}
+
+describe("npm start", () => {
+  it("from a fresh clone: the seed's layout comes up, serves through the proxy, and Ctrl-C leaves no process", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "flare-fresh-clone-"));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    const clone = join(dir, "flare-ts");
+    execFileSync("git", ["clone", "-q", REPO, clone]);
+    expect(existsSync(join(clone, "node_modules"))).toBe(false);
+    // Its own process group, as in a terminal, so Ctrl-C reaches npm and everything under it.
+    const npm = spawn("npm", ["start", "--", "--base-port", "0"], {
+      cwd: clone,
+      detached: true,
       stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, npm_config_update_notifier: "false" },
     });
-    // Whatever happens below, the cluster is asked to stop (it stops its children itself).
+    const group = npm.pid as number;
     onTestFinished(() => {
-      if (proc.exitCode === null) proc.kill("SIGINT");
+      for (const pid of groupMembers(group)) process.kill(pid, "SIGKILL");
     });
     let out = "";
-    proc.stdout.on("data", (d: Buffer) => {
+    let err = "";
+    npm.stdout.on("data", (d: Buffer) => {
       out += d.toString();
     });
-    const deadline = Date.now() + 30_000;
+    npm.stderr.on("data", (d: Buffer) => {
+      err += d.toString();
+    });
+    // npm ci and the TypeScript build run first (prestart).
+    const deadline = Date.now() + 150_000;
     while (!out.includes("Ctrl-C stops the cluster.")) {
-      if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`cluster did not come up: ${out}`);
-      await new Promise((r) => setTimeout(r, 100));
+      if (Date.now() > deadline || npm.exitCode !== null)
+        throw new Error(`npm start did not come up:\n${out}\n${err.slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 200));
     }
     const port = Number(/memcached\s+127\.0\.0\.1:(\d+)/.exec(out)?.[1]);
+    const http = /HTTP\s+(http:\S+)\/v1\/kv/.exec(out)?.[1] as string;
+    const index = /index\s+(127\.0\.0\.1:\d+)/.exec(out)?.[1] as string;
     const pids = (/pids\s+([\d ]+)/.exec(out)?.[1] ?? "").trim().split(" ").map(Number);
+    const metrics = [...out.matchAll(/(index|master|slave|proxy) (http:\S+\/metrics)/g)].map((m) =>
+      m.slice(1),
+    );
     const logs = /logs\s+(\S+)/.exec(out)?.[1] as string;
     expect(pids).toHaveLength(4);
-    // The seed's layout: master balance 1, slave balance 2, and the proxy listed as a proxy.
-    expect(out).toMatch(
-      /STAT localhost:\d+:role master\nSTAT localhost:\d+:state active\nSTAT localhost:\d+:partition 0\nSTAT localhost:\d+:balance 1/,
-    );
-    expect(out).toMatch(
-      /STAT localhost:\d+:role slave\nSTAT localhost:\d+:state active\nSTAT localhost:\d+:partition 0\nSTAT localhost:\d+:balance 2/,
-    );
-    expect(out).toContain(`STAT localhost:${port}:role proxy`);
+    expect(metrics.map(([role]) => role)).toEqual(["index", "master", "slave", "proxy"]);
 
-    // As the README's `printf ... | nc`: send everything, shut down the sending side, read all replies.
+    // memcached through the proxy, as the README's printf | nc does it.
     const c = await RawClient.open(port);
     c.socket.end("set greeting 0 0 5\r\nhello\r\nget greeting\r\n");
     expect(await c.waitClosed()).toBe("STORED\r\nVALUE greeting 0 5\r\nhello\r\nEND\r\n");
+    // HTTP through the proxy.
+    expect((await fetch(`${http}/v1/kv/hi`, { method: "PUT", body: "there" })).status).toBe(200);
+    expect(await (await fetch(`${http}/v1/kv/hi`)).text()).toBe("there");
 
-    const exited = once(proc, "exit");
-    proc.kill("SIGINT");
-    const [code] = (await exited) as [number];
-    expect(code).toBe(0);
+    // The admin CLI of the clone lists the four processes with their roles: the seed's layout.
+    const table = execFileSync(
+      process.execPath,
+      [join(clone, "bin/flare"), "admin", "--index", index, "stats", "nodes"],
+      {
+        encoding: "utf8",
+      },
+    );
+    const rows = table
+      .trim()
+      .split("\n")
+      .slice(1)
+      .map((l) => l.split(/\s+/));
+    expect(rows.map((r) => [r[1], r[2], r[3], r[4]]).sort()).toEqual([
+      ["index", "active", "-", "-"],
+      ["master", "active", "0", "1"],
+      ["proxy", "active", "-1", "0"],
+      ["slave", "active", "0", "2"],
+    ]);
+    expect(rows.find((r) => r[1] === "proxy")?.[0]).toBe(`localhost:${port}`);
+
+    // Every role serves /metrics; the requests above are counted where they went.
+    const scrape = async (role: string) =>
+      (await fetch((metrics.find(([r]) => r === role) as string[])[1] as string)).text();
+    const proxyMetrics = await scrape("proxy");
+    expect(proxyMetrics).toMatch(/flare_command_results_total\{command="set",result="ok"\} 1\n/);
+    expect(proxyMetrics).toMatch(/flare_request_duration_seconds_count\{command="get"\} 1\n/);
+    expect(proxyMetrics).toMatch(
+      /flare_http_request_duration_seconds_count\{method="PUT",route="\/v1\/kv\/:key",status="200"\} 1\n/,
+    );
+    const masterMetrics = await scrape("master");
+    expect(masterMetrics).toMatch(/flare_command_results_total\{command="set",result="stored"\} 2\n/);
+    expect(masterMetrics).toMatch(/flare_replication_lag\{slave="localhost:\d+"\} 0\n/);
+    expect(await scrape("slave")).toMatch(/flare_items 2\n/);
+    expect(await scrape("index")).toMatch(
+      /flare_map_node\{node="localhost:\d+",role="slave",state="active",partition="0"\} 1\n/,
+    );
+
+    const exited = once(npm, "exit");
+    process.kill(-group, "SIGINT");
+    await exited;
+    // npm exits as its script does; the cluster's own exit code and goodbye are what say it stopped well.
     expect(out).toContain("stopped.");
     for (const pid of pids) expect(alive(pid), `pid ${pid}`).toBe(false);
+    const deadline2 = Date.now() + 5000;
+    while (groupMembers(group).length > 0 && Date.now() < deadline2)
+      await new Promise((r) => setTimeout(r, 100));
+    expect(groupMembers(group)).toEqual([]);
     expect(existsSync(logs)).toBe(false);
-  });
+  }, 180_000);
 
   it("refuses to start on ports in use, with a clear message", async () => {
     const blocker = createServer();
