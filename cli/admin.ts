@@ -362,7 +362,7 @@ function dump(host: string, port: number, args: string, json: boolean): Promise<
           ? `${JSON.stringify({ key, flags: Number(flags), version, expire: Number(expire), value: value.toString("base64") })}\n`
           : Buffer.concat([Buffer.from(`set ${key} ${flags} ${expire} ${bytes}\r\n`, "latin1"), value, CRLF]);
         // A slow reader (a pipe to nc, say) holds the node back instead of filling memory.
-        if (!process.stdout.write(item)) {
+        if (!process.stdout.write(item) && !socket.isPaused()) {
           socket.pause();
           process.stdout.once("drain", () => socket.resume());
         }

@@ -94,7 +94,8 @@ function untilSignal(): Promise<void> {
 }
 
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  // Output still queued for a slow pipe (a dump) goes out first: the callback runs after it.
+  (code) => process.stdout.write("", () => process.exit(code)),
   (err: unknown) => {
     if (err instanceof FlareError) {
       process.stderr.write(`flare: ${err.message}\n`);
