@@ -113,7 +113,8 @@ export const cfg = {
       .string()
       .regex(/^-?\d+$/, `expected an integer from ${min} to ${max}`)
       .transform(Number)
-      .pipe(z.number().int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
+      .pipe(z.number().int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`))
+      .meta({ values: `${min}–${max}` });
   },
   /** Byte sizes: `1048576`, `1024k`, `64m`, `1g` (binary units). */
   bytes(min: number, max: number) {
@@ -125,14 +126,28 @@ export const cfg = {
         const m = /^(\d+)\s*([kmg])?/i.exec(s) as RegExpExecArray;
         return Number(m[1]) * (units[(m[2] ?? "").toLowerCase()] ?? 1);
       })
-      .pipe(z.number().min(min, `must be at least ${min} bytes`).max(max, `must be at most ${max} bytes`));
+      .pipe(z.number().min(min, `must be at least ${min} bytes`).max(max, `must be at most ${max} bytes`))
+      .meta({ values: `size, ${formatBytes(min)}–${formatBytes(max)}`, bytes: true });
   },
   bool() {
     return z
       .enum(["true", "false", "on", "off", "yes", "no", "1", "0"])
-      .transform((s) => ["true", "on", "yes", "1"].includes(s));
+      .transform((s) => ["true", "on", "yes", "1"].includes(s))
+      .meta({ values: "true/false" });
   },
   str() {
-    return z.string().min(1, "must not be empty");
+    return z.string().min(1, "must not be empty").meta({ values: "text" });
   },
 };
+
+/** 1048576 -> "1m": sizes as a config file would write them. */
+export function formatBytes(n: number): string {
+  for (const [unit, size] of [
+    ["g", 1024 ** 3],
+    ["m", 1024 ** 2],
+    ["k", 1024],
+  ] as const) {
+    if (n >= size && n % size === 0) return `${n / size}${unit}`;
+  }
+  return String(n);
+}

@@ -44,6 +44,7 @@ export const nodeSchema = z.object({
   "redis-prefix": z
     .string()
     .regex(/^[\x21-\x7e]*$/, "must be printable ASCII without spaces")
+    .meta({ values: "printable ASCII, no spaces" })
     .optional()
     .describe("Prefix of this node's Redis keys (default flare:<server-name>:<server-port>:)."),
   "redis-timeout": cfg.int(10, 60_000).default(1000).describe("Milliseconds before a Redis call fails."),
