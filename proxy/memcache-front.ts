@@ -96,7 +96,7 @@ export class ProxyCommands implements CommandHandler {
       case "get":
       case "gets":
         if (req.keys.length === 1 && !this.writing.has(req.keys[0] as string))
-          return this.readOne(req.op, req.keys[0] as string, encodeRequest(req), out);
+          return this.readOne(req.op, req.keys[0] as string, forwarded(req), out);
         return this.reply(req.op, this.read(req.keys, encodeRequest(req)), out);
       case "gat":
       case "gats":
@@ -111,7 +111,7 @@ export class ProxyCommands implements CommandHandler {
       case "decr":
       case "delete":
       case "touch":
-        return this.writeOne(req.op, req.key, encodeRequest(req), out, req.noreply);
+        return this.writeOne(req.op, req.key, forwarded(req), out, req.noreply);
       case "flush_all":
         return this.reply(req.op, this.flushAll(encodeRequest(req)), out, req.noreply);
       case "stats":
@@ -194,7 +194,6 @@ export class ProxyCommands implements CommandHandler {
   ): Execution | Later {
     const master = this.router.writer(key);
     if (master === undefined) return this.reply(op, this.write(key, bytes, "line"), out, noreply);
-    const deadline = Date.now() + this.options.writeWaitMs;
     const seen = this.member.version;
     const later = new Later();
     this.writing.begin(key);
@@ -206,6 +205,8 @@ export class ProxyCommands implements CommandHandler {
         return;
       }
       if (reply instanceof TransportError) this.hooks.unreachable(master, reply);
+      // The wait for a new master is bounded from the moment the write found its master gone.
+      const deadline = Date.now() + this.options.writeWaitMs;
       const retried = this.writeNow(key, bytes, "line", deadline, seen);
       void retried.catch(() => undefined).then(() => this.writing.end(key));
       this.events.writeRetries++;
@@ -386,4 +387,9 @@ function valueBlocks(reply: Buffer): [string, Buffer][] {
     pos = end;
   }
   return out;
+}
+
+/** The bytes to send a node: as the client sent them when that was plain enough, else encoded. */
+function forwarded(req: Request): Buffer {
+  return "raw" in req && req.raw !== undefined ? req.raw : encodeRequest(req);
 }

@@ -11,9 +11,11 @@ function parseAll(pieces: Buffer[], lim = limits): { requests: Request[]; fatal:
   const parser = new RequestParser(
     lim,
     (r) => {
+      // `raw` (bytes to forward as they came) depends on how the input was split; it has its own test.
+      const { raw: _, ...req } = r as Request & { raw?: Buffer };
       // Values may be views of the input: copy so later pieces cannot change what we compare.
-      if ("value" in r) requests.push({ ...r, value: Buffer.from(r.value) });
-      else requests.push(r);
+      if ("value" in req) requests.push({ ...req, value: Buffer.from(req.value) } as Request);
+      else requests.push(req as Request);
     },
     (line) => fatal.push(line),
   );
@@ -186,6 +188,27 @@ describe("memcached request parser", () => {
     expect(fatal).toEqual([LINE_TOO_LONG]);
     expect(parser.buffered).toBeLessThanOrEqual(limits.maxLine);
     expect(requests).toEqual([]);
+  });
+
+  it("keeps the bytes of plain gets and sets to forward as they came; never for noreply or proxied ones", () => {
+    const raws: (string | undefined)[] = [];
+    const parser = new RequestParser(
+      limits,
+      (r) => raws.push("raw" in r && r.raw !== undefined ? r.raw.toString("latin1") : undefined),
+      () => {},
+    );
+    const plainGet = "get a b\r\n";
+    const plainSet = "set k 1 2 3\r\nv\r\n\r\n";
+    parser.push(
+      Buffer.from(
+        `${plainGet}gets a\n${plainSet}set k 0 0 1 noreply\r\nx\r\n<127.0.0.1:1>set k 0 0 1\r\nx\r\nincr n 1\r\n`,
+        "latin1",
+      ),
+    );
+    // A set whose data block arrives in a later piece is encoded again by whoever forwards it.
+    parser.push(Buffer.from("set s 0 0 2\r\n", "latin1"));
+    parser.push(Buffer.from("ab\r\n", "latin1"));
+    expect(raws).toEqual([plainGet, "gets a\n", plainSet, undefined, undefined, undefined, undefined]);
   });
 
   it("parses Flare's version field and sync options", () => {

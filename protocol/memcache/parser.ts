@@ -36,6 +36,8 @@ export class RequestParser {
   /** A storage request waiting for its data block. */
   private pending: PendingStore | null = null;
   private pendingBytes = 0;
+  /** The pending set came from the hot path: plain, so its bytes can be forwarded as they are. */
+  private pendingHot = false;
   private parts: Buffer[] = [];
   private partsLength = 0;
   /** Bytes of a refused data block still to skip, and the reply owed once they are skipped. */
@@ -117,6 +119,8 @@ export class RequestParser {
       }
       let req = this.parseHot(data, lineStart, lineEnd);
       if (req === undefined) req = this.parseLine(data.latin1Slice(lineStart, lineEnd));
+      else if (req !== null && (req.op === "get" || req.op === "gets") && !proxied)
+        req.raw = data.subarray(lineStart, pos);
       if (proxied) markProxied(req ?? this.pending, seq);
       if (req !== null) {
         this.emit(req);
@@ -136,6 +140,7 @@ export class RequestParser {
       const need = this.pendingBytes;
       if (end - pos >= need + 2) {
         this.pending = null;
+        if (this.pendingHot && !proxied) pending.raw = data.subarray(lineStart, pos + need + 2);
         this.finishValue(pending, data.subarray(pos, pos + need), data[pos + need], data[pos + need + 1]);
         pos += need + 2;
       } else {
@@ -246,6 +251,7 @@ export class RequestParser {
         sync: undefined,
       };
       this.pendingBytes = bytes;
+      this.pendingHot = true;
       return null;
     }
     return undefined;
@@ -382,6 +388,7 @@ export class RequestParser {
       sync: opts.sync,
     };
     this.pendingBytes = bytes;
+    this.pendingHot = false;
     return null;
   }
 

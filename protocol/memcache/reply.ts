@@ -15,8 +15,15 @@ export class ReplyBuffer {
   private chunk: Buffer = NONE;
   private used = 0;
 
-  /** `chunkSize`: a connection's buffer takes big packets of replies; a slot's, one reply. */
-  constructor(private readonly chunkSize = CHUNK) {}
+  /**
+   * `chunkSize`: a connection's buffer takes big packets of replies; a slot's, one reply.
+   * `keepViews`: a slot's buffer keeps views of `range` bytes rather than copying them; they are
+   * copied once, when the slot is appended to its connection's buffer.
+   */
+  constructor(
+    private readonly chunkSize = CHUNK,
+    private readonly keepViews = false,
+  ) {}
   /** Chunk pieces and referenced buffers before `chunk`, in order. */
   private done: Buffer[] = [];
 
@@ -61,7 +68,7 @@ export class ReplyBuffer {
   /** Bytes `start` to `end` of `data`, without making a view of them first. */
   range(data: Buffer, start: number, end: number): void {
     const n = end - start;
-    if (n >= BY_REFERENCE) {
+    if (n >= BY_REFERENCE || this.keepViews) {
       this.bytes(data.subarray(start, end));
       return;
     }

@@ -4,8 +4,12 @@ export type StoreOp = "set" | "add" | "replace" | "append" | "prepend" | "cas";
 /** Flare's per-request replication option. */
 export type SyncOption = "sync" | "async" | undefined;
 
+/**
+ * `raw`: the request's bytes as they arrived (line, and data block for a set), when they arrived in
+ * one piece in their plainest form; a proxy forwards them instead of encoding the request again.
+ */
 export type Request =
-  | { op: "get" | "gets"; keys: string[] }
+  | { op: "get" | "gets"; keys: string[]; raw?: Buffer }
   | { op: "gat" | "gats"; exptime: number; keys: string[] }
   | {
       op: StoreOp;
@@ -21,6 +25,7 @@ export type Request =
       proxied?: boolean;
       /** The master's replication sequence number (`<host:port@seq>`). */
       seq?: number;
+      raw?: Buffer;
     }
   | {
       op: "incr" | "decr";

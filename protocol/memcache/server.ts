@@ -177,7 +177,7 @@ class Connection {
       }
       if (!r) this.quit();
     } else {
-      const slot: Slot = { out: new ReplyBuffer(SLOT_CHUNK), done: false, keep: true };
+      const slot: Slot = { out: new ReplyBuffer(SLOT_CHUNK, true), done: false, keep: true };
       const r = this.commands.execute(req, slot.out);
       if (typeof r !== "boolean") {
         if (timed) this.timeSlot(slot, req.op);
