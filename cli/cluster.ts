@@ -7,35 +7,37 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ConfigError } from "../common/errors.js";
+import { z } from "zod";
+import { type ConfigSpec, cfg } from "../common/config.js";
 import { LineClient, oneLine, untilEnd } from "../protocol/line-client.js";
 import { nodesTable, parseStatsNodes } from "./admin.js";
 import { type Proc, startRole } from "./launcher.js";
 
-export interface ClusterOptions {
-  /** Index port; master, slave, proxy follow it, HTTP ports are 60 above. 0 = any free ports. */
-  basePort: number;
-  storageType: string;
-  host: string;
-}
+export const clusterSchema = z.object({
+  "base-port": cfg
+    .int(0, 65535 - 63)
+    .default(12120)
+    .describe(
+      "Index port; master, slave and proxy take the next three, HTTP ports are 60 above each (0 = any free ports).",
+    ),
+  "bind-address": cfg.str().default("127.0.0.1").describe("Address every process listens on."),
+  "storage-type": z.enum(["memory", "leveldb", "redis"]).default("memory").describe("The nodes' engine."),
+  "redis-url": cfg.str().default("redis://127.0.0.1:6379").describe("Redis server for storage-type = redis."),
+  "replication-type": z
+    .enum(["async", "sync"])
+    .default("sync")
+    .describe("sync: a write is acknowledged once the slave has it too, so reads from either see it."),
+  "monitor-interval": cfg.int(1, 3600).default(1).describe("The index's seconds between health checks."),
+  "monitor-threshold": cfg.int(1, 100).default(3).describe("Failed checks in a row that mark a node down."),
+});
 
-export function parseClusterArgs(argv: string[]): ClusterOptions {
-  const o: ClusterOptions = { basePort: 12120, storageType: "memory", host: "127.0.0.1" };
-  for (let i = 0; i < argv.length; i++) {
-    const [flag, value] = [argv[i], argv[i + 1]];
-    if (value === undefined) throw new ConfigError(`${flag}: needs a value`);
-    if (flag === "--base-port" && /^\d+$/.test(value) && Number(value) <= 65535 - 63)
-      o.basePort = Number(value);
-    else if (flag === "--storage-type") o.storageType = value;
-    else if (flag === "--bind-address") o.host = value;
-    else
-      throw new ConfigError(
-        `cluster: unknown or bad option ${flag} ${value} (--base-port, --storage-type, --bind-address)`,
-      );
-    i++;
-  }
-  return o;
-}
+export type ClusterConfig = z.infer<typeof clusterSchema>;
+
+export const clusterConfigSpec: ConfigSpec<typeof clusterSchema.shape> = {
+  role: "cluster",
+  schema: clusterSchema,
+  ignored: new Set(),
+};
 
 function portFree(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -54,7 +56,8 @@ async function ask(host: string, port: number, command: string, until = untilEnd
   }
 }
 
-export async function runCluster(o: ClusterOptions, untilSignal: () => Promise<void>): Promise<number> {
+export async function runCluster(c: ClusterConfig, untilSignal: () => Promise<void>): Promise<number> {
+  const o = { basePort: c["base-port"], host: c["bind-address"], storageType: c["storage-type"] };
   // Listen for Ctrl-C from the start: a signal during start-up must not orphan what was started.
   const signalled = untilSignal();
   const port = (offset: number) => (o.basePort === 0 ? 0 : o.basePort + offset);
@@ -98,13 +101,16 @@ export async function runCluster(o: ClusterOptions, untilSignal: () => Promise<v
         String(port(0)),
         "--http-port",
         String(port(60)),
+        "--monitor-interval",
+        String(c["monitor-interval"]),
+        "--monitor-threshold",
+        String(c["monitor-threshold"]),
       ],
       join(dir, "index.log"),
     );
     const join_ = [...common, "--index-server-name", o.host, "--index-server-port", String(index.port)];
     const node = (name: string, offset: number): Promise<Proc> => {
       mkdirSync(join(dir, name));
-      // sync: a write is acknowledged once the slave has it too, so reads from either see it.
       const args = [
         ...join_,
         "--storage-type",
@@ -112,7 +118,9 @@ export async function runCluster(o: ClusterOptions, untilSignal: () => Promise<v
         "--data-dir",
         join(dir, name),
         "--replication-type",
-        "sync",
+        c["replication-type"],
+        "--redis-url",
+        c["redis-url"],
       ];
       const ports = ["--server-port", String(port(offset)), "--http-port", String(port(60 + offset))];
       return launch("node", [...args, ...ports], join(dir, `${name}.log`));
@@ -144,7 +152,7 @@ export async function runCluster(o: ClusterOptions, untilSignal: () => Promise<v
     );
     process.stdout.write(
       [
-        `flare-ts cluster is up (engine: ${o.storageType}, replication: sync)`,
+        `flare-ts cluster is up (engine: ${o.storageType}, replication: ${c["replication-type"]})`,
         `  memcached  ${o.host}:${proxy.port}   (the proxy: any memcached client)`,
         `  HTTP       http://${o.host}:${proxy.httpPort}/v1/kv/<key>`,
         `  index      ${o.host}:${index.port} (flarei admin), http://${o.host}:${index.httpPort}/v1/cluster`,

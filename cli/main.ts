@@ -13,7 +13,7 @@ import { startProxy } from "../proxy/node-entry.js";
 import { nodeConfigSpec } from "../storage/config.js";
 import { startNode } from "../storage/node.js";
 import { runAdmin } from "./admin.js";
-import { parseClusterArgs, runCluster } from "./cluster.js";
+import { clusterConfigSpec, runCluster } from "./cluster.js";
 
 const USAGE = `usage: flare <command> [-f config-file] [--key value ...]
 
@@ -22,7 +22,7 @@ commands:
   index    run the index service (flarei): node map, health checks, failover, map pushes
   proxy    run a proxy: a memcached front that routes each key to its partition and hides failover
   cluster  run a whole local cluster (index, master, slave, proxy): what npm start does
-           [--base-port 12120] [--storage-type memory|leveldb|redis] [--bind-address 127.0.0.1]
+           [-f cluster.conf] [--base-port 12120] [--storage-type memory|leveldb|redis] ...
   admin    operate a running cluster: stats nodes, role, state, remove, add-slave, ping, dump
            (flare admin --help)
 
@@ -71,7 +71,7 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case "cluster":
-      return runCluster(parseClusterArgs(rest), untilSignal);
+      return runCluster(loadConfig(clusterConfigSpec, rest), untilSignal);
     case "admin":
       return runAdmin(rest);
     default:

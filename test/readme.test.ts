@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
+import { clusterSchema } from "../cli/cluster.js";
 import { BEGIN, configReference, END, withReference } from "../cli/docs.js";
 import { indexSchema } from "../index/config.js";
 import { proxySchema } from "../proxy/config.js";
@@ -17,7 +18,7 @@ describe("README", () => {
 
   it("the reference lists every key of every role, with its default", () => {
     const reference = configReference();
-    for (const schema of [indexSchema, nodeSchema, proxySchema]) {
+    for (const schema of [indexSchema, nodeSchema, proxySchema, clusterSchema]) {
       for (const key of Object.keys(schema.shape)) expect(reference).toContain(`| \`${key}\` |`);
     }
     expect(reference).toContain("| `monitor-interval` | 5 | 1–3600 |");
