@@ -11,6 +11,7 @@ import type { Request } from "../protocol/memcache/request.js";
 import {
   type CommandHandler,
   type Execution,
+  FOLLOWS,
   Later,
   type ServerCounters,
 } from "../protocol/memcache/server.js";
@@ -91,12 +92,20 @@ export class ProxyCommands implements CommandHandler {
     });
   }
 
-  execute(req: Request, out: ReplyBuffer): Execution | Later {
+  execute(
+    req: Request,
+    out: ReplyBuffer,
+    _stream?: () => Promise<void>,
+    packet = 0,
+  ): Execution | Later | typeof FOLLOWS {
+    // A run of requests for one node lasts while requests that can join it come one after another.
+    const run = this.run;
+    this.run = undefined;
     switch (req.op) {
       case "get":
       case "gets":
         if (req.keys.length === 1 && !this.writing.has(req.keys[0] as string))
-          return this.readOne(req.op, req.keys[0] as string, forwarded(req), out);
+          return this.readRun(run, req.op, req.keys[0] as string, forwarded(req), out, packet);
         return this.reply(req.op, this.read(req.keys, encodeRequest(req)), out);
       case "gat":
       case "gats":
@@ -111,7 +120,7 @@ export class ProxyCommands implements CommandHandler {
       case "decr":
       case "delete":
       case "touch":
-        return this.writeOne(req.op, req.key, forwarded(req), out, req.noreply);
+        return this.writeRun(run, req.op, req.key, forwarded(req), out, req.noreply, packet);
       case "flush_all":
         return this.reply(req.op, this.flushAll(encodeRequest(req)), out, req.noreply);
       case "stats":
@@ -159,59 +168,127 @@ export class ProxyCommands implements CommandHandler {
   }
 
   /**
-   * The hot path of a one-key read: one callback, no promise. Only a replica that fails sends the
-   * read down the general path, which tries the others.
+   * The hot path. A one-key read goes to a replica with a callback, no promise; the reads that
+   * follow it in the packet, for the same partition, join it: one request to the node, one reply
+   * to copy, one slot (FOLLOWS). Only when a replica fails do the reads take the general path,
+   * which tries the others.
    */
-  private readOne(op: string, key: string, bytes: Buffer, out: ReplyBuffer): Execution | Later {
-    const node = this.router.reader(key);
+  private readRun(
+    prev: Run | undefined,
+    op: string,
+    key: string,
+    bytes: Buffer,
+    out: ReplyBuffer,
+    packet: number,
+  ): Execution | Later | typeof FOLLOWS {
+    const partition = this.router.partitionOf(key);
+    if (prev !== undefined && joins(prev, packet, op, partition, false) && prev.add(bytes)) {
+      prev.keys.push(key);
+      prev.bytes.push(bytes);
+      this.run = prev;
+      return FOLLOWS;
+    }
+    const node = this.router.readerIn(partition);
     if (node === undefined) return this.reply(op, this.readFrom(key, bytes), out);
     const later = new Later();
-    this.transport.send(node, bytes, "values", (reply, start, end) => {
-      if (reply instanceof TransportError) this.hooks.unreachable(node, reply);
-      else if (isServerError(reply, start, end)) this.hooks.refused?.(node, reply.subarray(start, end));
-      else {
+    const run: Run = {
+      packet,
+      op,
+      partition,
+      write: false,
+      noreply: false,
+      keys: [key],
+      bytes: [bytes],
+      add: NO_ADD,
+    };
+    run.add = this.transport.send(node, bytes, "values", (reply, start, end, serverErrors) => {
+      const n = run.keys.length;
+      if (!(reply instanceof TransportError) && serverErrors === 0) {
         out.range(reply, start, end);
-        later.done();
+        later.done(true, n);
         return;
       }
-      const tried = new Set([nodeKey(node.host, node.port)]);
-      this.events.readRetries++;
-      this.reply(op, this.readFrom(key, bytes, tried), out).then((keep) => later.done(keep));
+      if (reply instanceof TransportError) this.hooks.unreachable(node, reply);
+      else this.hooks.refused?.(node, reply.subarray(start, end));
+      this.events.readRetries += n;
+      const tried = nodeKey(node.host, node.port);
+      const retried = run.keys.map((k, i) => this.readFrom(k, run.bytes[i] as Buffer, new Set([tried])));
+      this.replyAll(op, retried, out).then((keep) => later.done(keep, n));
     });
+    this.run = run;
     return later;
   }
 
   /**
-   * The hot path of a one-key write: straight to the master with a callback. A master that cannot
-   * be reached or is no longer one sends the write down the general path, which waits for the map.
+   * The hot path of writes: straight to the master with a callback; the writes that follow in the
+   * packet, for the same partition, join it. A write its master did not take (unreachable, or no
+   * longer master) is retried, in order, once the map names a new master.
    */
-  private writeOne(
+  private writeRun(
+    prev: Run | undefined,
     op: string,
     key: string,
     bytes: Buffer,
     out: ReplyBuffer,
     noreply: boolean,
-  ): Execution | Later {
-    const master = this.router.writer(key);
+    packet: number,
+  ): Execution | Later | typeof FOLLOWS {
+    const partition = this.router.partitionOf(key);
+    if (
+      prev !== undefined &&
+      joins(prev, packet, op, partition, true) &&
+      prev.noreply === noreply &&
+      prev.add(bytes)
+    ) {
+      this.writing.begin(key);
+      prev.keys.push(key);
+      prev.bytes.push(bytes);
+      this.run = prev;
+      return FOLLOWS;
+    }
+    const master = this.router.writerIn(partition);
     if (master === undefined) return this.reply(op, this.write(key, bytes, "line"), out, noreply);
     const seen = this.member.version;
     const later = new Later();
     this.writing.begin(key);
-    this.transport.send(master, bytes, "line", (reply, start, end) => {
-      if (!(reply instanceof TransportError) && !isNotMaster(reply, start, end)) {
-        this.writing.end(key);
+    const run: Run = {
+      packet,
+      op,
+      partition,
+      write: true,
+      noreply,
+      keys: [key],
+      bytes: [bytes],
+      add: NO_ADD,
+    };
+    run.add = this.transport.send(master, bytes, "line", (reply, start, end, serverErrors) => {
+      const n = run.keys.length;
+      if (!(reply instanceof TransportError) && serverErrors === 0) {
+        for (const k of run.keys) this.writing.end(k);
         if (!noreply) out.range(reply, start, end);
-        later.done();
+        later.done(true, n);
         return;
       }
       if (reply instanceof TransportError) this.hooks.unreachable(master, reply);
-      // The wait for a new master is bounded from the moment the write found its master gone.
+      const lines = reply instanceof TransportError ? undefined : splitLines(reply, start, end);
+      // The wait for a new master is bounded from the moment the writes found their master gone.
       const deadline = Date.now() + this.options.writeWaitMs;
-      const retried = this.writeNow(key, bytes, "line", deadline, seen);
-      void retried.catch(() => undefined).then(() => this.writing.end(key));
-      this.events.writeRetries++;
-      this.reply(op, retried, out, noreply).then((keep) => later.done(keep));
+      let previous: Promise<unknown> = Promise.resolve();
+      const results = run.keys.map((k, i) => {
+        const line = lines?.[i];
+        if (line !== undefined && !isNotMaster(line)) return Promise.resolve(line);
+        this.events.writeRetries++;
+        // One after another: a later write of a key must not land before an earlier one.
+        const retried = previous.then(() => this.writeNow(k, run.bytes[i] as Buffer, "line", deadline, seen));
+        previous = retried.catch(() => undefined);
+        return retried;
+      });
+      results.forEach(
+        (r, i) => void r.catch(() => undefined).then(() => this.writing.end(run.keys[i] as string)),
+      );
+      this.replyAll(op, results, out, noreply).then((keep) => later.done(keep, n));
     });
+    this.run = run;
     return later;
   }
 
@@ -226,20 +303,29 @@ export class ProxyCommands implements CommandHandler {
     out: ReplyBuffer,
     noreply = false,
   ): Promise<boolean> {
-    return result.then(
-      (bytes) => {
-        if (noreply) return true;
-        if (Array.isArray(bytes)) for (const b of bytes) out.bytes(b);
-        else out.bytes(bytes);
-        return true;
-      },
-      (err: unknown) => {
-        this.events.failed.set(op, (this.events.failed.get(op) ?? 0) + 1);
-        if (!noreply) out.line(`SERVER_ERROR ${err instanceof ProxyFailure ? err.message : "proxy error"}`);
-        if (!(err instanceof ProxyFailure)) this.log.error("proxy request failed", { err });
-        return true;
-      },
-    );
+    return this.replyAll(op, [result], out, noreply);
+  }
+
+  /** Writes each request's reply, in order, once all are known; a failed one is a SERVER_ERROR line. */
+  private async replyAll(
+    op: string,
+    results: Promise<Buffer | Buffer[]>[],
+    out: ReplyBuffer,
+    noreply = false,
+  ): Promise<boolean> {
+    for (const r of await Promise.allSettled(results)) {
+      if (r.status === "fulfilled") {
+        if (noreply) continue;
+        if (Array.isArray(r.value)) for (const b of r.value) out.bytes(b);
+        else out.bytes(r.value);
+        continue;
+      }
+      const err: unknown = r.reason;
+      this.events.failed.set(op, (this.events.failed.get(op) ?? 0) + 1);
+      if (!noreply) out.line(`SERVER_ERROR ${err instanceof ProxyFailure ? err.message : "proxy error"}`);
+      if (!(err instanceof ProxyFailure)) this.log.error("proxy request failed", { err });
+    }
+    return true;
   }
 
   /** get/gets: one request per partition involved; the replies are put back in request order. */
@@ -289,6 +375,8 @@ export class ProxyCommands implements CommandHandler {
   }
 
   private readonly writing = new PendingWrites();
+  /** The run the last request started or joined, if the next one may join it. */
+  private run: Run | undefined;
 
   private write(key: string, bytes: Buffer, shape: ReplyShape): Promise<Buffer> {
     this.writing.begin(key);
@@ -392,4 +480,42 @@ function valueBlocks(reply: Buffer): [string, Buffer][] {
 /** The bytes to send a node: as the client sent them when that was plain enough, else encoded. */
 function forwarded(req: Request): Buffer {
   return "raw" in req && req.raw !== undefined ? req.raw : encodeRequest(req);
+}
+
+/** Requests of one packet sent to one node as one request, answered as one reply. */
+interface Run {
+  packet: number;
+  op: string;
+  partition: number;
+  write: boolean;
+  noreply: boolean;
+  keys: string[];
+  bytes: Buffer[];
+  /** Adds a request to the run's request to the node; false once that has been written. */
+  add: (bytes: Buffer) => boolean;
+}
+
+/** Longest run: bounds one reply held in memory (and one slot's size). */
+const MAX_RUN = 256;
+const NO_ADD = (): boolean => false;
+
+/** Can a request of `op` for `partition`, next in `packet`, join `run`? */
+const joins = (run: Run, packet: number, op: string, partition: number, write: boolean): boolean =>
+  run.packet === packet &&
+  packet !== 0 &&
+  run.op === op &&
+  run.partition === partition &&
+  run.write === write &&
+  run.keys.length < MAX_RUN;
+
+/** The lines of a reply of several one-line replies, as views. */
+function splitLines(reply: Buffer, start: number, end: number): Buffer[] {
+  const lines: Buffer[] = [];
+  for (let at = start; at < end; ) {
+    const nl = reply.indexOf(10, at);
+    const next = nl < 0 || nl >= end ? end : nl + 1;
+    lines.push(reply.subarray(at, next));
+    at = next;
+  }
+  return lines;
 }

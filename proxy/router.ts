@@ -63,7 +63,11 @@ export class Router {
 
   /** The node that takes writes for `key`, if its master is active. */
   writer(key: string): NodeEntry | undefined {
-    const m = this.partitions[this.partitionOf(key)]?.master;
+    return this.writerIn(this.partitionOf(key));
+  }
+
+  writerIn(partition: number): NodeEntry | undefined {
+    const m = this.partitions[partition]?.master;
     return m?.state === "active" ? m : undefined;
   }
 
@@ -72,7 +76,15 @@ export class Router {
    * `random` is in [0, 1).
    */
   reader(key: string, tried: ReadonlySet<string> = EMPTY, random = Math.random()): NodeEntry | undefined {
-    const p = this.partitions[this.partitionOf(key)];
+    return this.readerIn(this.partitionOf(key), tried, random);
+  }
+
+  readerIn(
+    partition: number,
+    tried: ReadonlySet<string> = EMPTY,
+    random = Math.random(),
+  ): NodeEntry | undefined {
+    const p = this.partitions[partition];
     if (p === undefined) return undefined;
     let total = 0;
     for (const r of p.readers) if (!tried.has(nodeKey(r.node.host, r.node.port))) total += r.weight;

@@ -129,6 +129,78 @@ async function scenario(transport: "tcp" | "http" | "worker"): Promise<void> {
   await stopFront();
 }
 
+/**
+ * The same kill, with pipelined clients: each packet carries 32 sets, or 32 gets, which the proxy
+ * sends to the node as one run; a run whose node dies is retried request by request.
+ */
+async function pipelinedScenario(): Promise<void> {
+  const index = await startIndex();
+  const nodeArgs = ["--replication-type", "sync"];
+  const master = await startNodeProcess(joinArgs(index, nodeArgs));
+  const slave = await startNodeProcess(joinArgs(index, nodeArgs));
+  await admin(index.port, `node role localhost ${master.port} master 1 0`);
+  await attachSlave(index, slave, 2);
+  const proxy = await startRole("proxy", "proxy started", joinArgs(index, ["--http-port", "0"]));
+  const DEPTH = 32;
+  let running = true;
+  let acked = 0;
+  let gets = 0;
+  const failures: string[] = [];
+  const setLoop = (async () => {
+    const c = await RawClient.open(proxy.port);
+    for (let i = 0; running; i += DEPTH) {
+      let packet = "";
+      for (let k = i; k < i + DEPTH; k++) packet += `set run_${k} 0 0 20\r\n${value(k)}\r\n`;
+      c.send(packet);
+      let replies = "";
+      while (replies.split("\r\n").length <= DEPTH) replies += await c.readUntil("\r\n", 15_000);
+      if (replies === "STORED\r\n".repeat(DEPTH)) acked = i + DEPTH;
+      else failures.push(`sets run_${i}..: ${replies}`);
+    }
+    c.close();
+  })();
+  const getLoop = (async () => {
+    const c = await RawClient.open(proxy.port);
+    while (running) {
+      if (acked === 0) {
+        await new Promise((r) => setTimeout(r, 5));
+        continue;
+      }
+      const keys = Array.from({ length: DEPTH }, () => Math.floor(Math.random() * acked));
+      c.send(keys.map((k) => `get run_${k}\r\n`).join(""));
+      const expected = keys.map((k) => `VALUE run_${k} 0 20\r\n${value(k)}\r\nEND\r\n`).join("");
+      let replies = "";
+      while (replies.split("END\r\n").length <= DEPTH && !replies.includes("ERROR"))
+        replies += await c.readUntil("\r\n", 15_000);
+      gets += DEPTH;
+      if (replies !== expected) failures.push(`gets: ${replies.slice(0, 200)}`);
+    }
+    c.close();
+  })();
+  await new Promise((r) => setTimeout(r, 1000));
+  const before = acked;
+  master.proc.kill("SIGKILL");
+  await until(
+    "the slave to be promoted",
+    async () => (await nodeState(index, slave.port)) === "master/active",
+  );
+  await new Promise((r) => setTimeout(r, 1000));
+  running = false;
+  await Promise.all([setLoop, getLoop]);
+  const metrics = await (await fetch(`http://127.0.0.1:${proxy.httpPort}/metrics`)).text();
+  const retries = (kind: string) =>
+    Number(new RegExp(`flare_proxy_retries_total\\{kind="${kind}"\\} (\\d+)`).exec(metrics)?.[1]);
+  console.log(
+    `pipelined seed scenario: ${acked} sets (${acked - before} after the kill), ${gets} gets; retried ${retries("write_new_master")} writes and ${retries("read_other_replica")} reads`,
+  );
+  expect(failures).toEqual([]);
+  // Runs did meet the dead master, and were retried request by request.
+  expect(retries("write_new_master")).toBeGreaterThan(0);
+  expect(retries("read_other_replica")).toBeGreaterThan(0);
+  expect(acked - before).toBeGreaterThan(1000);
+  expect(gets).toBeGreaterThan(1000);
+}
+
 /** proxy/worker.ts under wrangler's local runtime (workerd), offline. */
 async function startWorker(indexUrl: string): Promise<{ url: string; stop: () => Promise<void> }> {
   process.env.WRANGLER_SEND_METRICS = "false";
@@ -149,6 +221,10 @@ async function startWorker(indexUrl: string): Promise<{ url: string; stop: () =>
 describe("the seed scenario through the proxy", () => {
   it("memcached front: kill -9 of the master, every set succeeds, every get returns its value", async () => {
     await scenario("tcp");
+  });
+
+  it("memcached front, pipelined 32 deep: every set of every packet succeeds, every get returns its value", async () => {
+    await pipelinedScenario();
   });
 
   it("HTTP API: kill -9 of the master, every PUT succeeds, every GET returns its value", async () => {

@@ -17,24 +17,43 @@ export type Execution = boolean | Promise<boolean>;
  * reply waits for a node.
  */
 export class Later {
-  private listener: ((keep: boolean) => void) | undefined;
+  private listener: ((keep: boolean, count: number) => void) | undefined;
   private result: boolean | undefined;
+  private count = 1;
 
-  done(keep = true): void {
-    if (this.listener === undefined) this.result = keep;
-    else this.listener(keep);
+  /** `count`: how many requests' replies were written (this one and those that FOLLOW it). */
+  done(keep = true, count = 1): void {
+    if (this.listener === undefined) {
+      this.result = keep;
+      this.count = count;
+    } else this.listener(keep, count);
   }
 
-  listen(listener: (keep: boolean) => void): void {
+  listen(listener: (keep: boolean, count: number) => void): void {
     if (this.result === undefined) this.listener = listener;
-    else listener(this.result);
+    else listener(this.result, this.count);
   }
 }
 
+/**
+ * A request whose reply the request before it (in the same packet) writes, with its own: the proxy
+ * sends runs of requests for one node as one. No slot is held for it.
+ */
+export const FOLLOWS = Symbol("follows");
+
 /** What answers requests: a storage node's commands, or the proxy's. */
 export interface CommandHandler {
-  /** Writes the reply of `req` to `out` (now, or by the time the promise settles or Later is done). */
-  execute(req: Request, out: ReplyBuffer, stream?: () => Promise<void>): Execution | Later;
+  /**
+   * Writes the reply of `req` to `out` (now, or by the time the promise settles or Later is done).
+   * `packet` numbers the packets read, across connections: requests with the same number came
+   * one after another from one connection.
+   */
+  execute(
+    req: Request,
+    out: ReplyBuffer,
+    stream?: () => Promise<void>,
+    packet?: number,
+  ): Execution | Later | typeof FOLLOWS;
 }
 
 /** Connection and traffic counters the server keeps for `stats`, and request latencies. */
@@ -116,10 +135,15 @@ interface Slot {
   /** A reply that waited: its command, timed from its packet's arrival to its release. */
   op?: string;
   started?: number;
+  /** Requests it answers (itself and those that FOLLOW it). */
+  count?: number;
 }
 
 /** Small enough to come from Node's buffer pool: most held-back replies are a line or one value. */
 const SLOT_CHUNK = 512;
+
+/** Numbers every packet read, by any connection (see CommandHandler.execute). */
+let packets = 0;
 
 /** Replies held back before the connection stops reading more requests. */
 const MAX_WAITING = 1024;
@@ -128,6 +152,8 @@ class Connection {
   private readonly out = new ReplyBuffer();
   private readonly parser: RequestParser;
   private closing = false;
+  /** The buffer the next held-back reply is written into (made only once one is used). */
+  private spare = new ReplyBuffer(SLOT_CHUNK, true);
   /** Replies not yet sent because an earlier one waits for the engine. */
   private readonly waiting: Slot[] = [];
 
@@ -167,7 +193,8 @@ class Connection {
   private handle(req: Request): void {
     const timed = this.info.latency !== undefined;
     if (this.waiting.length === 0) {
-      const r = this.commands.execute(req, this.out, this.stream);
+      const r = this.commands.execute(req, this.out, this.stream, packets);
+      if (r === FOLLOWS) return;
       if (typeof r !== "boolean") {
         // The first waiting reply writes straight into `out`: everything before it is already there.
         const slot: Slot = { out: this.out, done: false, keep: true };
@@ -177,8 +204,10 @@ class Connection {
       }
       if (!r) this.quit();
     } else {
-      const slot: Slot = { out: new ReplyBuffer(SLOT_CHUNK, true), done: false, keep: true };
-      const r = this.commands.execute(req, slot.out);
+      const r = this.commands.execute(req, this.spare, undefined, packets);
+      if (r === FOLLOWS) return;
+      const slot: Slot = { out: this.spare, done: false, keep: true };
+      this.spare = new ReplyBuffer(SLOT_CHUNK, true);
       if (typeof r !== "boolean") {
         if (timed) this.timeSlot(slot, req.op);
         this.wait(r, slot);
@@ -246,7 +275,8 @@ class Connection {
 
   private wait(r: Promise<boolean> | Later, slot: Slot): void {
     this.waiting.push(slot);
-    const finish = (keep: boolean): void => {
+    const finish = (keep: boolean, count: number): void => {
+      slot.count = count;
       slot.done = true;
       slot.keep = keep;
       // Replies that finish together (one engine batch, one node's packet) leave together, in one write.
@@ -256,7 +286,7 @@ class Connection {
       }
     };
     if (r instanceof Later) r.listen(finish);
-    else r.then(finish);
+    else r.then((keep) => finish(keep, 1));
   }
 
   private releaseQueued = false;
@@ -270,7 +300,7 @@ class Connection {
     let n = 0;
     while (n < waiting.length && (waiting[n] as Slot).done) {
       const slot = waiting[n++] as Slot;
-      if (slot.op !== undefined) latency?.record(slot.op, (now - (slot.started as number)) / 1000);
+      if (slot.op !== undefined) latency?.record(slot.op, (now - (slot.started as number)) / 1000, slot.count);
       if (slot.out !== this.out) this.out.append(slot.out);
       if (!slot.keep) {
         this.quit();
@@ -286,6 +316,7 @@ class Connection {
 
   private onData(chunk: Buffer): void {
     this.info.traffic.bytesRead += chunk.length;
+    packets++;
     const latency = this.info.latency;
     if (latency !== undefined) this.packetStart = performance.now();
     this.parser.push(chunk);

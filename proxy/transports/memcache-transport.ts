@@ -11,28 +11,38 @@ import { type Transport, TransportError } from "./transport.js";
 export type ReplyShape = "line" | "values";
 
 /**
- * Called once with the reply, bytes `start` to `end` of a read buffer the connection shares among
- * replies (copy them or keep a view; never write to it), or with the error that ended the
- * connection first.
+ * Called once with the replies, bytes `start` to `end` of a read buffer the connection shares
+ * among replies (copy them or keep a view; never write to it) and how many of them are
+ * SERVER_ERROR lines; or with the error that ended the connection first.
  */
-export type OnReply = (reply: Buffer | TransportError, start: number, end: number) => void;
+export type OnReply = (
+  reply: Buffer | TransportError,
+  start: number,
+  end: number,
+  serverErrors: number,
+) => void;
 
-interface Pending {
+/** Requests sent together, answered together: `count` replies of one shape. */
+export interface Sent {
   shape: ReplyShape;
   done: OnReply;
   deadline: number;
+  count: number;
 }
 
 const MAX_REPLY = 64 * 1024 * 1024;
 
 class BackendConnection {
   private socket: Socket | undefined;
-  private readonly queue: Pending[] = [];
+  private readonly queue: Sent[] = [];
   private buf: Buffer = Buffer.alloc(0);
   /** Where the unread replies in `buf` start. */
   private start = 0;
   /** Where the reply being read continues (bytes of `buf` already known to belong to it). */
   private scanned = 0;
+  /** Replies of the head entry already read, and how many were SERVER_ERROR lines. */
+  private seen = 0;
+  private serverErrors = 0;
   private timer: NodeJS.Timeout | undefined;
   dead = false;
 
@@ -46,14 +56,27 @@ class BackendConnection {
     return this.queue.length;
   }
 
-  send(bytes: Buffer, shape: ReplyShape, done: OnReply): void {
+  send(bytes: Buffer, shape: ReplyShape, done: OnReply): Sent {
     if (this.socket === undefined) this.open();
-    this.queue.push({ shape, done, deadline: Date.now() + this.timeoutMs });
+    const sent: Sent = { shape, done, deadline: Date.now() + this.timeoutMs, count: 1 };
+    this.queue.push(sent);
     // Everything sent to this node in one turn of the event loop (all the client packets read in
     // it) leaves in one write: one syscall for many requests.
     this.outgoing.push(bytes);
     if (this.outgoing.length === 1) setImmediate(this.flush);
     if (this.timer === undefined) this.arm();
+    return sent;
+  }
+
+  /**
+   * Adds a request to what `sent` sent, answered with it. Only while `sent` is the last thing sent
+   * on this connection and not yet written (the same turn of the event loop).
+   */
+  add(sent: Sent, bytes: Buffer): boolean {
+    if (this.dead || this.queue[this.queue.length - 1] !== sent || this.outgoing.length === 0) return false;
+    sent.count++;
+    this.outgoing.push(bytes);
+    return true;
   }
 
   private readonly outgoing: Buffer[] = [];
@@ -101,7 +124,7 @@ class BackendConnection {
     this.socket?.destroy();
     this.outgoing.length = 0;
     const err = new TransportError(`${this.host}:${this.port}`, reason);
-    for (const p of this.queue.splice(0)) p.done(err, 0, 0);
+    for (const p of this.queue.splice(0)) p.done(err, 0, 0, 0);
   }
 
   private onData(d: Buffer): void {
@@ -120,17 +143,26 @@ class BackendConnection {
         if (this.start < buf.length) this.fail("reply nobody asked for");
         return;
       }
-      const end = replyEnd(buf, this.scanned, head.shape);
-      if (end < 0) {
-        this.scanned = -end - 1;
-        if (buf.length - this.start > MAX_REPLY) this.fail("reply too large");
-        return;
+      while (this.seen < head.count) {
+        const end = replyEnd(buf, this.scanned, head.shape);
+        if (end < 0) {
+          this.scanned = -end - 1;
+          if (buf.length - this.start > MAX_REPLY) this.fail("reply too large");
+          return;
+        }
+        // A reply's last line says whether it failed: SERVER_ERROR ... (VALUE blocks end in END).
+        const last = buf.lastIndexOf(10, end - 2) + 1;
+        if (buf[last] === 83 && buf[last + 1] === 69 && last >= this.scanned) this.serverErrors++;
+        this.scanned = end;
+        this.seen++;
       }
       const start = this.start;
-      this.start = end;
-      this.scanned = end;
+      const serverErrors = this.serverErrors;
+      this.start = this.scanned;
+      this.seen = 0;
+      this.serverErrors = 0;
       this.queue.shift();
-      head.done(buf, start, end);
+      head.done(buf, start, this.scanned, serverErrors);
     }
   }
 }
@@ -183,14 +215,14 @@ class Backend {
     private readonly timeoutMs: number,
   ) {}
 
-  send(bytes: Buffer, shape: ReplyShape, done: OnReply): void {
+  send(bytes: Buffer, shape: ReplyShape, done: OnReply): { conn: BackendConnection; sent: Sent } {
     let conn = this.current;
     if (conn === undefined || conn.dead) {
       conn = this.pick();
       this.current = conn;
       setImmediate(this.endTurn);
     }
-    conn.send(bytes, shape, done);
+    return { conn, sent: conn.send(bytes, shape, done) };
   }
 
   /** `send` as a promise, for the paths that are not hot (retries, fan-outs). */
@@ -238,9 +270,13 @@ export class MemcacheTransport implements Transport<MemcacheRequest, Buffer> {
     private readonly timeoutMs: number,
   ) {}
 
-  /** The hot path: the reply goes to a callback, no promise is made. */
-  send(node: NodeEntry, bytes: Buffer, shape: ReplyShape, done: OnReply): void {
-    this.backend(node).send(bytes, shape, done);
+  /**
+   * The hot path: the reply goes to a callback, no promise is made. The result adds more requests
+   * to the same reply (see BackendConnection.add).
+   */
+  send(node: NodeEntry, bytes: Buffer, shape: ReplyShape, done: OnReply): (bytes: Buffer) => boolean {
+    const { conn, sent } = this.backend(node).send(bytes, shape, done);
+    return (more) => conn.add(sent, more);
   }
 
   request(node: NodeEntry, req: MemcacheRequest): Promise<Buffer> {
