@@ -300,7 +300,8 @@ class Connection {
     let n = 0;
     while (n < waiting.length && (waiting[n] as Slot).done) {
       const slot = waiting[n++] as Slot;
-      if (slot.op !== undefined) latency?.record(slot.op, (now - (slot.started as number)) / 1000, slot.count);
+      if (slot.op !== undefined)
+        latency?.record(slot.op, (now - (slot.started as number)) / 1000, slot.count);
       if (slot.out !== this.out) this.out.append(slot.out);
       if (!slot.keep) {
         this.quit();
