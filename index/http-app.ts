@@ -60,9 +60,11 @@ export function createIndexHttpApp(service: IndexService, adminToken: string | u
 
   app.get("/v1/cluster", async (c) => {
     const after = c.req.query("after");
+    const wait = c.req.query("wait") ?? String(LONG_POLL_MS);
     if (after !== undefined) {
       if (!/^\d+$/.test(after)) return fail(c, 400, "BAD_REQUEST", "after must be a map version");
-      await service.waitForVersion(Number(after), LONG_POLL_MS);
+      if (!/^\d+$/.test(wait)) return fail(c, 400, "BAD_REQUEST", "wait must be milliseconds");
+      await service.waitForVersion(Number(after), Math.min(Number(wait), LONG_POLL_MS));
     }
     return c.json(snapshot());
   });

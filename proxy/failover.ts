@@ -12,7 +12,11 @@ export class ProxyFailure extends Error {}
 /** Where newer node maps come from: pushed by the index (Node) or long-polled from it (Worker). */
 export interface MapFeed {
   readonly version: number;
-  /** Resolves true once the map is newer than `version`, false if none came by `deadline`. */
+  /**
+   * Resolves true when a write is worth trying again: the map is newer than `version`, or a short
+   * wait passed (a master that was only slow, or that has not yet heard it was promoted, needs no
+   * newer map); false at `deadline`.
+   */
   newerThan(version: number, deadline: number): Promise<boolean>;
 }
 

@@ -23,6 +23,8 @@ import { HttpTransport } from "./transports/http-transport.js";
 interface Env {
   INDEX_URL: string;
   WRITE_WAIT_MS?: string;
+  /** The index's admin-token, when it has one (reporting a node needs it). */
+  ADMIN_TOKEN?: string;
 }
 
 interface ClusterView {
@@ -34,13 +36,17 @@ interface ClusterView {
 const MAP_TTL_MS = 5000;
 const NODE_TIMEOUT_MS = 1000;
 const MAX_KEY = 250;
+const SUSPECT_EVERY_MS = 1000;
 
 /** Kept per isolate: requests share the map until it is stale or a node fails. */
 const state = { router: new Router(), version: -1, fetchedAt: 0 };
 
 async function loadMap(env: Env, after?: number, waitMs = 0): Promise<void> {
   const url = new URL("/v1/cluster", env.INDEX_URL);
-  if (after !== undefined) url.searchParams.set("after", String(after));
+  if (after !== undefined) {
+    url.searchParams.set("after", String(after));
+    url.searchParams.set("wait", String(Math.max(waitMs, 0)));
+  }
   const res = await fetch(url, { signal: AbortSignal.timeout(Math.max(waitMs, 0) + NODE_TIMEOUT_MS) });
   if (!res.ok) throw new Error(`index answered ${res.status}`);
   const view = (await res.json()) as ClusterView;
@@ -68,13 +74,27 @@ function forwardHeaders(c: Context): Headers {
 }
 
 const transport = new HttpTransport(NODE_TIMEOUT_MS);
-const hooks: FailureHooks<Response> = {
-  // The next request fetches the map again: the index may already know about the node.
-  unreachable: () => {
+/** When each node was last reported to the index: once a second is enough to start its check. */
+const reported = new Map<string, number>();
+
+const hooks = (env: Env): FailureHooks<Response> => ({
+  unreachable: (node) => {
+    // The next request fetches the map again: the index may already know about the node.
     state.fetchedAt = 0;
+    const key = `${node.host}:${node.port}`;
+    const now = Date.now();
+    if (now - (reported.get(key) ?? 0) < SUSPECT_EVERY_MS) return;
+    reported.set(key, now);
+    // Tell the index, so it checks the node now rather than at its next interval.
+    const url = new URL(`/v1/nodes/${node.host}/${node.port}/suspect`, env.INDEX_URL);
+    const headers =
+      env.ADMIN_TOKEN === undefined ? undefined : { Authorization: `Bearer ${env.ADMIN_TOKEN}` };
+    void fetch(url, { method: "POST", headers, signal: AbortSignal.timeout(NODE_TIMEOUT_MS) })
+      .then((res) => res.body?.cancel())
+      .catch(() => undefined);
   },
   refused: (_node, res) => void res.body?.cancel(),
-};
+});
 
 /** A node answers 503 when it is not (or no longer) the master, or cannot store. */
 const notMaster = (res: Response): boolean => {
@@ -83,18 +103,16 @@ const notMaster = (res: Response): boolean => {
   return true;
 };
 
-/** Newer maps by long-polling the index (`?after=V`), until the deadline. */
+/** Newer maps by long-polling the index (`?after=V`), a short wait at a time, until the deadline. */
 const feed = (env: Env): MapFeed => ({
   get version() {
     return state.version;
   },
   async newerThan(version, deadline) {
-    while (state.version <= version) {
-      const left = deadline - Date.now();
-      if (left <= 0) return false;
-      await loadMap(env, version, Math.min(left, 2000)).catch(() => new Promise((r) => setTimeout(r, 100)));
-    }
-    return true;
+    const left = deadline - Date.now();
+    if (left <= 0) return false;
+    await loadMap(env, version, Math.min(left, 500)).catch(() => new Promise((r) => setTimeout(r, 100)));
+    return state.version > version || Date.now() < deadline;
   },
 });
 
@@ -109,12 +127,12 @@ async function read(c: Context<{ Bindings: Env }>, key: string): Promise<Respons
   const refused = (res: Response) => res.status >= 500;
   let res: Response;
   try {
-    res = await readFromReplicas(state.router, transport, key, req, refused, hooks);
+    res = await readFromReplicas(state.router, transport, key, req, refused, hooks(c.env));
   } catch (err) {
     if (!(err instanceof ProxyFailure)) throw err;
     // Every replica of our map failed: the index may know better ones.
     await loadMap(c.env);
-    res = await readFromReplicas(state.router, transport, key, req, refused, hooks);
+    res = await readFromReplicas(state.router, transport, key, req, refused, hooks(c.env));
   }
   return new Response(res.body, res);
 }
@@ -128,7 +146,16 @@ async function write(c: Context<{ Bindings: Env }>, key: string): Promise<Respon
     body: c.req.method === "PUT" ? await c.req.arrayBuffer() : undefined,
   };
   const deadline = Date.now() + Number(c.env.WRITE_WAIT_MS ?? 6000);
-  const res = await writeToMaster(state.router, transport, feed(c.env), key, req, notMaster, hooks, deadline);
+  const res = await writeToMaster(
+    state.router,
+    transport,
+    feed(c.env),
+    key,
+    req,
+    notMaster,
+    hooks(c.env),
+    deadline,
+  );
   return new Response(res.body, res);
 }
 

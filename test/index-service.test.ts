@@ -130,6 +130,10 @@ describe("index HTTP API", () => {
     await c.ask("node add localhost 11213\r\n", "END\r\n");
     const next = await waiting;
     expect(next.version).toBe(now.version + 1);
+    // &wait bounds the wait: with no newer map, the current one comes back.
+    const bounded = await (await fetch(`${base()}/v1/cluster?after=${next.version}&wait=50`)).json();
+    expect(bounded.version).toBe(next.version);
+    expect((await fetch(`${base()}/v1/cluster?after=1&wait=soon`)).status).toBe(400);
   });
 
   it("changes need the admin token and answer refusals with 409", async () => {
