@@ -176,11 +176,15 @@ export function httpMetrics(registry: Registry): MiddlewareHandler {
   };
 }
 
-/** The node map as this process sees it: 1 per node, labelled with its role, state and partition. */
-export function mapGauge(
+/** The node map as this process sees it: its version, and 1 per node with role, state and partition. */
+export function mapMetrics(
   registry: Registry,
+  version: () => number,
   nodes: () => readonly { host: string; port: number; role: string; state: string; partition: number }[],
 ): void {
+  gaugeFrom(registry, "flare_map_version", "Version of the node map this process follows.", [], () => [
+    [{}, version()],
+  ]);
   gaugeFrom(
     registry,
     "flare_map_node",
@@ -190,5 +194,23 @@ export function mapGauge(
       for (const n of nodes())
         yield [{ node: `${n.host}:${n.port}`, role: n.role, state: n.state, partition: n.partition }, 1];
     },
+  );
+}
+
+/** Client connections of a memcached front (node or proxy). */
+export function connectionMetrics(
+  registry: Registry,
+  connections: { current: number; total: number; rejected: number },
+): void {
+  gaugeFrom(registry, "flare_connections", "Open client connections.", [], () => [[{}, connections.current]]);
+  counterFrom(
+    registry,
+    "flare_connections_total",
+    "Client connections accepted or refused.",
+    ["result"],
+    () => [
+      [{ result: "accepted" }, connections.total],
+      [{ result: "rejected" }, connections.rejected],
+    ],
   );
 }

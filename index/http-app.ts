@@ -12,7 +12,7 @@ import {
   createRegistry,
   gaugeFrom,
   httpMetrics,
-  mapGauge,
+  mapMetrics,
   metricsRoute,
 } from "../common/metrics.js";
 import { fail } from "../protocol/http-kv.js";
@@ -33,7 +33,6 @@ const target = z.object({ host: z.string().min(1), port: z.coerce.number().int()
 export function createIndexHttpApp(service: IndexService, adminToken: string | undefined): Hono {
   const app = new Hono();
   const registry = createRegistry("index");
-  gaugeFrom(registry, "flare_map_version", "Version of the node map.", [], () => [[{}, service.map.version]]);
   counterFrom(registry, "flare_failovers_total", "Masters replaced by a slave since start.", [], () => [
     [{}, service.failovers],
   ]);
@@ -46,7 +45,11 @@ export function createIndexHttpApp(service: IndexService, adminToken: string | u
       return [{ role, state }, v];
     });
   });
-  mapGauge(registry, () => service.map.list());
+  mapMetrics(
+    registry,
+    () => service.map.version,
+    () => service.map.list(),
+  );
   app.use(httpMetrics(registry));
   app.get("/metrics", metricsRoute(registry));
 

@@ -1,6 +1,6 @@
 /** The proxy's /metrics: requests and their outcome by command, retries, unreachable nodes, the map. */
 import type { Registry } from "prom-client";
-import { counterFrom, gaugeFrom, type LatencyRecorder, mapGauge } from "../common/metrics.js";
+import { connectionMetrics, counterFrom, type LatencyRecorder, mapMetrics } from "../common/metrics.js";
 import type { ClusterMember } from "../protocol/cluster-member.js";
 import type { ServerCounters } from "../protocol/memcache/server.js";
 import type { ProxyCommands } from "./memcache-front.js";
@@ -43,21 +43,10 @@ export function registerProxyMetrics(
     ["node"],
     () => [...e.unreachable].map(([node, n]) => [{ node }, n]),
   );
-  gaugeFrom(registry, "flare_connections", "Open client connections.", [], () => [
-    [{}, counters.connections.current],
-  ]);
-  counterFrom(
+  connectionMetrics(registry, counters.connections);
+  mapMetrics(
     registry,
-    "flare_connections_total",
-    "Client connections accepted or refused.",
-    ["result"],
-    () => [
-      [{ result: "accepted" }, counters.connections.total],
-      [{ result: "rejected" }, counters.connections.rejected],
-    ],
+    () => member.version,
+    () => member.map,
   );
-  gaugeFrom(registry, "flare_map_version", "Version of the node map this proxy follows.", [], () => [
-    [{}, member.version],
-  ]);
-  mapGauge(registry, () => member.map);
 }

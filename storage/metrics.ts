@@ -1,6 +1,6 @@
 /** A storage node's /metrics: what `stats` shows, as Prometheus series, read when scraped. */
 import type { Registry } from "prom-client";
-import { counterFrom, gaugeFrom, mapGauge } from "../common/metrics.js";
+import { connectionMetrics, counterFrom, gaugeFrom, mapMetrics } from "../common/metrics.js";
 import type { ClusterMember } from "../protocol/cluster-member.js";
 import type { ServerCounters } from "../protocol/memcache/server.js";
 import type { Counters } from "./counters.js";
@@ -44,19 +44,7 @@ export function registerNodeMetrics(
       for (const [command, result, counter] of RESULTS) yield [{ command, result }, c[counter] as number];
     },
   );
-  gaugeFrom(registry, "flare_connections", "Open client connections.", [], () => [
-    [{}, info.connections.current],
-  ]);
-  counterFrom(
-    registry,
-    "flare_connections_total",
-    "Client connections accepted or refused.",
-    ["result"],
-    () => [
-      [{ result: "accepted" }, info.connections.total],
-      [{ result: "rejected" }, info.connections.rejected],
-    ],
-  );
+  connectionMetrics(registry, info.connections);
   counterFrom(
     registry,
     "flare_traffic_bytes_total",
@@ -89,8 +77,9 @@ export function registerNodeMetrics(
     [],
     () => [[{}, member.replicationSeq]],
   );
-  gaugeFrom(registry, "flare_map_version", "Version of the node map this node follows.", [], () => [
-    [{}, member.version],
-  ]);
-  mapGauge(registry, () => member.map);
+  mapMetrics(
+    registry,
+    () => member.version,
+    () => member.map,
+  );
 }

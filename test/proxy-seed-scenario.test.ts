@@ -52,13 +52,27 @@ function httpClient(origin: string): Client {
   };
 }
 
-async function scenario(transport: "tcp" | "http" | "worker"): Promise<void> {
+/** The seed's layout: index (1 s / 3), master balance 1, slave balance 2, sync replication. */
+async function seedCluster() {
   const index = await startIndex(["--http-port", "0"]);
   const nodeArgs = ["--replication-type", "sync", "--http-port", "0"];
   const master = await startNodeProcess(joinArgs(index, nodeArgs));
   const slave = await startNodeProcess(joinArgs(index, nodeArgs));
   await admin(index.port, `node role localhost ${master.port} master 1 0`);
   await attachSlave(index, slave, 2);
+  /** kill -9 of the master; resolves once the index has promoted the slave. */
+  const killMaster = async (): Promise<void> => {
+    master.proc.kill("SIGKILL");
+    await until(
+      "the slave to be promoted",
+      async () => (await nodeState(index, slave.port)) === "master/active",
+    );
+  };
+  return { index, master, slave, killMaster };
+}
+
+async function scenario(transport: "tcp" | "http" | "worker"): Promise<void> {
+  const { index, master, killMaster } = await seedCluster();
   let client: () => Promise<Client>;
   let stopFront = async (): Promise<void> => {};
   if (transport === "worker") {
@@ -108,11 +122,7 @@ async function scenario(transport: "tcp" | "http" | "worker"): Promise<void> {
 
   await new Promise((r) => setTimeout(r, 1000));
   const before = acked;
-  master.proc.kill("SIGKILL");
-  await until(
-    "the slave to be promoted",
-    async () => (await nodeState(index, slave.port)) === "master/active",
-  );
+  await killMaster();
   await new Promise((r) => setTimeout(r, 1500));
   running = false;
   await Promise.all([setLoop, getLoop]);
@@ -134,12 +144,7 @@ async function scenario(transport: "tcp" | "http" | "worker"): Promise<void> {
  * sends to the node as one run; a run whose node dies is retried request by request.
  */
 async function pipelinedScenario(): Promise<void> {
-  const index = await startIndex();
-  const nodeArgs = ["--replication-type", "sync"];
-  const master = await startNodeProcess(joinArgs(index, nodeArgs));
-  const slave = await startNodeProcess(joinArgs(index, nodeArgs));
-  await admin(index.port, `node role localhost ${master.port} master 1 0`);
-  await attachSlave(index, slave, 2);
+  const { index, killMaster } = await seedCluster();
   const proxy = await startRole("proxy", "proxy started", joinArgs(index, ["--http-port", "0"]));
   const DEPTH = 32;
   let running = true;
@@ -179,11 +184,7 @@ async function pipelinedScenario(): Promise<void> {
   })();
   await new Promise((r) => setTimeout(r, 1000));
   const before = acked;
-  master.proc.kill("SIGKILL");
-  await until(
-    "the slave to be promoted",
-    async () => (await nodeState(index, slave.port)) === "master/active",
-  );
+  await killMaster();
   await new Promise((r) => setTimeout(r, 1000));
   running = false;
   await Promise.all([setLoop, getLoop]);
