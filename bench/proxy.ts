@@ -7,7 +7,7 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startCluster, startRole } from "./cluster.js";
+import { ask, startCluster, startRole } from "./cluster.js";
 import { runHttpLoad } from "./http-load.js";
 import { preload, runLoad } from "./load.js";
 import { cpuSeconds, freePort, startMemcached, waitListening } from "./servers.js";
@@ -81,6 +81,47 @@ async function startTwemproxy(
   };
 }
 
+/**
+ * The flare-ts proxy in front of a plain memcached, as twemproxy is: the index is told about it by
+ * hand (`node add` on its behalf) and made its master. memcached answers the index's pings with
+ * ERROR, so monitoring is set to take minutes to give up on it; a benchmark row takes seconds.
+ */
+async function proxyInFront(
+  memcachedPort: number,
+): Promise<{ port: number; pid: number; stop: () => Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), "flare-bench-index-"));
+  const index = await startRole("index", [
+    "--data-dir",
+    dir,
+    "--monitor-interval",
+    "3600",
+    "--monitor-threshold",
+    "100",
+    "--monitor-retry-wait",
+    "60000",
+  ]);
+  await ask(index.port, `node add localhost ${memcachedPort}\r\n`, "END\r\n");
+  const role = await ask(index.port, `node role localhost ${memcachedPort} master 1 0\r\n`);
+  if (role !== "OK\r\n") throw new Error(`node role for memcached: ${role}`);
+  const proxy = await startRole("proxy", [
+    "--server-name",
+    "localhost",
+    "--index-server-name",
+    "127.0.0.1",
+    "--index-server-port",
+    String(index.port),
+  ]);
+  return {
+    port: proxy.port,
+    pid: proxy.pid,
+    stop: async () => {
+      await proxy.kill("SIGTERM");
+      await index.kill("SIGTERM");
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 export async function proxyBench(durationMs: number): Promise<void> {
   const rows: Row[] = [];
   const cluster = await startCluster(0, ["--http-port", "0"]);
@@ -126,10 +167,20 @@ export async function proxyBench(durationMs: number): Promise<void> {
   }
   const memcached = await startMemcached();
   const twem = await startTwemproxy(memcached.port);
+  const flareToMemcached = await proxyInFront(memcached.port);
   try {
     rows.push(...(await measure("memcached, direct", memcached.port, undefined, durationMs)));
     rows.push(...(await measure("twemproxy -> memcached", twem.port, twem.pid, durationMs)));
+    rows.push(
+      ...(await measure(
+        "flare-ts proxy -> memcached",
+        flareToMemcached.port,
+        flareToMemcached.pid,
+        durationMs,
+      )),
+    );
   } finally {
+    await flareToMemcached.stop();
     await twem.stop();
     await memcached.stop();
   }
