@@ -1,11 +1,13 @@
 /**
- * `npm run bench [-- --duration S]` (or `npm run bench -- failover|replication|proxy [--rounds N]`): get/set throughput, p50/p99 latency and server CPU per
+ * `npm run bench [-- --duration S]` (or `npm run bench -- failover|replication|proxy [--rounds N]`;
+ * `flare bench ...` is the same): get/set throughput, p50/p99 latency and server CPU per
  * operation for a flare-ts node and, in the same run under the same load, a real memcached.
  */
 
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { failoverBench } from "./failover.js";
 import { preload, runLoad } from "./load.js";
 import { proxyBench } from "./proxy.js";
@@ -109,7 +111,8 @@ function table(rows: Row[]): string {
   return [line(head), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...body.map(line)].join("\n");
 }
 
-async function main(): Promise<void> {
+/** Reads its options from process.argv, so `npm run bench -- proxy` and `flare bench proxy` agree. */
+export async function runBench(): Promise<void> {
   if (process.argv.includes("failover")) {
     await failoverBench(arg("rounds", 10));
     return;
@@ -177,7 +180,9 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: unknown) => {
-  console.error(err);
-  process.exit(1);
-});
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  runBench().catch((err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  });
+}

@@ -25,6 +25,8 @@ commands:
            [-f cluster.conf] [--base-port 12120] [--storage-type memory|leveldb|redis] ...
   admin    operate a running cluster: stats nodes, role, state, remove, add-slave, ping, dump
            (flare admin --help)
+  bench    measure: a node against memcached; bench proxy|failover|replication (needs memcached,
+           redis-server, nutcracker; npm run bench installs what it can)
 
 Every config-file key is also a flag: flare node --server-port 11211 --http-port 11280
 See README.md for every key.`;
@@ -74,6 +76,11 @@ async function main(argv: string[]): Promise<number> {
       return runCluster(loadConfig(clusterConfigSpec, rest), untilSignal);
     case "admin":
       return runAdmin(rest);
+    case "bench": {
+      const { runBench } = await import("../bench/run.js");
+      await runBench();
+      return 0;
+    }
     default:
       process.stderr.write(`flare: unknown command '${command}'\n${USAGE}\n`);
       return 2;

@@ -22,6 +22,8 @@ const event = process.env.npm_lifecycle_event;
 if (event === "pretest" || event === "prebench") {
   // command -> Debian package
   const tools = { memccapable: "libmemcached-tools", memcached: "memcached", "redis-server": "redis-server" };
+  // The proxy bench runs twemproxy beside the flare-ts proxy; the tests do not need it.
+  if (event === "prebench") tools.nutcracker = "nutcracker";
   const missing = Object.entries(tools).filter(([cmd]) => !has(cmd));
   if (missing.length > 0) {
     const pkgs = missing.map(([, pkg]) => pkg).join(" ");
