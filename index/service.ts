@@ -56,7 +56,13 @@ export class IndexService {
       this.apply(this.map.down(host, port), "restart");
     }
     const change = this.apply(this.map.add(host, port, httpPort), "node add");
-    if (change.ok) this.watch(host, port);
+    if (change.ok) {
+      this.watch(host, port);
+      // The broadcast went out before this node had a monitor link: it gets the map (and its
+      // version, which `node add`'s reply does not carry) now.
+      const data = this.map.toData();
+      void this.monitors.get(nodeKey(host, port))?.push(syncText(data.version, data.nodes));
+    }
     return change;
   }
 
@@ -144,7 +150,7 @@ export class IndexService {
 
   /** Pushes the map to every live node: a new master first (it must start taking writes), then the rest. */
   private async broadcast(version: number, nodes: NodeEntry[], first: string | undefined): Promise<void> {
-    const text = `node sync ${version}\r\n${nodes.map((n) => `${nodeLine(n)}\r\n`).join("")}END\r\n`;
+    const text = syncText(version, nodes);
     const targets = nodes.filter((n) => n.state !== "down").map((n) => nodeKey(n.host, n.port));
     const started = Date.now();
     if (first !== undefined && targets.includes(first)) {
@@ -220,4 +226,9 @@ export class IndexService {
     );
     this.monitors.set(key, monitor);
   }
+}
+
+/** Flare's map push: `node sync <version>`, a NODE line per node, END. */
+function syncText(version: number, nodes: readonly NodeEntry[]): string {
+  return `node sync ${version}\r\n${nodes.map((n) => `${nodeLine(n)}\r\n`).join("")}END\r\n`;
 }

@@ -125,7 +125,8 @@ export class ClusterMember {
               const m = /^META (\S+) (\S+)$/.exec(line);
               if (m !== null) this.meta.set(m[1] as string, m[2] as string);
             }
-            this.apply(0, lines.slice(0, -1));
+            // The index may have pushed the map (with its version) before this reply arrived.
+            if (this.version === 0) this.apply(0, lines.slice(0, -1));
             this.log.info("registered with index", {
               index: `${indexHost}:${indexPort}`,
               role: this.self()?.role,

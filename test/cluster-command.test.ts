@@ -117,6 +117,8 @@ describe("npm start", () => {
     expect(proxyMetrics).toMatch(
       /flare_http_request_duration_seconds_count\{method="PUT",route="\/v1\/kv\/:key",status="200"\} 1\n/,
     );
+    // The proxy registered last and has seen no change since: it still knows the map's version.
+    expect(proxyMetrics).toMatch(/\nflare_map_version [1-9]\d*\n/);
     const masterMetrics = await scrape("master");
     expect(masterMetrics).toMatch(/flare_command_results_total\{command="set",result="stored"\} 2\n/);
     expect(masterMetrics).toMatch(/flare_replication_lag\{slave="localhost:\d+"\} 0\n/);
