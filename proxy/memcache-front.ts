@@ -35,13 +35,12 @@ export interface ProxyOptions {
   version: string;
 }
 
-const startsWith = (reply: Buffer, start: number, end: number, text: string): boolean =>
-  end - start >= text.length && reply.latin1Slice(start, start + text.length) === text;
-const isServerError = (reply: Buffer, start = 0, end = reply.length): boolean =>
-  reply[start] === 83 && startsWith(reply, start, end, "SERVER_ERROR");
+const startsWith = (reply: Buffer, text: string): boolean =>
+  reply.length >= text.length && reply.latin1Slice(0, text.length) === text;
+const isServerError = (reply: Buffer): boolean => reply[0] === 83 && startsWith(reply, "SERVER_ERROR");
 /** A node that is no longer master says so: the map it is in is newer than ours. */
-const isNotMaster = (reply: Buffer, start = 0, end = reply.length): boolean =>
-  reply[start] === 83 && startsWith(reply, start, end, "SERVER_ERROR not a master");
+const isNotMaster = (reply: Buffer): boolean =>
+  reply[0] === 83 && startsWith(reply, "SERVER_ERROR not a master");
 
 export class ProxyCommands implements CommandHandler {
   private readonly transport: MemcacheTransport;
@@ -56,6 +55,9 @@ export class ProxyCommands implements CommandHandler {
     unreachable: new Map<string, number>(),
   };
   private readonly maps: MapFeed;
+  private readonly writing = new PendingWrites();
+  /** The run the last request started or joined, if the next one may join it. */
+  private run: Run | undefined;
 
   constructor(
     private readonly router: Router,
@@ -373,10 +375,6 @@ export class ProxyCommands implements CommandHandler {
     out.push(END);
     return out;
   }
-
-  private readonly writing = new PendingWrites();
-  /** The run the last request started or joined, if the next one may join it. */
-  private run: Run | undefined;
 
   private write(key: string, bytes: Buffer, shape: ReplyShape): Promise<Buffer> {
     this.writing.begin(key);
