@@ -155,7 +155,10 @@ async function admin(argv: string[]): Promise<number> {
     const [reply] = await ask(idx.host, idx.port, line, oneLine);
     if (reply !== "OK") throw new Refused(`${line}: ${reply ?? "no reply"}`);
   };
-  const target = () => ({ host: rest[0] ?? "", port: int(rest[1], "PORT") });
+  const target = () => {
+    if (rest[0] === undefined) throw new ConfigError(`${command}: needs HOST PORT (see flare admin --help)`);
+    return { host: rest[0], port: int(rest[1], "PORT") };
+  };
 
   switch (command) {
     case "stats":
