@@ -87,14 +87,8 @@ export function nodesTable(index: string, rows: readonly NodeRow[]): string {
   return [line(head), ...cells.map(line)].join("\n");
 }
 
-async function ask(host: string, port: number, command: string, until = untilEnd): Promise<string[]> {
-  const c = await LineClient.connect(host, port, TIMEOUT_MS);
-  try {
-    return await c.request(`${command}\r\n`, until, TIMEOUT_MS);
-  } finally {
-    c.close();
-  }
-}
+const ask = (host: string, port: number, command: string, until = untilEnd): Promise<string[]> =>
+  LineClient.ask(host, port, command, until, TIMEOUT_MS);
 
 function hostPort(text: string, what: string): { host: string; port: number } {
   const m = /^(.+):(\d+)$/.exec(text);

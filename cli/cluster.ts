@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
 import { type ConfigSpec, cfg } from "../common/config.js";
-import { LineClient, oneLine, untilEnd } from "../protocol/line-client.js";
+import { LineClient, oneLine } from "../protocol/line-client.js";
 import { nodesTable, parseStatsNodes } from "./admin.js";
 import { type Proc, startRole } from "./launcher.js";
 
@@ -45,15 +45,6 @@ function portFree(host: string, port: number): Promise<boolean> {
     s.once("error", () => resolve(false));
     s.listen(port, host, () => s.close(() => resolve(true)));
   });
-}
-
-async function ask(host: string, port: number, command: string, until = untilEnd): Promise<string[]> {
-  const c = await LineClient.connect(host, port, 2000);
-  try {
-    return await c.request(`${command}\r\n`, until, 5000);
-  } finally {
-    c.close();
-  }
 }
 
 export async function runCluster(c: ClusterConfig, untilSignal: () => Promise<void>): Promise<number> {
@@ -128,14 +119,16 @@ export async function runCluster(c: ClusterConfig, untilSignal: () => Promise<vo
     const master = await node("master", 1);
     const slave = await node("slave", 2);
     const expectOk = async (command: string): Promise<void> => {
-      const [reply] = await ask(o.host, index.port, command, oneLine);
+      const [reply] = await LineClient.ask(o.host, index.port, command, oneLine);
       if (reply !== "OK") throw new Error(`${command}: ${reply}`);
     };
     await expectOk(`node role localhost ${master.port} master 1 0`);
     await expectOk(`node role localhost ${slave.port} slave 2 0`);
     const deadline = Date.now() + 30_000;
     while (
-      !(await ask(o.host, index.port, "stats nodes")).includes(`STAT localhost:${slave.port}:state active`)
+      !(await LineClient.ask(o.host, index.port, "stats nodes")).includes(
+        `STAT localhost:${slave.port}:state active`,
+      )
     ) {
       if (Date.now() > deadline) throw new Error("the slave did not finish its rebuild");
       if (interrupted) throw new Error("interrupted");
@@ -148,7 +141,7 @@ export async function runCluster(c: ClusterConfig, untilSignal: () => Promise<vo
     );
     const nodes = nodesTable(
       `${o.host}:${index.port}`,
-      parseStatsNodes(await ask(o.host, index.port, "stats nodes")),
+      parseStatsNodes(await LineClient.ask(o.host, index.port, "stats nodes")),
     );
     process.stdout.write(
       [

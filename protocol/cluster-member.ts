@@ -94,13 +94,8 @@ export class ClusterMember {
   /** Asks the index to change this node's state (a rebuilt slave reports itself active). */
   async tellIndex(command: string): Promise<string> {
     const { indexHost, indexPort } = this.options;
-    const client = await LineClient.connect(indexHost, indexPort, 2000);
-    try {
-      const [reply] = await client.request(`${command}\r\n`, oneLine, 5000);
-      return reply ?? "";
-    } finally {
-      client.close();
-    }
+    const [reply] = await LineClient.ask(indexHost, indexPort, command, oneLine);
+    return reply ?? "";
   }
 
   statsNodes(): string[] {
@@ -168,12 +163,7 @@ export class ClusterMember {
     const { indexHost, indexPort, serverName } = this.options;
     const port = this.port;
     try {
-      const client = await LineClient.connect(indexHost, indexPort, 1000);
-      try {
-        await client.request(`shutdown ${serverName} ${port}\r\n`, oneLine, 2000);
-      } finally {
-        client.close();
-      }
+      await LineClient.ask(indexHost, indexPort, `shutdown ${serverName} ${port}`, oneLine, 2000);
     } catch (err) {
       this.log.warn("could not tell the index we are leaving", { err });
     }

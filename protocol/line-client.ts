@@ -54,6 +54,25 @@ export class LineClient {
     });
   }
 
+  /**
+   * One request on a connection of its own: connect (within `timeoutMs`), send `command` and CRLF,
+   * read the reply up to `until` (within `timeoutMs` again), close.
+   */
+  static async ask(
+    host: string,
+    port: number,
+    command: string,
+    until: (line: string) => boolean = untilEnd,
+    timeoutMs = 5000,
+  ): Promise<string[]> {
+    const client = await LineClient.connect(host, port, timeoutMs);
+    try {
+      return await client.request(`${command}\r\n`, until, timeoutMs);
+    } finally {
+      client.close();
+    }
+  }
+
   get closed(): boolean {
     return this.closedWith !== undefined;
   }
