@@ -9,6 +9,7 @@ import { ClientError } from "../common/errors.js";
 import type { Logger } from "../common/log.js";
 import { httpMetrics, metricsRoute } from "../common/metrics.js";
 import { fail, incrAmount, putRequest, readValue, refusedPut, urlKey } from "../protocol/http-kv.js";
+import { type ValueBlock, valueBlocks } from "../protocol/memcache/values.js";
 import { ProxyFailure } from "./failover.js";
 import type { ProxyCommands } from "./memcache-front.js";
 
@@ -21,32 +22,10 @@ export interface ProxyHttpOptions {
 
 const CRLF = Buffer.from("\r\n");
 
-interface Found {
-  flags: number;
-  version: string;
-  value: Buffer;
-}
-
 /** The VALUE blocks of a gets reply, by key. */
-function parseValues(reply: Buffer | Buffer[]): Map<string, Found> {
-  const bytes = Array.isArray(reply) ? Buffer.concat(reply) : reply;
-  const out = new Map<string, Found>();
-  let pos = 0;
-  while (pos < bytes.length) {
-    const nl = bytes.indexOf(10, pos);
-    if (nl < 0) break;
-    const line = bytes.toString("latin1", pos, nl).trimEnd();
-    if (!line.startsWith("VALUE ")) break;
-    const [, key, flags, size, version] = line.split(" ");
-    const start = nl + 1;
-    out.set(key as string, {
-      flags: Number(flags),
-      version: version ?? "",
-      value: bytes.subarray(start, start + Number(size)),
-    });
-    pos = start + Number(size) + 2;
-  }
-  return out;
+function parseValues(reply: Buffer | Buffer[]): Map<string, ValueBlock> {
+  const blocks = valueBlocks(Array.isArray(reply) ? Buffer.concat(reply) : reply);
+  return new Map(blocks.map((b) => [b.key, b]));
 }
 
 export function createProxyHttpApp(proxy: ProxyCommands, options: ProxyHttpOptions, log: Logger): Hono {

@@ -15,6 +15,7 @@ import {
   Later,
   type ServerCounters,
 } from "../protocol/memcache/server.js";
+import { valueBlocks } from "../protocol/memcache/values.js";
 import { type NodeEntry, nodeKey } from "../protocol/node-map.js";
 import {
   type FailureHooks,
@@ -348,7 +349,7 @@ export class ProxyCommands implements CommandHandler {
       ),
     );
     const blocks = new Map<string, Buffer>();
-    for (const r of replies) for (const [key, block] of valueBlocks(r)) blocks.set(key, block);
+    for (const r of replies) for (const v of valueBlocks(r)) blocks.set(v.key, v.block);
     const out: Buffer[] = [];
     for (const key of keys) {
       const b = blocks.get(key);
@@ -371,7 +372,7 @@ export class ProxyCommands implements CommandHandler {
       ),
     );
     const out: Buffer[] = [];
-    for (const r of replies) for (const [, block] of valueBlocks(r)) out.push(block);
+    for (const r of replies) for (const v of valueBlocks(r)) out.push(v.block);
     out.push(END);
     return out;
   }
@@ -457,23 +458,6 @@ export class ProxyCommands implements CommandHandler {
 const END = Buffer.from("END\r\n");
 const OK = Buffer.from("OK\r\n");
 const FAILED = Buffer.from("SERVER_ERROR unreachable\r\n");
-
-/** The VALUE blocks of a get reply, by key. */
-function valueBlocks(reply: Buffer): [string, Buffer][] {
-  const out: [string, Buffer][] = [];
-  let pos = 0;
-  while (pos < reply.length) {
-    const nl = reply.indexOf(10, pos);
-    if (nl < 0) break;
-    const line = reply.toString("latin1", pos, nl).trimEnd();
-    if (!line.startsWith("VALUE ")) break;
-    const fields = line.split(" ");
-    const end = nl + 1 + Number(fields[3]) + 2;
-    out.push([fields[1] as string, reply.subarray(pos, end)]);
-    pos = end;
-  }
-  return out;
-}
 
 /** The bytes to send a node: as the client sent them when that was plain enough, else encoded. */
 function forwarded(req: Request): Buffer {
