@@ -39,6 +39,19 @@ async function until(check: () => Promise<boolean>, what: string): Promise<void>
   }
 }
 
+/** Flags that make a node or proxy (named localhost) join the index on loopback `indexPort`. */
+export function joinArgs(indexPort: number, extra: string[] = []): string[] {
+  return [
+    "--server-name",
+    "localhost",
+    "--index-server-name",
+    "127.0.0.1",
+    "--index-server-port",
+    String(indexPort),
+    ...extra,
+  ];
+}
+
 /** index (monitor-interval 1, threshold 3) + master + `slaves` rebuilt and active (balance 2 each). */
 export async function startCluster(slaves: number, nodeArgs: string[] = []): Promise<Cluster> {
   const dir = mkdtempSync(join(tmpdir(), "flare-bench-cluster-"));
@@ -50,15 +63,7 @@ export async function startCluster(slaves: number, nodeArgs: string[] = []): Pro
     "--monitor-threshold",
     "3",
   ]);
-  const join_ = [
-    "--server-name",
-    "localhost",
-    "--index-server-name",
-    "127.0.0.1",
-    "--index-server-port",
-    String(index.port),
-    ...nodeArgs,
-  ];
+  const join_ = joinArgs(index.port, nodeArgs);
   const master = await startRole("node", join_);
   const started = await Promise.all(Array.from({ length: slaves }, () => startRole("node", join_)));
   const admin = async (cmd: string): Promise<void> => {

@@ -7,7 +7,7 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ask, startCluster, startRole } from "./cluster.js";
+import { ask, joinArgs, startCluster, startRole } from "./cluster.js";
 import { runHttpLoad } from "./http-load.js";
 import { preload, runLoad } from "./load.js";
 import { cpuSeconds, freePort, startMemcached, waitListening } from "./servers.js";
@@ -129,14 +129,7 @@ async function proxyInFront(
   await ask(index.port, `node add localhost ${memcachedPort}\r\n`, "END\r\n");
   const role = await ask(index.port, `node role localhost ${memcachedPort} master 1 0\r\n`);
   if (role !== "OK\r\n") throw new Error(`node role for memcached: ${role}`);
-  const proxy = await startRole("proxy", [
-    "--server-name",
-    "localhost",
-    "--index-server-name",
-    "127.0.0.1",
-    "--index-server-port",
-    String(index.port),
-  ]);
+  const proxy = await startRole("proxy", joinArgs(index.port));
   return {
     port: proxy.port,
     pid: proxy.pid,
@@ -151,16 +144,7 @@ async function proxyInFront(
 export async function proxyBench(durationMs: number): Promise<void> {
   const rows: Row[] = [];
   const cluster = await startCluster(0, ["--http-port", "0"]);
-  const proxy = await startRole("proxy", [
-    "--server-name",
-    "localhost",
-    "--index-server-name",
-    "127.0.0.1",
-    "--index-server-port",
-    String(cluster.index.port),
-    "--http-port",
-    "0",
-  ]);
+  const proxy = await startRole("proxy", joinArgs(cluster.index.port, ["--http-port", "0"]));
   try {
     rows.push(...(await measure("flare-ts node, direct", cluster.master.port, undefined, durationMs)));
     // The same hop in C in front of the same node: what the proxy itself costs, apart from the backend.

@@ -71,10 +71,8 @@ export async function startMemcached(): Promise<BenchServer> {
   return { name: "memcached -t 1", port, pid: proc.pid as number, stop: () => stopChild(proc) };
 }
 
-/** A private redis-server for the redis engine; returns its URL and how to stop it. */
-export async function startRedis(): Promise<{ url: string; pid: number; stop: () => Promise<void> }> {
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), "flare-bench-redis-"));
+/** redis-server on loopback `port`, nothing persisted, its files in `dir`; not yet listening. */
+export function spawnRedis(port: number, dir: string): ChildProcess {
   const args = [
     "--port",
     String(port),
@@ -87,7 +85,14 @@ export async function startRedis(): Promise<{ url: string; pid: number; stop: ()
     "--dir",
     dir,
   ];
-  const proc = spawn("redis-server", args, { stdio: "ignore" });
+  return spawn("redis-server", args, { stdio: "ignore" });
+}
+
+/** A private redis-server for the redis engine; returns its URL and how to stop it. */
+export async function startRedis(): Promise<{ url: string; pid: number; stop: () => Promise<void> }> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "flare-bench-redis-"));
+  const proc = spawnRedis(port, dir);
   await waitListening(proc, port, "redis-server");
   return {
     url: `redis://127.0.0.1:${port}`,

@@ -2,6 +2,7 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { joinArgs as benchJoinArgs } from "../../bench/cluster.js";
 import { type NodeProcess, startIndexProcess } from "./processes.js";
 import { RawClient } from "./raw-client.js";
 
@@ -35,17 +36,8 @@ export async function startIndex(extra: string[] = []): Promise<NodeProcess> {
   ]);
 }
 
-export function joinArgs(index: NodeProcess, extra: string[] = []): string[] {
-  return [
-    "--server-name",
-    "localhost",
-    "--index-server-name",
-    "127.0.0.1",
-    "--index-server-port",
-    String(index.port),
-    ...extra,
-  ];
-}
+export const joinArgs = (index: NodeProcess, extra: string[] = []): string[] =>
+  benchJoinArgs(index.port, extra);
 
 export async function nodeState(index: NodeProcess, port: number): Promise<string> {
   const listing = await admin(index.port, "stats nodes", "END\r\n");

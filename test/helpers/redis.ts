@@ -2,12 +2,12 @@
  * A private redis-server per test file: free port, temp dir, stopped by pid. Without redis-server
  * the Redis cases cannot run: under CI that is a failure; elsewhere it is said loudly.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort, waitListening } from "../../bench/servers.js";
+import { freePort, spawnRedis, waitListening } from "../../bench/servers.js";
 import { hasCommand } from "./tools.js";
 
 export const redisAvailable = hasCommand("redis-server");
@@ -40,22 +40,7 @@ export class RedisServer {
 
   /** Starts (again) on the same port. */
   async restart(): Promise<void> {
-    const proc = spawn(
-      "redis-server",
-      [
-        "--port",
-        String(this.port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        this.dir,
-      ],
-      { stdio: "ignore" },
-    );
+    const proc = spawnRedis(this.port, this.dir);
     this.proc = proc;
     await waitListening(proc, this.port, "redis-server");
   }
