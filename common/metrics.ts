@@ -110,45 +110,47 @@ export class LatencyRecorder {
   }
 }
 
-/** A counter whose value is read from somewhere else when scraped. */
-export function counterFrom<L extends string>(
+type Reading<L extends string> = () => Iterable<[LabelValues<L>, number]>;
+
+/**
+ * A metric whose values are read from somewhere else when scraped: reset, then each value added
+ * (for a gauge, adding to 0 sets it).
+ */
+function readAtScrape<L extends string>(
+  Kind: typeof Counter<L> | typeof Gauge<L>,
   registry: Registry,
   name: string,
   help: string,
   labelNames: readonly L[],
-  read: () => Iterable<[LabelValues<L>, number]>,
+  read: Reading<L>,
 ): void {
-  new Counter<L>({
+  new Kind({
     name,
     help,
     labelNames,
     registers: [registry],
-    collect() {
+    collect(this: Counter<L> | Gauge<L>) {
       this.reset();
       for (const [labels, value] of read()) this.inc(labels, value);
     },
   });
 }
 
-/** A gauge whose value is read from somewhere else when scraped. */
-export function gaugeFrom<L extends string>(
+export const counterFrom = <L extends string>(
   registry: Registry,
   name: string,
   help: string,
   labelNames: readonly L[],
-  read: () => Iterable<[LabelValues<L>, number]>,
-): void {
-  new Gauge<L>({
-    name,
-    help,
-    labelNames,
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const [labels, value] of read()) this.set(labels, value);
-    },
-  });
-}
+  read: Reading<L>,
+): void => readAtScrape(Counter<L>, registry, name, help, labelNames, read);
+
+export const gaugeFrom = <L extends string>(
+  registry: Registry,
+  name: string,
+  help: string,
+  labelNames: readonly L[],
+  read: Reading<L>,
+): void => readAtScrape(Gauge<L>, registry, name, help, labelNames, read);
 
 /** `GET /metrics` for a Hono app. */
 export function metricsRoute(registry: Registry) {
