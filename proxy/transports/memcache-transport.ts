@@ -144,15 +144,13 @@ class BackendConnection {
         return;
       }
       while (this.seen < head.count) {
-        const end = replyEnd(buf, this.scanned, head.shape);
+        const end = this.replyEnd(buf, this.scanned, head.shape);
         if (end < 0) {
           this.scanned = -end - 1;
           if (buf.length - this.start > MAX_REPLY) this.fail("reply too large");
           return;
         }
-        // A reply's last line says whether it failed: SERVER_ERROR ... (VALUE blocks end in END).
-        const last = buf.lastIndexOf(10, end - 2) + 1;
-        if (buf[last] === 83 && buf[last + 1] === 69 && last >= this.scanned) this.serverErrors++;
+        if (this.lastLineFailed) this.serverErrors++;
         this.scanned = end;
         this.seen++;
       }
@@ -165,26 +163,34 @@ class BackendConnection {
       head.done(buf, start, this.scanned, serverErrors);
     }
   }
-}
 
-/**
- * Where the reply whose unread part starts at `from` ends (exclusive); when more bytes are needed,
- * -1 - (where to resume: past the whole VALUE blocks already seen).
- */
-function replyEnd(buf: Buffer, from: number, shape: ReplyShape): number {
-  let pos = from;
-  for (;;) {
-    const nl = buf.indexOf(10, pos);
-    if (nl < 0) return -1 - pos;
-    if (shape === "line") return nl + 1;
-    // values: VALUE <key> <flags> <bytes> [<cas>] + block, until END or an error line
-    if (buf[pos] === 86 && buf[pos + 5] === 32 && buf.latin1Slice(pos, pos + 6) === "VALUE ") {
-      const blockEnd = nl + 1 + valueBytes(buf, pos + 6, nl) + 2;
-      if (blockEnd > buf.length) return -1 - pos;
-      pos = blockEnd;
-      continue;
+  /** Whether the last reply read ended in a SERVER_ERROR line (VALUE blocks end in END). */
+  private lastLineFailed = false;
+
+  /**
+   * Where the reply whose unread part starts at `from` ends (exclusive); when more bytes are
+   * needed, -1 - (where to resume: past the whole VALUE blocks already seen).
+   */
+  private replyEnd(buf: Buffer, from: number, shape: ReplyShape): number {
+    let pos = from;
+    for (;;) {
+      const nl = buf.indexOf(10, pos);
+      if (nl < 0) return -1 - pos;
+      // values: VALUE <key> <flags> <bytes> [<cas>] + block, until END or an error line
+      if (
+        shape === "values" &&
+        buf[pos] === 86 &&
+        buf[pos + 5] === 32 &&
+        buf.latin1Slice(pos, pos + 6) === "VALUE "
+      ) {
+        const blockEnd = nl + 1 + valueBytes(buf, pos + 6, nl) + 2;
+        if (blockEnd > buf.length) return -1 - pos;
+        pos = blockEnd;
+        continue;
+      }
+      this.lastLineFailed = buf[pos] === 83 && buf[pos + 1] === 69;
+      return nl + 1;
     }
-    return nl + 1;
   }
 }
 

@@ -1,0 +1,107 @@
+/** The proxy's memcached transport against a scripted server on a real socket. */
+import { createServer, type Server } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import type { NodeEntry } from "../protocol/node-map.js";
+import { MemcacheTransport } from "../proxy/transports/memcache-transport.js";
+import { TransportError } from "../proxy/transports/transport.js";
+
+const REPLIES: Record<string, string> = {
+  "get a": "VALUE a 0 3\r\na\r\n\r\nEND\r\n",
+  "get b": "SERVER_ERROR storage error\r\n",
+  "get c": "END\r\n",
+};
+
+let server: Server | undefined;
+afterEach(() => server?.close());
+
+/** Answers each request line from REPLIES, one byte per write when `dribble`. */
+async function scripted(dribble: boolean): Promise<NodeEntry> {
+  server = createServer((socket) => {
+    let buffered = "";
+    socket.on("data", async (d) => {
+      buffered += d.toString("latin1");
+      let nl = buffered.indexOf("\r\n");
+      while (nl >= 0) {
+        const reply = REPLIES[buffered.slice(0, nl)] ?? "ERROR\r\n";
+        buffered = buffered.slice(nl + 2);
+        if (!dribble) socket.write(reply);
+        else for (const ch of reply) socket.write(ch);
+        nl = buffered.indexOf("\r\n");
+      }
+    });
+  });
+  await new Promise<void>((r) => server?.listen(0, "127.0.0.1", () => r()));
+  const port = (server.address() as { port: number }).port;
+  return {
+    host: "127.0.0.1",
+    port,
+    role: "master",
+    state: "active",
+    partition: 0,
+    balance: 1,
+    threadType: 0,
+  };
+}
+
+function run(transport: MemcacheTransport, node: NodeEntry, lines: string[]) {
+  return new Promise<{ text: string; serverErrors: number }>((resolve, reject) => {
+    const add = transport.send(
+      node,
+      Buffer.from(`${lines[0]}\r\n`),
+      "values",
+      (reply, start, end, serverErrors) => {
+        if (reply instanceof TransportError) reject(reply);
+        else resolve({ text: reply.toString("latin1", start, end), serverErrors });
+      },
+    );
+    // Requests added in the same turn travel with the first and come back as one reply.
+    for (const l of lines.slice(1)) expect(add(Buffer.from(`${l}\r\n`))).toBe(true);
+  });
+}
+
+describe("memcached transport", () => {
+  for (const dribble of [false, true]) {
+    it(`a run of gets comes back as one reply, its SERVER_ERROR replies counted (${dribble ? "a byte at a time" : "whole"})`, async () => {
+      const node = await scripted(dribble);
+      const transport = new MemcacheTransport(1, 2000);
+      const r = await run(transport, node, ["get a", "get b", "get c", "get a"]);
+      expect(r.text).toBe(REPLIES["get a"] + REPLIES["get b"] + REPLIES["get c"] + REPLIES["get a"]);
+      expect(r.serverErrors).toBe(1);
+      // A value that holds CR LF is read by its length, not taken for a line.
+      expect((await run(transport, node, ["get a"])).serverErrors).toBe(0);
+      transport.close();
+    });
+  }
+
+  it("a request can no longer join once its run was written", async () => {
+    const node = await scripted(false);
+    const transport = new MemcacheTransport(1, 2000);
+    let add: ((bytes: Buffer) => boolean) | undefined;
+    const reply = new Promise<void>((resolve) => {
+      add = transport.send(node, Buffer.from("get c\r\n"), "values", () => resolve());
+    });
+    await new Promise((r) => setImmediate(r));
+    expect(add?.(Buffer.from("get a\r\n"))).toBe(false);
+    await reply;
+    transport.close();
+  });
+
+  it("a node that closes fails the requests it owes at once", async () => {
+    server = createServer((socket) => socket.on("data", () => socket.destroy()));
+    await new Promise<void>((r) => server?.listen(0, "127.0.0.1", () => r()));
+    const port = (server.address() as { port: number }).port;
+    const node: NodeEntry = {
+      host: "127.0.0.1",
+      port,
+      role: "master",
+      state: "active",
+      partition: 0,
+      balance: 1,
+      threadType: 0,
+    };
+    // Its request timeout is longer than the test's: only the close can fail the request in time.
+    const transport = new MemcacheTransport(1, 600_000);
+    await expect(run(transport, node, ["get a"])).rejects.toBeInstanceOf(TransportError);
+    transport.close();
+  });
+});
