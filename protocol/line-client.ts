@@ -4,6 +4,7 @@
  * close fails what is pending and the connection is not reused.
  */
 import { connect, type Socket } from "node:net";
+import { LineReader } from "./line-reader.js";
 
 const MAX_REPLY_LINE = 64 * 1024;
 
@@ -23,7 +24,7 @@ interface Pending {
 }
 
 export class LineClient {
-  private buffer = "";
+  private readonly reader = new LineReader();
   private readonly queue: Pending[] = [];
   private closedWith: Error | undefined;
   private readonly closeListeners: (() => void)[] = [];
@@ -100,11 +101,7 @@ export class LineClient {
   }
 
   private onData(d: Buffer): void {
-    this.buffer += d.toString("latin1");
-    let nl = this.buffer.indexOf("\n");
-    while (nl >= 0) {
-      const line = this.buffer.slice(0, nl).replace(/\r$/, "");
-      this.buffer = this.buffer.slice(nl + 1);
+    for (const line of this.reader.push(d)) {
       const head = this.queue[0];
       if (head === undefined) {
         this.fail(new LineClientError(`unexpected line: ${line}`));
@@ -117,9 +114,8 @@ export class LineClient {
         clearTimeout(head.timer);
         head.resolve(head.lines);
       }
-      nl = this.buffer.indexOf("\n");
     }
-    if (this.buffer.length > MAX_REPLY_LINE) {
+    if (this.reader.pending > MAX_REPLY_LINE) {
       this.fail(new LineClientError("reply line too long"));
       this.socket.destroy();
     }

@@ -7,6 +7,7 @@
  */
 import { connect, type Socket } from "node:net";
 import type { Logger } from "../common/log.js";
+import { LineReader } from "../protocol/line-reader.js";
 import { type NodeEntry, nodeKey } from "../protocol/node-map.js";
 import type { Item } from "./engine.js";
 import type { Store } from "./store.js";
@@ -24,6 +25,7 @@ interface Entry {
 /** Bytes sent to a slave in one write before its replies are awaited. */
 const SEND_CHUNK = 256 * 1024;
 const RECONNECT_MS = 100;
+const MAX_ACK_LINE = 4096;
 
 /** `seq` travels in the prefix (`<host:port@seq>`): slaves report how far they got, for promotion. */
 export function encodeWrite(
@@ -166,7 +168,7 @@ class SlaveLink {
   private closed = false;
   /** Seqs sent and awaiting their reply line, in order. */
   private inflight: number[] = [];
-  private buffer = "";
+  private readonly reader = new LineReader();
   private waiters: { seq: number; resolve: () => void }[] = [];
   private resyncing = false;
 
@@ -230,11 +232,7 @@ class SlaveLink {
   }
 
   private onData(d: Buffer): void {
-    this.buffer += d.toString("latin1");
-    let nl = this.buffer.indexOf("\n");
-    while (nl >= 0) {
-      const line = this.buffer.slice(0, nl).replace(/\r$/, "");
-      this.buffer = this.buffer.slice(nl + 1);
+    for (const line of this.reader.push(d)) {
       const seq = this.inflight.shift();
       if (
         line.startsWith("SERVER_ERROR") ||
@@ -248,7 +246,12 @@ class SlaveLink {
         return;
       }
       if (seq > 0) this.ack(seq);
-      nl = this.buffer.indexOf("\n");
+    }
+    // A slave answers each write with one short line; anything longer is not one.
+    if (this.reader.pending > MAX_ACK_LINE) {
+      this.log.warn("replication refused", { reply: "reply line too long" });
+      this.socket?.destroy();
+      return;
     }
     if (this.inflight.length < 64) this.pump();
   }
@@ -267,7 +270,7 @@ class SlaveLink {
   private dropped(reason: string): void {
     this.socket = undefined;
     this.inflight = [];
-    this.buffer = "";
+    this.reader.clear();
     this.sent = this.acked;
     this.resyncing = false;
     if (this.closed) return;
