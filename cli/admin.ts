@@ -3,14 +3,22 @@
  * cluster. It talks to the index (`--index host:port`) and, for ping, dump and add-slave progress,
  * to the nodes themselves.
  */
+import { readFileSync } from "node:fs";
 import { connect } from "node:net";
+import { TOKEN_ENV, tokenFrom } from "../common/cluster-secret.js";
+import { parseConfigText } from "../common/config.js";
 import { ConfigError, FlareError } from "../common/errors.js";
+import { authenticate, ClusterSecret, type Credentials } from "../protocol/cluster-auth.js";
 import { LineClient, LineClientError, oneLine, untilEnd } from "../protocol/line-client.js";
 import { ROLES, STATES } from "../protocol/node-map.js";
 
-export const ADMIN_USAGE = `usage: flare admin [--index host:port] [--json] <command>
+export const ADMIN_USAGE = `usage: flare admin [--index host:port] [--cluster-token T | -f FILE] [--json] <command>
 
-commands (the index is 127.0.0.1:12120 unless --index or FLARE_INDEX says otherwise):
+The index is 127.0.0.1:12120 unless --index or FLARE_INDEX says otherwise. The cluster's secret
+comes from --cluster-token, else the cluster-token key of a config file (-f), else ${TOKEN_ENV};
+without one flare admin speaks open mode (an index with a token then refuses its changes).
+
+commands:
   stats nodes                          the index and its node map as a table (--json: an object)
   role HOST PORT ROLE [BALANCE [PARTITION]]
                                        set a node's role: master, slave or proxy
@@ -87,8 +95,18 @@ export function nodesTable(index: string, rows: readonly NodeRow[]): string {
   return [line(head), ...cells.map(line)].join("\n");
 }
 
-const ask = (host: string, port: number, command: string, until = untilEnd): Promise<string[]> =>
-  LineClient.ask(host, port, command, until, TIMEOUT_MS);
+type Ask = (
+  host: string,
+  port: number,
+  command: string,
+  until?: (line: string) => boolean,
+) => Promise<string[]>;
+
+/** With a token every connection proves it; without one flare admin is a plain client (open mode). */
+const asker =
+  (credentials: Credentials | undefined): Ask =>
+  (host, port, command, until = untilEnd) =>
+    LineClient.ask(host, port, command, until, TIMEOUT_MS, credentials);
 
 function hostPort(text: string, what: string): { host: string; port: number } {
   const m = /^(.+):(\d+)$/.exec(text);
@@ -132,17 +150,25 @@ export async function runAdmin(argv: string[]): Promise<number> {
 async function admin(argv: string[]): Promise<number> {
   let index = process.env.FLARE_INDEX ?? "127.0.0.1:12120";
   let json = false;
+  let token: string | undefined;
+  let file: string | undefined;
   const args: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
     if (a === "--index") index = argv[++i] ?? "";
     else if (a === "--json") json = true;
+    else if (a === "--cluster-token") token = argv[++i] ?? "";
+    else if (a === "-f" || a === "--config") file = argv[++i] ?? "";
     else if (a === "--help" || a === "-h") {
       io.out(`${ADMIN_USAGE}\n`);
       return 0;
     } else args.push(a);
   }
   const idx = hostPort(index, "--index");
+  if (token === undefined && file !== undefined) token = tokenInFile(file);
+  const secret = new ClusterSecret(tokenFrom(token));
+  const credentials: Credentials | undefined = secret.open ? undefined : { secret, role: "admin" };
+  const ask = asker(credentials);
   const [command, ...rest] = args;
   const nodes = async () => parseStatsNodes(await ask(idx.host, idx.port, "stats nodes"));
   const expectOk = async (line: string): Promise<void> => {
@@ -197,9 +223,10 @@ async function admin(argv: string[]): Promise<number> {
         rest[3] === undefined ? 1 : int(rest[3], "BALANCE"),
         nodes,
         expectOk,
+        ask,
       );
     case "ping":
-      return ping(idx, rest.length === 0 ? undefined : target(), nodes, json);
+      return ping(idx, rest.length === 0 ? undefined : target(), nodes, json, ask);
     case "dump": {
       const { host, port } = target();
       const partition = rest[2] === undefined ? undefined : int(rest[2], "PARTITION");
@@ -207,7 +234,8 @@ async function admin(argv: string[]): Promise<number> {
       if ((partition === undefined) !== (size === undefined))
         throw new ConfigError("dump: give both PARTITION and PARTITIONS, or neither");
       const dumpArgs = partition === undefined ? "" : ` 0 ${partition} ${size}`;
-      return dump(host, port, dumpArgs, json);
+      // A dump is cluster traffic even in open mode, where the exchange takes any proof.
+      return dump(host, port, dumpArgs, json, { secret, role: "admin" });
     }
   }
   io.err(`flare admin: unknown command '${args.join(" ")}'\n${ADMIN_USAGE}\n`);
@@ -219,6 +247,7 @@ async function ping(
   one: { host: string; port: number } | undefined,
   nodes: () => Promise<NodeRow[]>,
   json: boolean,
+  ask: Ask,
 ): Promise<number> {
   const targets = one
     ? [{ name: `${one.host}:${one.port}`, ...one }]
@@ -245,7 +274,18 @@ async function ping(
   return results.every((r) => r.ok) ? 0 : 1;
 }
 
-async function nodeStats(host: string, port: number): Promise<Map<string, string>> {
+/** The cluster-token key of a Flare-style config file (its other keys are the roles' business). */
+function tokenInFile(file: string): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`);
+  }
+  return parseConfigText(text, file).get("cluster-token");
+}
+
+async function nodeStats(ask: Ask, host: string, port: number): Promise<Map<string, string>> {
   const stats = new Map<string, string>();
   for (const line of await ask(host, port, "stats")) {
     const m = /^STAT (\S+) (.*)$/.exec(line);
@@ -266,6 +306,7 @@ async function addSlave(
   balance: number,
   nodes: () => Promise<NodeRow[]>,
   expectOk: (line: string) => Promise<void>,
+  ask: Ask,
 ): Promise<number> {
   const name = `${node.host}:${node.port}`;
   const before = await nodes();
@@ -285,8 +326,8 @@ async function addSlave(
     if (now.state === "active") break;
     if (now.state === "down") throw new Refused(`${name} went down during its rebuild`);
     const [mine, theirs] = await Promise.all([
-      nodeStats(node.host, node.port).catch(() => new Map<string, string>()),
-      nodeStats(master.host, master.port).catch(() => new Map<string, string>()),
+      nodeStats(ask, node.host, node.port).catch(() => new Map<string, string>()),
+      nodeStats(ask, master.host, master.port).catch(() => new Map<string, string>()),
     ]);
     const have = Number(mine.get("curr_items") ?? 0);
     const total = Number(theirs.get("curr_items") ?? 0);
@@ -317,7 +358,13 @@ function progressBar(pct: number): string {
  * Streams a node's `dump` (VALUE <key> <flags> <bytes> <version> <expire> + data ... END) out as
  * set commands, or JSON lines. Values are binary: the reply is parsed as bytes, never as text.
  */
-function dump(host: string, port: number, args: string, json: boolean): Promise<number> {
+function dump(
+  host: string,
+  port: number,
+  args: string,
+  json: boolean,
+  credentials: Credentials,
+): Promise<number> {
   return new Promise((resolve, reject) => {
     const socket = connect({ host, port });
     let buf: Buffer = Buffer.alloc(0);
@@ -332,9 +379,17 @@ function dump(host: string, port: number, args: string, json: boolean): Promise<
       reject(new Refused(`${host}:${port}: the dump stalled`));
     });
     socket.on("error", (err) => reject(new Refused(`${host}:${port}: ${err.message}`)));
-    socket.on("connect", () => socket.write(`dump${args}\r\n`));
     socket.on("close", () => reject(new Refused(`${host}:${port}: connection closed before END`)));
-    socket.on("data", (d: Buffer) => {
+    socket.on("connect", () => {
+      authenticate(socket, credentials, TIMEOUT_MS).then(
+        () => {
+          socket.on("data", onData);
+          socket.write(`dump${args}\r\n`);
+        },
+        (err: Error) => reject(new Refused(`${host}:${port}: ${err.message}`)),
+      );
+    });
+    const onData = (d: Buffer): void => {
       buf = buf.length === 0 ? d : Buffer.concat([buf, d]);
       let pos = 0;
       for (;;) {
@@ -367,6 +422,6 @@ function dump(host: string, port: number, args: string, json: boolean): Promise<
         pos = end + 2;
       }
       buf = buf.subarray(pos);
-    });
+    };
   });
 }

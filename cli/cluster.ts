@@ -3,12 +3,15 @@
  * index, a master (balance 1), a slave (balance 2) and a proxy, on the embedded default engine.
  * It prints where to connect, and Ctrl-C stops everything it started.
  */
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
+import { TOKEN_ENV, tokenFrom } from "../common/cluster-secret.js";
 import { type ConfigSpec, cfg } from "../common/config.js";
+import { ClusterSecret, type Credentials } from "../protocol/cluster-auth.js";
 import { LineClient, oneLine } from "../protocol/line-client.js";
 import { nodesTable, parseStatsNodes } from "./admin.js";
 import { type Proc, startRole } from "./launcher.js";
@@ -29,6 +32,10 @@ export const clusterSchema = z.object({
     .describe("sync: a write is acknowledged once the slave has it too, so reads from either see it."),
   "monitor-interval": cfg.int(1, 3600).default(1).describe("The index's seconds between health checks."),
   "monitor-threshold": cfg.int(1, 100).default(3).describe("Failed checks in a row that mark a node down."),
+  "cluster-token": cfg
+    .str()
+    .optional()
+    .describe(`The cluster's secret (also ${TOKEN_ENV}); unset = a new random one for this run.`),
 });
 
 export type ClusterConfig = z.infer<typeof clusterSchema>;
@@ -63,14 +70,23 @@ export async function runCluster(c: ClusterConfig, untilSignal: () => Promise<vo
     }
   }
   const dir = mkdtempSync(join(tmpdir(), "flare-cluster-"));
+  // Secure by default: the children share a secret; operators find it in a file only we can read.
+  const token = tokenFrom(c["cluster-token"]) ?? randomBytes(24).toString("base64url");
+  const admin: Credentials = { secret: new ClusterSecret(token), role: "admin" };
+  const adminConf = join(dir, "admin.conf");
+  writeFileSync(adminConf, `cluster-token = ${token}\n`, { mode: 0o600 });
   const started: Proc[] = [];
   let interrupted = false;
   void signalled.then(() => {
     interrupted = true;
   });
   /** Starts a role; whatever was started is stopped later, even when Ctrl-C came meanwhile. */
-  const launch = async (...args: Parameters<typeof startRole>): Promise<Proc> => {
-    const p = await startRole(...args);
+  const launch = async (
+    role: Parameters<typeof startRole>[0],
+    args: string[],
+    log: string,
+  ): Promise<Proc> => {
+    const p = await startRole(role, args, log, { [TOKEN_ENV]: token });
     started.push(p);
     if (interrupted) throw new Error("interrupted");
     return p;
@@ -119,7 +135,7 @@ export async function runCluster(c: ClusterConfig, untilSignal: () => Promise<vo
     const master = await node("master", 1);
     const slave = await node("slave", 2);
     const expectOk = async (command: string): Promise<void> => {
-      const [reply] = await LineClient.ask(o.host, index.port, command, oneLine);
+      const [reply] = await LineClient.ask(o.host, index.port, command, oneLine, 5000, admin);
       if (reply !== "OK") throw new Error(`${command}: ${reply}`);
     };
     await expectOk(`node role localhost ${master.port} master 1 0`);
@@ -164,6 +180,7 @@ export async function runCluster(c: ClusterConfig, untilSignal: () => Promise<vo
         nodes,
         "",
         `Try: npx flare admin --index ${o.host}:${index.port} stats nodes`,
+        `Changes need the cluster's secret: npx flare admin -f ${adminConf} --index ${o.host}:${index.port} role ...`,
         "Ctrl-C stops the cluster.",
         "",
       ].join("\n"),

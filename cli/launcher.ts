@@ -25,11 +25,12 @@ export async function startRole(
   role: "index" | "node" | "proxy",
   args: string[],
   logFile?: string,
+  env: Record<string, string> = {},
 ): Promise<Proc> {
   const proc = spawn(process.execPath, [CLI, role, "--server-port", "0", ...args], {
     stdio: ["ignore", "ignore", "pipe"],
     // The "started" line is how readiness is seen: children log at least at info.
-    env: { ...process.env, FLARE_LOG: process.env.FLARE_LOG === "debug" ? "debug" : "info" },
+    env: { ...process.env, ...env, FLARE_LOG: process.env.FLARE_LOG === "debug" ? "debug" : "info" },
   });
   const log = logFile === undefined ? undefined : createWriteStream(logFile, { flags: "a" });
   let head = "";

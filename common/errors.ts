@@ -9,7 +9,8 @@ export type ErrorCode =
   | "TOO_LARGE"
   | "NON_NUMERIC"
   | "ENGINE_FAILURE"
-  | "UNAVAILABLE";
+  | "UNAVAILABLE"
+  | "VERSION_OVERFLOW";
 
 export class FlareError extends Error {
   constructor(

@@ -3,6 +3,7 @@
  * replies in order, bounded lines, connection limit and idle timeout as on the data port.
  */
 import { type AddressInfo, createServer, type Server, type Socket } from "node:net";
+import { type AuthSession, answerCluster, type ClusterSecret } from "../protocol/cluster-auth.js";
 
 export interface LineServerOptions {
   host: string;
@@ -10,11 +11,13 @@ export interface LineServerOptions {
   maxConnections: number;
   idleTimeoutSeconds: number;
   maxLine: number;
+  /** The cluster's secret: `cluster hello`/`cluster auth` make a connection a peer (its session). */
+  secret: ClusterSecret;
 }
 
 /** Reply lines for one request line; `close` ends the connection after them. */
 export type LineReply = { lines: string[]; close?: boolean };
-export type LineHandler = (line: string) => LineReply | Promise<LineReply>;
+export type LineHandler = (line: string, session: AuthSession) => LineReply | Promise<LineReply>;
 
 export class LineServer {
   private readonly server: Server;
@@ -61,6 +64,7 @@ export class LineServer {
     // Requests are answered one after another, in order, even when a reply waits (map changes).
     let chain: Promise<void> = Promise.resolve();
     let closing = false;
+    const session: AuthSession = {};
     socket.on("data", (d: Buffer) => {
       buffer += d.toString("latin1");
       let nl = buffer.indexOf("\n");
@@ -70,7 +74,13 @@ export class LineServer {
         chain = chain
           .then(async () => {
             if (socket.destroyed) return;
-            const reply = await this.handler(line);
+            const auth = line.startsWith("cluster ")
+              ? answerCluster(this.options.secret, session, line.split(" "))
+              : undefined;
+            const reply =
+              auth === undefined
+                ? await this.handler(line, session)
+                : { lines: [auth.line], close: auth.fatal };
             if (reply.lines.length > 0) socket.write(`${reply.lines.join("\r\n")}\r\n`);
             if (reply.close) socket.end();
           })

@@ -1,16 +1,20 @@
 /** flarei's text commands (flare-notes §1.3), with its reply lines byte for byte. */
 import type { LineReply } from "../common/line-server.js";
 import { VERSION } from "../common/version.js";
+import type { AuthSession, ClusterSecret } from "../protocol/cluster-auth.js";
 import { ROLES, type Role, STATES } from "../protocol/node-map.js";
 import type { IndexService } from "./service.js";
 
 export interface IndexInfo {
   startedAt: number;
   connections: () => number;
+  /** With a token, changes need an authenticated connection; open mode takes them from anyone. */
+  secret: ClusterSecret;
 }
 
 const reply = (...lines: string[]): LineReply => ({ lines });
 const ERROR = reply("ERROR");
+const UNAUTHENTICATED = reply("SERVER_ERROR unauthenticated: changes need the cluster-token (cluster auth)");
 
 function port(s: string | undefined): number | null {
   if (s === undefined || !/^\d{1,5}$/.test(s)) return null;
@@ -23,9 +27,14 @@ function int(s: string | undefined, fallback: number): number | null {
   return /^-?\d{1,9}$/.test(s) ? Number(s) : null;
 }
 
-export function indexCommands(service: IndexService, info: IndexInfo): (line: string) => LineReply {
-  return (line) => {
+export function indexCommands(
+  service: IndexService,
+  info: IndexInfo,
+): (line: string, session: AuthSession) => LineReply {
+  return (line, session) => {
     const t = line.split(" ").filter((w) => w !== "");
+    const changes = t[0] === "node" || t[0] === "shutdown";
+    if (changes && !info.secret.open && session.peer === undefined) return UNAUTHENTICATED;
     switch (t[0]) {
       case "ping":
         return t.length === 1 ? reply("OK") : ERROR;

@@ -1,5 +1,6 @@
 /** flarei's configuration keys (flare-notes §7.1) plus flare-ts's own, validated with zod. */
 import { z } from "zod";
+import { clusterSecretKeys } from "../common/cluster-secret.js";
 import { type ConfigSpec, cfg } from "../common/config.js";
 import { HASH_ALGORITHMS } from "../protocol/key-hash.js";
 
@@ -12,7 +13,11 @@ export const indexSchema = z.object({
     .describe("Flare admin text protocol port (0 = any free port)."),
   "bind-address": cfg.str().default("127.0.0.1").describe("Address the servers listen on."),
   "http-port": cfg.int(0, 65535).optional().describe("HTTP API port; unset = none, 0 = any free port."),
-  "admin-token": cfg.str().optional().describe("Bearer token the HTTP API asks for on changes."),
+  ...clusterSecretKeys,
+  "admin-token": cfg
+    .str()
+    .optional()
+    .describe("Bearer token the HTTP API also takes for changes (cluster-token always works)."),
   "monitor-interval": cfg.int(1, 3600).default(5).describe("Seconds between health checks of a node."),
   "monitor-threshold": cfg.int(1, 100).default(3).describe("Failed checks in a row that mark a node down."),
   "monitor-read-timeout": cfg

@@ -1,7 +1,7 @@
 /**
  * The index's HTTP API: the map as JSON (`GET /v1/cluster`, `?after=V` waits for a newer version),
- * the same changes as the text protocol, `/healthz` and `/metrics`. Changes need `admin-token`
- * (Bearer) when one is configured.
+ * the same changes as the text protocol, `/healthz` and `/metrics`. Changes need the
+ * cluster-token or admin-token (Bearer) when one is configured.
  */
 
 import type { Context } from "hono";
@@ -30,7 +30,8 @@ const roleBody = z.object({
 const stateBody = z.object({ state: z.enum(STATES) });
 const target = z.object({ host: z.string().min(1), port: z.coerce.number().int().min(1).max(65535) });
 
-export function createIndexHttpApp(service: IndexService, adminToken: string | undefined): Hono {
+/** `tokens`: Bearer tokens that may change the map (none: open mode, anyone may). */
+export function createIndexHttpApp(service: IndexService, tokens: readonly string[]): Hono {
   const app = new Hono();
   const registry = createRegistry("index");
   counterFrom(registry, "flare_failovers_total", "Masters replaced by a slave since start.", [], () => [
@@ -72,9 +73,15 @@ export function createIndexHttpApp(service: IndexService, adminToken: string | u
     return c.json(snapshot());
   });
 
+  // A suspect report only makes the index check a node sooner: anyone who can reach a node may.
   app.use("/v1/nodes/*", async (c, next) => {
-    if (adminToken !== undefined && c.req.header("Authorization") !== `Bearer ${adminToken}`) {
-      return fail(c, 401, "UNAUTHORIZED", "this index needs its admin-token as a Bearer token for changes");
+    if (tokens.length > 0 && !c.req.path.endsWith("/suspect") && !tokens.includes(bearer(c))) {
+      return fail(
+        c,
+        401,
+        "UNAUTHORIZED",
+        "this index needs its cluster-token (or admin-token) as a Bearer token for changes",
+      );
     }
     await next();
   });
@@ -136,4 +143,9 @@ export function createIndexHttpApp(service: IndexService, adminToken: string | u
 
   app.notFound((c) => fail(c, 404, "NO_ROUTE", `no route ${c.req.method} ${c.req.path}`));
   return app;
+}
+
+function bearer(c: Context): string {
+  const header = c.req.header("Authorization") ?? "";
+  return header.startsWith("Bearer ") ? header.slice(7) : "";
 }

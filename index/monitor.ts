@@ -5,9 +5,12 @@
  * The same connection carries map pushes (`node sync`).
  */
 import type { Logger } from "../common/log.js";
+import type { Credentials } from "../protocol/cluster-auth.js";
 import { LineClient, oneLine, untilEnd } from "../protocol/line-client.js";
 
 export interface MonitorOptions {
+  /** The monitor link carries map pushes: it proves itself to the node first. */
+  credentials: Credentials;
   intervalMs: number;
   threshold: number;
   readTimeoutMs: number;
@@ -113,7 +116,12 @@ export class NodeMonitor {
 
   private async connect(): Promise<LineClient> {
     if (this.link !== undefined && !this.link.closed) return this.link;
-    const link = await LineClient.connect(this.host, this.port, this.options.readTimeoutMs);
+    const link = await LineClient.connect(
+      this.host,
+      this.port,
+      this.options.readTimeoutMs,
+      this.options.credentials,
+    );
     this.link = link;
     link.onClose(() => {
       if (this.running) this.checkNow();

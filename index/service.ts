@@ -4,6 +4,7 @@
  * every live node, a newly promoted master first.
  */
 import type { Logger } from "../common/log.js";
+import type { ClusterSecret } from "../protocol/cluster-auth.js";
 import {
   type NodeEntry,
   type NodeState,
@@ -27,6 +28,7 @@ export class IndexService {
 
   constructor(
     private readonly config: IndexConfig,
+    private readonly secret: ClusterSecret,
     private readonly log: Logger,
   ) {
     const data = loadMap(config["data-dir"]);
@@ -111,7 +113,21 @@ export class IndexService {
       `META partition-type ${c["partition-type"]}`,
       `META partition-modular-hint ${c["partition-modular-hint"]}`,
       `META partition-modular-virtual ${c["partition-modular-virtual"]}`,
+      `META master-lease ${this.suggestedLease()}`,
     ];
+  }
+
+  /**
+   * The lease a master should hold (ms): above the ping interval, so a healthy master keeps it,
+   * and below the least time this index takes to call a silent master down (its last answered
+   * ping, one interval, then `threshold` pings that each time out), so a master cut off from the
+   * index stops taking writes before its slave is promoted.
+   */
+  private suggestedLease(): number {
+    const c = this.config;
+    return (
+      c["monitor-interval"] * 1000 + Math.floor((c["monitor-threshold"] * c["monitor-read-timeout"]) / 2)
+    );
   }
 
   /** Resolves when the map version passes `after`, or after `timeoutMs` (HTTP long-poll). */
@@ -203,6 +219,7 @@ export class IndexService {
       host,
       port,
       {
+        credentials: { secret: this.secret, role: "index" },
         intervalMs: c["monitor-interval"] * 1000,
         threshold: c["monitor-threshold"],
         readTimeoutMs: c["monitor-read-timeout"],

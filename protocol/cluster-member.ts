@@ -1,9 +1,13 @@
 /**
  * A node's place in a cluster: it registers with the index (`node add`), keeps the map the index
- * pushes (`node sync`), and serves writes only in the role that map gives it (fencing).
+ * pushes (`node sync`), and serves writes only in the role that map gives it (fencing). The map
+ * version is the epoch: a slave takes replicated writes only from the master its map names, and a
+ * master told of a newer map by a peer stops taking writes until that map reaches it. With a
+ * master lease, a master that has not heard from the index for that long stops taking writes too.
  */
 import { ServerError } from "../common/errors.js";
 import type { Logger } from "../common/log.js";
+import type { Credentials } from "./cluster-auth.js";
 import { LineClient, oneLine, untilEnd } from "./line-client.js";
 import { type NodeEntry, nodeKey, parseNodeLine, statsNodesLines } from "./node-map.js";
 
@@ -14,7 +18,17 @@ export interface ClusterOptions {
   serverName: string;
   /** How long to keep asking to be registered (the index may not have seen our old self die yet). */
   registerTimeoutMs: number;
+  /** How this member proves itself to the index. */
+  credentials: Credentials;
+  /**
+   * Milliseconds a master may go without word from the index before it stops taking writes:
+   * "auto" takes the index's suggestion (META master-lease), 0 = no lease.
+   */
+  masterLease?: number | "auto";
 }
+
+/** The start of every refusal a proxy answers by waiting for the next map. */
+export const NOT_A_MASTER = "not a master";
 
 export class ClusterMember {
   private nodes: NodeEntry[] = [];
@@ -37,6 +51,11 @@ export class ClusterMember {
   private key = "";
   private port = 0;
   private httpPort: number | undefined;
+  /** A peer named a map newer than ours in which we are not master: no writes below that version. */
+  private fencedBelow = 0;
+  /** Lease length in ms (0 = none), and when the index was last heard (performance.now()). */
+  private leaseMs = 0;
+  private heardAt = 0;
 
   constructor(
     private readonly options: ClusterOptions,
@@ -56,14 +75,43 @@ export class ClusterMember {
   }
 
   /**
-   * Why a write is refused here, or undefined: clients write to the active master only; a slave
-   * (active or rebuilding) takes the writes its master replicates to it.
+   * Why a write is refused here, or undefined. Clients write to the active master only, while it is
+   * not fenced and holds its lease; a slave (active or rebuilding) takes the writes replicated by
+   * `from`, the peer that sent them, only when its map names that peer master of its partition.
    */
-  writeRefusal(proxied: boolean): string | undefined {
+  writeRefusal(from: string | undefined): string | undefined {
     const me = this.self();
-    if (me?.role === "master" && me.state === "active") return undefined;
-    if (proxied && me?.role === "slave" && me.state !== "down") return undefined;
-    return `not a master (role ${me?.role ?? "unknown"}, state ${me?.state ?? "unknown"})`;
+    if (from !== undefined) {
+      if (me?.role === "slave" && me.state !== "down") {
+        const master = this.masterOf(me.partition);
+        if (master !== undefined && nodeKey(master.host, master.port) === from) return undefined;
+      }
+      // `stale master`: the sender compares the version with its own to tell who is behind.
+      return `stale master: map version ${this.version} does not make ${from} master of this node`;
+    }
+    if (me?.role === "master" && me.state === "active") {
+      if (this.version < this.fencedBelow)
+        return `${NOT_A_MASTER} (fenced: a peer has map version ${this.fencedBelow}, this node ${this.version})`;
+      if (this.leaseMs > 0 && performance.now() - this.heardAt > this.leaseMs)
+        return `${NOT_A_MASTER} (master lease expired: no word from the index for ${this.leaseMs} ms)`;
+      return undefined;
+    }
+    return `${NOT_A_MASTER} (role ${me?.role ?? "unknown"}, state ${me?.state ?? "unknown"})`;
+  }
+
+  /**
+   * A slave refused our replication naming its map version: if it is newer than ours, another map
+   * has moved on without us (we were cut off or frozen), so client writes stop until it reaches us.
+   */
+  refusedBy(peerVersion: number): void {
+    if (peerVersion <= this.version || peerVersion <= this.fencedBelow) return;
+    this.fencedBelow = peerVersion;
+    this.log.warn("fenced", { reason: "a peer knows a newer map", peerVersion, mapVersion: this.version });
+  }
+
+  /** The index was heard from (its ping or map push, on an authenticated connection). */
+  heardFromIndex(): void {
+    this.heardAt = performance.now();
   }
 
   replicated(seq: number): void {
@@ -93,8 +141,8 @@ export class ClusterMember {
 
   /** Asks the index to change this node's state (a rebuilt slave reports itself active). */
   async tellIndex(command: string): Promise<string> {
-    const { indexHost, indexPort } = this.options;
-    const [reply] = await LineClient.ask(indexHost, indexPort, command, oneLine);
+    const { indexHost, indexPort, credentials } = this.options;
+    const [reply] = await LineClient.ask(indexHost, indexPort, command, oneLine, 5000, credentials);
     return reply ?? "";
   }
 
@@ -109,7 +157,7 @@ export class ClusterMember {
     for (;;) {
       let reason: string;
       try {
-        const client = await LineClient.connect(indexHost, indexPort, 2000);
+        const client = await LineClient.connect(indexHost, indexPort, 2000, this.options.credentials);
         try {
           // The HTTP port rides as a 5th word (flare-ts): HTTP-only proxies (Workers) need it.
           const http = this.httpPort === undefined ? "" : ` ${this.httpPort}`;
@@ -120,6 +168,7 @@ export class ClusterMember {
               const m = /^META (\S+) (\S+)$/.exec(line);
               if (m !== null) this.meta.set(m[1] as string, m[2] as string);
             }
+            this.startLease();
             // The index may have pushed the map (with its version) before this reply arrived.
             if (this.version === 0) this.apply(0, lines.slice(0, -1));
             this.log.info("registered with index", {
@@ -163,10 +212,26 @@ export class ClusterMember {
     const { indexHost, indexPort, serverName } = this.options;
     const port = this.port;
     try {
-      await LineClient.ask(indexHost, indexPort, `shutdown ${serverName} ${port}`, oneLine, 2000);
+      await LineClient.ask(
+        indexHost,
+        indexPort,
+        `shutdown ${serverName} ${port}`,
+        oneLine,
+        2000,
+        this.options.credentials,
+      );
     } catch (err) {
       this.log.warn("could not tell the index we are leaving", { err });
     }
+  }
+
+  /** The lease starts at registration; "auto" follows the index's detection time. */
+  private startLease(): void {
+    const configured = this.options.masterLease ?? 0;
+    const suggested = Number(this.meta.get("master-lease") ?? 0);
+    this.leaseMs = configured === "auto" ? (Number.isFinite(suggested) ? suggested : 0) : configured;
+    this.heardAt = performance.now();
+    if (this.leaseMs > 0) this.log.info("master lease", { ms: this.leaseMs });
   }
 
   private apply(version: number, lines: string[]): void {

@@ -4,6 +4,7 @@
  * close fails what is pending and the connection is not reused.
  */
 import { connect, type Socket } from "node:net";
+import { authenticate, type Credentials } from "./cluster-auth.js";
 import { LineReader } from "./line-reader.js";
 
 const MAX_REPLY_LINE = 64 * 1024;
@@ -36,7 +37,13 @@ export class LineClient {
     socket.on("close", () => this.fail(new LineClientError("connection closed")));
   }
 
-  static connect(host: string, port: number, timeoutMs: number): Promise<LineClient> {
+  /** With `credentials`, the connection proves it is a cluster peer before it is handed out. */
+  static connect(
+    host: string,
+    port: number,
+    timeoutMs: number,
+    credentials?: Credentials,
+  ): Promise<LineClient> {
     return new Promise((resolve, reject) => {
       const socket = connect({ host, port });
       const timer = setTimeout(() => {
@@ -45,8 +52,18 @@ export class LineClient {
       }, timeoutMs);
       socket.once("connect", () => {
         clearTimeout(timer);
-        socket.removeAllListeners("error");
-        resolve(new LineClient(socket));
+        if (credentials === undefined) {
+          socket.removeAllListeners("error");
+          resolve(new LineClient(socket));
+          return;
+        }
+        authenticate(socket, credentials, timeoutMs).then(
+          () => {
+            socket.removeAllListeners("error");
+            resolve(new LineClient(socket));
+          },
+          (err: Error) => reject(new LineClientError(`${host}:${port}: ${err.message}`)),
+        );
       });
       socket.once("error", (err) => {
         clearTimeout(timer);
@@ -65,8 +82,9 @@ export class LineClient {
     command: string,
     until: (line: string) => boolean = untilEnd,
     timeoutMs = 5000,
+    credentials?: Credentials,
   ): Promise<string[]> {
-    const client = await LineClient.connect(host, port, timeoutMs);
+    const client = await LineClient.connect(host, port, timeoutMs, credentials);
     try {
       return await client.request(`${command}\r\n`, until, timeoutMs);
     } finally {

@@ -11,6 +11,8 @@ export const proxySchema = nodeSchema
     "server-name": true,
     "server-port": true,
     "bind-address": true,
+    "cluster-token": true,
+    "allow-open-bind": true,
     "http-port": true,
     "index-servers": true,
     "index-server-name": true,

@@ -1,4 +1,5 @@
 /** `flare proxy`: the proxy on Node, a memcached TCP front that follows the index's maps. */
+import { clusterSecret, warnIfOpen } from "../common/cluster-secret.js";
 import { ConfigError } from "../common/errors.js";
 import { type HttpServer, serveHttp } from "../common/http-serve.js";
 import type { Logger } from "../common/log.js";
@@ -25,12 +26,14 @@ const SUSPECT_EVERY_MS = 1000;
 
 export async function startProxy(config: ProxyConfig, log: Logger): Promise<RunningProxy> {
   const index = indexAddress(config);
+  const secret = clusterSecret(config);
   const member = new ClusterMember(
     {
       indexHost: index.host,
       indexPort: index.port,
       serverName: config["server-name"],
       registerTimeoutMs: config["index-register-timeout"] * 1000,
+      credentials: { secret, role: "proxy" },
     },
     log,
   );
@@ -76,6 +79,7 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
       backlog: config["back-log"],
       maxConnections: config["max-connection"],
       readTimeoutSeconds: config["net-read-timeout"],
+      secret,
       limits: {
         maxLine: config["max-line-length"],
         maxValue: config["item-size-max"],
@@ -105,6 +109,7 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
     await Promise.all([server.close(), http?.close()]);
     throw err;
   }
+  warnIfOpen(secret, config["bind-address"], log);
   log.info("proxy started", {
     port: address.port,
     httpPort: http?.address.port,

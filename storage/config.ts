@@ -1,5 +1,6 @@
 /** flared's configuration keys (flare-notes §7.2) plus flare-ts's own, validated with zod. */
 import { z } from "zod";
+import { clusterSecretKeys } from "../common/cluster-secret.js";
 import { type ConfigSpec, cfg } from "../common/config.js";
 
 export const nodeSchema = z.object({
@@ -13,6 +14,7 @@ export const nodeSchema = z.object({
     .default(12121)
     .describe("memcached text protocol port (0 = any free port)."),
   "bind-address": cfg.str().default("127.0.0.1").describe("Address the TCP and HTTP servers listen on."),
+  ...clusterSecretKeys,
   "http-port": cfg
     .int(0, 65535)
     .optional()
@@ -69,6 +71,19 @@ export const nodeSchema = z.object({
     .enum(["async", "sync"])
     .default("async")
     .describe("async: reply, then replicate; sync: reply once every slave applied the write."),
+  "master-lease": z
+    .string()
+    .regex(/^(auto|\d{1,7})$/, "expected auto or a number of milliseconds")
+    .transform((s) => (s === "auto" ? ("auto" as const) : Number(s)))
+    .default("auto")
+    .meta({ values: "auto, or milliseconds (0 = none)" })
+    .describe(
+      "A master that has not heard from the index for this long stops taking writes until it does (fencing when cut off). auto: with async replication, what the index suggests (below its failure detection time); with sync, none (slaves fence).",
+    ),
+  "engine-ping-timeout": cfg
+    .int(10, 60_000)
+    .default(500)
+    .describe("Milliseconds ping and /healthz wait for the engine: a frozen backend fails the node over."),
   "replication-log-size": cfg
     .int(1000, 100_000_000)
     .default(100_000)

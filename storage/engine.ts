@@ -27,8 +27,11 @@ interface EngineBase {
   /** Streams every stored item, live or not, without loading them all; writes may go on meanwhile. */
   scan(): AsyncIterable<[string, Item]>;
   stats(): EngineStats;
-  /** False while the engine cannot serve (its backing store is gone); `ping` then fails. */
-  healthy(): boolean;
+  /**
+   * Whether the engine serves now; `ping` (the index's health check) asks it under a deadline, so
+   * an engine that is gone or frozen fails the node over. Engines behind I/O make a real round trip.
+   */
+  healthy(): boolean | Promise<boolean>;
   close(): Promise<void>;
 }
 

@@ -14,6 +14,8 @@ import type { Store } from "./store.js";
 export interface HttpAppOptions {
   maxKey: number;
   maxValue: number;
+  /** How long /healthz waits for the engine. */
+  pingTimeoutMs: number;
   /** In a cluster: why this node takes no client writes now (not the active master). */
   writeRefusal?: () => string | undefined;
   /** Served at /metrics; HTTP requests are counted into it. */
@@ -39,8 +41,8 @@ export function createNodeHttpApp(store: Store, options: HttpAppOptions, log: Lo
     ...(item.expiresAt !== 0 ? { "X-Flare-Expires": new Date(item.expiresAt).toISOString() } : {}),
   });
 
-  app.get("/healthz", (c) =>
-    store.engine.healthy()
+  app.get("/healthz", async (c) =>
+    (await store.healthy(options.pingTimeoutMs))
       ? c.json({ status: "ok", engine: store.engine.kind })
       : fail(c, 503, "UNAVAILABLE", `${store.engine.kind} engine unavailable`),
   );

@@ -54,12 +54,16 @@ export interface NodeInfo extends ServerCounters {
   readonly maxConnections: number;
   readonly itemSizeMax: number;
   readonly mapVersion: () => number;
+  /** How long `ping` waits for the engine before it answers that the node is unwell. */
+  readonly pingTimeoutMs: number;
 }
 
 /** What the commands need of a node's cluster membership (absent on a standalone node). */
 export interface Membership {
-  /** Why a write is refused here (undefined: allowed); `proxied`: it comes from another node. */
-  writeRefusal(proxied: boolean): string | undefined;
+  /** Why a write is refused here (undefined: allowed); `from`: the peer that replicated it. */
+  writeRefusal(from: string | undefined): string | undefined;
+  /** The index pinged this node over an authenticated connection (a master's lease). */
+  heardFromIndex(): void;
   /** A replicated write numbered `seq` by the master arrived (in order). */
   replicated(seq: number): void;
   /** The highest master sequence number this node has applied. */
@@ -121,10 +125,17 @@ export class MemcacheCommands implements CommandHandler {
         out.append(held);
         return keep;
       }
-      return wait.then(() => {
-        out.append(held);
-        return keep;
-      });
+      return wait.then(
+        () => {
+          out.append(held);
+          return keep;
+        },
+        // Not every slave has it: the client must not be told it is stored.
+        (err: Error) => {
+          if (!("noreply" in req && req.noreply)) out.line(`SERVER_ERROR ${err.message}`);
+          return keep;
+        },
+      );
     };
     let r: Execution;
     try {
@@ -206,9 +217,9 @@ export class MemcacheCommands implements CommandHandler {
   private run(req: Request, out: ReplyBuffer): Execution {
     const store = this.store;
     if (this.member !== undefined && WRITES.has(req.op)) {
-      const proxied = "proxied" in req && req.proxied === true;
-      const refusal = this.member.writeRefusal(proxied);
-      if (proxied && "seq" in req && req.seq !== undefined && refusal === undefined)
+      const from = "proxied" in req ? req.proxied : undefined;
+      const refusal = this.member.writeRefusal(from);
+      if (from !== undefined && "seq" in req && req.seq !== undefined && refusal === undefined)
         this.member.replicated(req.seq);
       if (refusal !== undefined) {
         if (!("noreply" in req && req.noreply)) out.line(`SERVER_ERROR ${refusal}`);
@@ -300,8 +311,10 @@ export class MemcacheCommands implements CommandHandler {
         if (!req.noreply) out.line("OK");
         return true;
       case "ping":
-        out.line(store.engine.healthy() ? "OK" : "SERVER_ERROR storage error");
-        return true;
+        if (req.from === "index") this.member?.heardFromIndex();
+        return reply(store.healthy(this.info.pingTimeoutMs), out, false, (ok) =>
+          ok ? "OK" : "SERVER_ERROR storage error",
+        );
       case "dump":
         // Handled in execute (it streams); unreachable here.
         return true;

@@ -1,9 +1,11 @@
 /** A storage node: one engine, the store above it, and its TCP and HTTP front ends. */
+import { clusterSecret, warnIfOpen } from "../common/cluster-secret.js";
 import { ConfigError } from "../common/errors.js";
 import { type HttpServer, serveHttp } from "../common/http-serve.js";
 import type { Logger } from "../common/log.js";
 import { createRegistry, LatencyRecorder } from "../common/metrics.js";
 import { VERSION } from "../common/version.js";
+import type { ClusterSecret } from "../protocol/cluster-auth.js";
 import { ClusterMember } from "../protocol/cluster-member.js";
 import { partitioning } from "../protocol/key-hash.js";
 import { MemcacheServer } from "../protocol/memcache/server.js";
@@ -25,7 +27,8 @@ export interface RunningNode {
 }
 
 export async function startNode(config: NodeConfig, log: Logger): Promise<RunningNode> {
-  const member = clusterMember(config, log);
+  const secret = clusterSecret(config);
+  const member = clusterMember(config, secret, log);
   const { engine, tombstones } = await openEngine(config, log);
   const store = new Store(engine, tombstones, new Counters());
   const registry = createRegistry("node");
@@ -42,6 +45,7 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
     connections: { current: 0, total: 0, rejected: 0 },
     traffic: { bytesRead: 0, bytesWritten: 0 },
     mapVersion: () => member?.version ?? 0,
+    pingTimeoutMs: config["engine-ping-timeout"],
   };
   const limits = {
     maxLine: config["max-line-length"],
@@ -51,9 +55,19 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
   const commands = new MemcacheCommands(store, info, log, member);
   let replicator: Replicator | undefined;
   if (member !== undefined) {
-    replicator = new Replicator(store, { logSize: config["replication-log-size"] }, log);
+    const cluster = member;
+    replicator = new Replicator(
+      store,
+      {
+        logSize: config["replication-log-size"],
+        credentials: { secret, role: "node" },
+        mapVersion: () => cluster.version,
+        fenced: (peerVersion) => cluster.refusedBy(peerVersion),
+      },
+      log,
+    );
     commands.replication = { replicator, mode: config["replication-type"] };
-    followCluster(member, store, replicator, config, log);
+    followCluster(member, store, replicator, config, secret, log);
   }
   registerNodeMetrics(registry, store, info, member, () => replicator);
   const tcp = new MemcacheServer(
@@ -64,6 +78,7 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
       maxConnections: config["max-connection"],
       readTimeoutSeconds: config["net-read-timeout"],
       limits,
+      secret,
     },
     commands,
     info,
@@ -72,10 +87,16 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
   const address = await tcp.listen();
   let http: HttpServer | undefined;
   if (config["http-port"] !== undefined) {
-    const writeRefusal = member === undefined ? undefined : () => member.writeRefusal(false);
+    const writeRefusal = member === undefined ? undefined : () => member.writeRefusal(undefined);
     const app = createNodeHttpApp(
       store,
-      { maxKey: limits.maxKey, maxValue: limits.maxValue, writeRefusal, metrics: registry },
+      {
+        maxKey: limits.maxKey,
+        maxValue: limits.maxValue,
+        pingTimeoutMs: config["engine-ping-timeout"],
+        writeRefusal,
+        metrics: registry,
+      },
       log,
     );
     http = await serveHttp(app, config["bind-address"], config["http-port"]);
@@ -91,6 +112,7 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
       throw err;
     }
   }
+  warnIfOpen(secret, config["bind-address"], log);
   log.info("node started", {
     engine: engine.kind,
     port: address.port,
@@ -123,7 +145,7 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
 }
 
 /** A node with index settings joins that cluster; without them it runs standalone. */
-function clusterMember(config: NodeConfig, log: Logger): ClusterMember | undefined {
+function clusterMember(config: NodeConfig, secret: ClusterSecret, log: Logger): ClusterMember | undefined {
   const list = config["index-servers"];
   let host = config["index-server-name"];
   let port = config["index-server-port"];
@@ -142,6 +164,12 @@ function clusterMember(config: NodeConfig, log: Logger): ClusterMember | undefin
       indexPort: port,
       serverName: config["server-name"],
       registerTimeoutMs: config["index-register-timeout"] * 1000,
+      credentials: { secret, role: "node" },
+      // Sync replication fences through the slaves; the lease is for async, where nothing else can.
+      masterLease:
+        config["master-lease"] === "auto" && config["replication-type"] === "sync"
+          ? 0
+          : config["master-lease"],
     },
     log,
   );
@@ -156,6 +184,7 @@ function followCluster(
   store: Store,
   replicator: Replicator,
   config: NodeConfig,
+  secret: ClusterSecret,
   log: Logger,
 ): void {
   member.onMap((nodes, before, after) => {
@@ -176,6 +205,7 @@ function followCluster(
         const items = await reconstruct(
           store,
           {
+            credentials: { secret, role: "node" },
             host: master.host,
             port: master.port,
             partition: after.partition,

@@ -6,9 +6,12 @@
 import { connect } from "node:net";
 import { ServerError } from "../common/errors.js";
 import type { Logger } from "../common/log.js";
+import { authenticate, type Credentials } from "../protocol/cluster-auth.js";
 import type { Store } from "./store.js";
 
 export interface ReconstructionOptions {
+  /** `dump` is cluster traffic: the slave proves itself to its master first. */
+  credentials: Credentials;
   host: string;
   port: number;
   partition: number;
@@ -24,7 +27,14 @@ export function reconstruct(store: Store, o: ReconstructionOptions, log: Logger)
     const socket = connect({ host: o.host, port: o.port, noDelay: true });
     const args = o.partitions > 1 ? ` ${o.partition} ${o.partitions}` : o.bwlimit > 0 ? " -1 0" : "";
     socket.on("connect", () => {
-      socket.write(`dump ${o.interval}${args}${o.bwlimit > 0 ? ` ${o.bwlimit}` : ""}\r\n`);
+      authenticate(socket, o.credentials, 5000).then(
+        () => {
+          socket.on("data", onData);
+          socket.write(`dump ${o.interval}${args}${o.bwlimit > 0 ? ` ${o.bwlimit}` : ""}\r\n`);
+        },
+        (err: Error) =>
+          finish(new ServerError("UNAVAILABLE", `dump from ${o.host}:${o.port} failed: ${err.message}`)),
+      );
     });
     let buf: Buffer = Buffer.alloc(0);
     let received = 0;
@@ -38,7 +48,7 @@ export function reconstruct(store: Store, o: ReconstructionOptions, log: Logger)
       if (err) reject(err);
       else resolve(received);
     };
-    socket.on("data", (chunk: Buffer) => {
+    const onData = (chunk: Buffer): void => {
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
       let pos = 0;
       for (;;) {
@@ -77,7 +87,7 @@ export function reconstruct(store: Store, o: ReconstructionOptions, log: Logger)
         };
       }
       buf = pos === buf.length ? Buffer.alloc(0) : buf.subarray(pos);
-    });
+    };
     socket.on("error", (err) =>
       finish(new ServerError("UNAVAILABLE", `dump from ${o.host}:${o.port} failed: ${err.message}`)),
     );

@@ -6,7 +6,10 @@
  * acknowledged (catch-up); one that fell out of the log gets every item again.
  */
 import { connect, type Socket } from "node:net";
+import { ServerError } from "../common/errors.js";
 import type { Logger } from "../common/log.js";
+import { authenticate, type Credentials } from "../protocol/cluster-auth.js";
+import { NOT_A_MASTER } from "../protocol/cluster-member.js";
 import { LineReader } from "../protocol/line-reader.js";
 import { type NodeEntry, nodeKey } from "../protocol/node-map.js";
 import type { Item } from "./engine.js";
@@ -15,7 +18,16 @@ import type { Store } from "./store.js";
 export interface ReplicatorOptions {
   /** Writes kept for catch-up; also the most a slave may lag before the master's clients wait. */
   logSize: number;
+  /** How the master proves itself to its slaves. */
+  credentials: Credentials;
+  /** The master's own map version (the epoch a slave's refusal is compared with). */
+  mapVersion: () => number;
+  /** A slave knows a newer map in which this node is not its master. */
+  fenced: (peerVersion: number) => void;
 }
+
+/** A write a slave refused: sync-mode writers waiting for it get this instead of an ack. */
+export class ReplicationRefused extends ServerError {}
 
 interface Entry {
   seq: number;
@@ -84,7 +96,10 @@ export class Replicator {
     for (const [key, n] of wanted) {
       if (this.links.has(key)) continue;
       // A new slave is rebuilt by its own dump; replication starts with what comes next.
-      this.links.set(key, new SlaveLink(this, n.host, n.port, this.seq, this.log.child({ slave: key })));
+      this.links.set(
+        key,
+        new SlaveLink(this, this.options, key, n.host, n.port, this.seq, this.log.child({ slave: key })),
+      );
       this.log.info("replication started", { slave: key, fromSeq: this.seq });
     }
     if (this.links.size === 0) this.trim(true);
@@ -94,7 +109,10 @@ export class Replicator {
     return this.links.size > 0;
   }
 
-  /** Resolves when every slave linked now has acknowledged `seq`, or dropped out. */
+  /**
+   * Resolves when every slave linked now has acknowledged `seq`, or dropped out; rejects with
+   * ReplicationRefused when one refused it.
+   */
   waitAll(seq: number): Promise<void> {
     const waits = [...this.links.values()].map((l) => l.waitFor(seq));
     return waits.length === 0 ? Promise.resolve() : Promise.all(waits).then(() => undefined);
@@ -169,11 +187,13 @@ class SlaveLink {
   /** Seqs sent and awaiting their reply line, in order. */
   private inflight: number[] = [];
   private readonly reader = new LineReader();
-  private waiters: { seq: number; resolve: () => void }[] = [];
+  private waiters: { seq: number; resolve: () => void; reject: (err: Error) => void }[] = [];
   private resyncing = false;
 
   constructor(
     private readonly replicator: Replicator,
+    private readonly options: ReplicatorOptions,
+    private readonly name: string,
     private readonly host: string,
     private readonly port: number,
     from: number,
@@ -186,7 +206,7 @@ class SlaveLink {
 
   waitFor(seq: number): Promise<void> {
     if (this.acked >= seq || this.closed) return Promise.resolve();
-    return new Promise((resolve) => this.waiters.push({ seq, resolve }));
+    return new Promise((resolve, reject) => this.waiters.push({ seq, resolve, reject }));
   }
 
   close(): void {
@@ -221,14 +241,20 @@ class SlaveLink {
     this.connecting = true;
     const socket = connect({ host: this.host, port: this.port, noDelay: true });
     this.socket = socket;
-    socket.on("connect", () => {
-      this.connecting = false;
-      this.pump();
-    });
-    socket.on("data", (d: Buffer) => this.onData(d));
-    socket.on("drain", () => this.pump());
     socket.on("error", () => {});
     socket.on("close", () => this.dropped("connection closed"));
+    socket.on("connect", () => {
+      authenticate(socket, this.options.credentials, 5000).then(
+        () => {
+          if (this.socket !== socket) return;
+          this.connecting = false;
+          socket.on("data", (d: Buffer) => this.onData(d));
+          socket.on("drain", () => this.pump());
+          this.pump();
+        },
+        (err: Error) => this.log.warn("replication link not authenticated", { err: err.message }),
+      );
+    });
   }
 
   private onData(d: Buffer): void {
@@ -240,8 +266,9 @@ class SlaveLink {
         line === "ERROR" ||
         seq === undefined
       ) {
-        // Refused (the slave has not seen its new role yet, or is failing): start again after the last ack.
+        // Refused: start again after the last ack, once the slave or this master has caught up.
         this.log.warn("replication refused", { reply: line });
+        this.refused(line);
         this.socket?.destroy();
         return;
       }
@@ -254,6 +281,29 @@ class SlaveLink {
       return;
     }
     if (this.inflight.length < 64) this.pump();
+  }
+
+  /**
+   * A slave whose map is older than ours will take the writes once it has caught up: its waiters
+   * keep waiting. Any other refusal fails them: a sync write is acknowledged only once every slave
+   * has it. A slave with a newer map that refuses us means we are a stale master: fenced.
+   */
+  private refused(line: string): void {
+    const stale = /^SERVER_ERROR stale master: map version (\d+)/.exec(line);
+    const peerVersion = stale === null ? undefined : Number(stale[1]);
+    const mine = this.options.mapVersion();
+    if (peerVersion !== undefined && peerVersion < mine) return;
+    let err: ReplicationRefused;
+    if (peerVersion !== undefined) {
+      this.options.fenced(peerVersion);
+      err = new ReplicationRefused(
+        "UNAVAILABLE",
+        `${NOT_A_MASTER} (fenced: slave ${this.name} has map version ${peerVersion}, this node ${mine})`,
+      );
+    } else {
+      err = new ReplicationRefused("UNAVAILABLE", `replication refused by slave ${this.name}: ${line}`);
+    }
+    for (const w of this.waiters.splice(0)) w.reject(err);
   }
 
   private ack(seq: number): void {

@@ -128,7 +128,12 @@ export class Store {
       else c.incr_hits++;
       const next = decrement ? (current > delta ? current - delta : 0n) : (current + delta) & UINT64_MASK;
       const value = Buffer.from(next.toString(), "latin1");
-      this.write(key, { value, flags: item.flags, version: item.version + 1n, expiresAt: item.expiresAt });
+      this.write(key, {
+        value,
+        flags: item.flags,
+        version: nextVersion(key, item.version),
+        expiresAt: item.expiresAt,
+      });
       return next;
     });
   }
@@ -153,6 +158,30 @@ export class Store {
       this.remove(key, version > item.version ? version : item.version, holdUntil);
       c.delete_hits++;
       return "DELETED";
+    });
+  }
+
+  /** Whether the engine answers within `timeoutMs`: a frozen or unreachable backend counts as down. */
+  healthy(timeoutMs: number): MaybePromise<boolean> {
+    let answer: boolean | Promise<boolean>;
+    try {
+      answer = this.engine.healthy();
+    } catch {
+      return false;
+    }
+    if (!(answer instanceof Promise)) return answer;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      answer.then(
+        (ok) => {
+          clearTimeout(timer);
+          resolve(ok);
+        },
+        () => {
+          clearTimeout(timer);
+          resolve(false);
+        },
+      );
     });
   }
 
@@ -219,8 +248,8 @@ export class Store {
         c.cas_badval++;
         return "EXISTS";
       }
+      next = nextVersion(key, item.version);
       c.cas_hits++;
-      next = item.version + 1n;
     } else {
       if (mode === "add") {
         if (item !== undefined) return "NOT_STORED";
@@ -235,7 +264,7 @@ export class Store {
         if (version <= (item?.version ?? this.tombstones.get(key)?.version ?? 0n)) return "NOT_STORED";
         next = version;
       } else {
-        next = (item?.version ?? this.tombstones.lastVersion(key)) + 1n;
+        next = nextVersion(key, item?.version ?? this.tombstones.lastVersion(key));
       }
     }
     let stored: Item;
@@ -385,4 +414,14 @@ function parseCounter(value: Uint8Array): bigint | null {
   }
   const n = BigInt(Buffer.from(value.buffer, value.byteOffset, end).toString("latin1"));
   return n > UINT64_MASK ? null : n;
+}
+
+/** Versions are cas values: 64-bit unsigned, as memcached's, and never wrap. */
+const MAX_VERSION = (1n << 64n) - 1n;
+
+/** The version after `version`; a write that would pass 2^64-1 is refused, never wrapped. */
+function nextVersion(key: string, version: bigint): bigint {
+  if (version >= MAX_VERSION)
+    throw new ServerError("VERSION_OVERFLOW", `version overflow: key ${key} is at the largest version`);
+  return version + 1n;
 }

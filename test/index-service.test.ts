@@ -86,7 +86,7 @@ describe("index text protocol", () => {
 
   it("meta, ping, version, malformed lines", async () => {
     expect(await c.ask("meta\r\n", "END\r\n")).toBe(
-      "META partition-size 1024\r\nMETA key-hash-algorithm simple\r\nMETA partition-type modular\r\nMETA partition-modular-hint 1\r\nMETA partition-modular-virtual 4096\r\nEND\r\n",
+      "META partition-size 1024\r\nMETA key-hash-algorithm simple\r\nMETA partition-type modular\r\nMETA partition-modular-hint 1\r\nMETA partition-modular-virtual 4096\r\nMETA master-lease 3601500\r\nEND\r\n",
     );
     expect(await c.ask("ping\r\n")).toBe("OK\r\n");
     expect(await c.ask("version\r\n")).toMatch(/^VERSION flare-ts-/);

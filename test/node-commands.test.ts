@@ -40,15 +40,50 @@ describe("memcached commands over TCP", () => {
     expect(await c.ask("get q\r\n", "END\r\n")).toBe("END\r\n");
   });
 
-  it("set with an explicit version and delete with a version and hold (Flare)", async () => {
-    expect(await c.ask("set v 0 0 1 100\r\na\r\n")).toBe("STORED\r\n");
+  it("set with an explicit version and delete with a version and hold (Flare), from a cluster peer", async () => {
+    const peer = await RawClient.open(node.port);
+    expect(await peer.authenticate()).toBe("OK\r\n");
+    expect(await peer.ask("set v 0 0 1 100\r\na\r\n")).toBe("STORED\r\n");
     expect(await c.ask("gets v\r\n", "END\r\n")).toBe("VALUE v 0 1 100\r\na\r\nEND\r\n");
-    expect(await c.ask("set v 0 0 1 99\r\nb\r\n")).toBe("NOT_STORED\r\n");
-    expect(await c.ask("delete v 0 50\r\n")).toBe("NOT_FOUND\r\n");
+    expect(await peer.ask("set v 0 0 1 99\r\nb\r\n")).toBe("NOT_STORED\r\n");
+    expect(await peer.ask("delete v 0 50\r\n")).toBe("NOT_FOUND\r\n");
     expect(await c.ask("delete v 5\r\n")).toBe("DELETED\r\n");
     expect(await c.ask("add v 0 0 1\r\nc\r\n")).toBe("NOT_STORED\r\n");
     expect(await c.ask("set v 0 0 1\r\nc\r\n")).toBe("STORED\r\n");
     expect(await c.ask("gets v\r\n", "END\r\n")).toBe("VALUE v 0 1 101\r\nc\r\nEND\r\n");
+    peer.close();
+  });
+
+  it("takes no version from a plain client: a 6th number is ignored, as memcached ignores it", async () => {
+    expect(await c.ask("set pv 0 0 1 18446744073709551615\r\nX\r\n")).toBe("STORED\r\n");
+    expect(await c.ask("gets pv\r\n", "END\r\n")).toBe("VALUE pv 0 1 1\r\nX\r\nEND\r\n");
+    expect(await c.ask("set pv 0 0 1\r\nY\r\n")).toBe("STORED\r\n");
+    expect(await c.ask("flush_all\r\n")).toBe("OK\r\n");
+    expect(await c.ask("set pv 0 0 1\r\nZ\r\n")).toBe("STORED\r\n");
+    const cas = /VALUE pv 0 1 (\d+)\r\n/.exec(await c.ask("gets pv\r\n", "END\r\n"))?.[1] ?? "";
+    expect(BigInt(cas)).toBeLessThan(1000n);
+    expect(await c.ask(`cas pv 0 0 1 ${cas}\r\nW\r\n`)).toBe("STORED\r\n");
+  });
+
+  it("refuses a write that would take a version past 2^64-1, and keeps what was stored", async () => {
+    // A node of its own: its version floor ends at the top, which would refuse later tests' writes.
+    const own = await startNode(
+      validateConfig(nodeConfigSpec, new Map([["server-port", "0"]])),
+      createLogger(),
+    );
+    const c = await RawClient.open(own.port);
+    const peer = await RawClient.open(own.port);
+    expect(await peer.authenticate()).toBe("OK\r\n");
+    expect(await peer.ask("set top 0 0 1 18446744073709551615\r\n7\r\n")).toBe("STORED\r\n");
+    peer.close();
+    const overflow = "SERVER_ERROR version overflow: key top is at the largest version\r\n";
+    expect(await c.ask("set top 0 0 1\r\n8\r\n")).toBe(overflow);
+    expect(await c.ask("incr top 1\r\n")).toBe(overflow);
+    expect(await c.ask("cas top 0 0 1 18446744073709551615\r\n9\r\n")).toBe(overflow);
+    expect(await c.ask("gets top\r\n", "END\r\n")).toBe("VALUE top 0 1 18446744073709551615\r\n7\r\nEND\r\n");
+    expect(await c.ask("delete top\r\n")).toBe("DELETED\r\n");
+    c.close();
+    await own.stop();
   });
 
   it("stats reset, settings and the empty sub-reports", async () => {

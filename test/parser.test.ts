@@ -1,11 +1,13 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { AUTH_FAILED, ClusterSecret } from "../protocol/cluster-auth.js";
 import { BAD_FORMAT, LINE_TOO_LONG, RequestParser, TOO_LARGE } from "../protocol/memcache/parser.js";
 import type { Request } from "../protocol/memcache/request.js";
 
 const limits = { maxLine: 2048, maxValue: 1024, maxKey: 250 };
 
-function parseAll(pieces: Buffer[], lim = limits): { requests: Request[]; fatal: string[] } {
+/** `peer`: the connection has proved itself a cluster peer (cluster traffic parses). */
+function parseAll(pieces: Buffer[], lim = limits, peer = false): { requests: Request[]; fatal: string[] } {
   const requests: Request[] = [];
   const fatal: string[] = [];
   const parser = new RequestParser(
@@ -18,7 +20,9 @@ function parseAll(pieces: Buffer[], lim = limits): { requests: Request[]; fatal:
       else requests.push(req as Request);
     },
     (line) => fatal.push(line),
+    new ClusterSecret("s3cret"),
   );
+  if (peer) parser.session.peer = "node";
   for (const p of pieces) parser.push(p);
   return { requests, fatal };
 }
@@ -196,7 +200,9 @@ describe("memcached request parser", () => {
       limits,
       (r) => raws.push("raw" in r && r.raw !== undefined ? r.raw.toString("latin1") : undefined),
       () => {},
+      new ClusterSecret(undefined),
     );
+    parser.session.peer = "node";
     const plainGet = "get a b\r\n";
     const plainSet = "set k 1 2 3\r\nv\r\n\r\n";
     parser.push(
@@ -211,8 +217,12 @@ describe("memcached request parser", () => {
     expect(raws).toEqual([plainGet, "gets a\n", plainSet, undefined, undefined, undefined, undefined]);
   });
 
-  it("parses Flare's version field and sync options", () => {
-    const { requests } = parseAll([Buffer.from("set k 1 2 1 77 sync\r\na\r\ndelete k 0 78 noreply\r\n")]);
+  it("parses Flare's version field and sync options from a cluster peer", () => {
+    const { requests } = parseAll(
+      [Buffer.from("set k 1 2 1 77 sync\r\na\r\ndelete k 0 78 noreply\r\n")],
+      limits,
+      true,
+    );
     expect(requests).toEqual([
       {
         op: "set",
@@ -247,5 +257,90 @@ describe("memcached request parser", () => {
     for (const [line, reply] of lines) {
       expect(parseAll([Buffer.from(`${line}\r\n`)]).requests, line).toEqual([{ op: "reply", line: reply }]);
     }
+  });
+
+  it("gives a plain client memcached's answers, never cluster traffic", () => {
+    const wire = [
+      // A 6th number is ignored (memcached), never a version; a 7th word makes the line an ERROR
+      // and the data block is then read as a command, as memcached reads it.
+      "set vk 0 0 1 18446744073709551615\r\nX\r\n",
+      "set vk 0 0 1 5 noreply\r\nY\r\n",
+      "cas vk 0 0 1 7 junk\r\nZ\r\n",
+      "delete vk 0 5\r\n",
+      "<127.0.0.1:1@1>set victim 0 0 8\r\nAAAAAAAA\r\n",
+      "node sync 999999\r\nNODE localhost 1 master active 0 1 0\r\nEND\r\n",
+      "dump\r\n",
+      "ping\r\n",
+    ].join("");
+    const { requests, fatal } = parseAll([Buffer.from(wire, "latin1")]);
+    expect(fatal).toEqual([]);
+    expect(requests).toEqual([
+      {
+        op: "set",
+        key: "vk",
+        flags: 0,
+        exptime: 0,
+        value: Buffer.from("X"),
+        version: 0n,
+        noreply: false,
+        sync: undefined,
+      },
+      { op: "reply", line: "ERROR" },
+      { op: "reply", line: "ERROR" },
+      {
+        op: "cas",
+        key: "vk",
+        flags: 0,
+        exptime: 0,
+        value: Buffer.from("Z"),
+        version: 7n,
+        noreply: false,
+        sync: undefined,
+      },
+      { op: "reply", line: "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]" },
+      { op: "reply", line: "ERROR" },
+      { op: "reply", line: "ERROR" },
+      { op: "reply", line: "ERROR" },
+      { op: "reply", line: "ERROR" },
+      { op: "reply", line: "ERROR" },
+      { op: "reply", line: "ERROR" },
+      { op: "ping" },
+    ]);
+  });
+
+  it("makes a connection a peer only with the secret's proof", () => {
+    const run = (secret: ClusterSecret, prove: (nonce: string) => string) => {
+      const out: Request[] = [];
+      const fatal: string[] = [];
+      const parser = new RequestParser(
+        limits,
+        (r) => out.push(r),
+        (l) => fatal.push(l),
+        secret,
+      );
+      parser.push(Buffer.from("cluster hello\r\n"));
+      const challenge = out[0] as { op: "reply"; line: string };
+      const nonce = /^CHALLENGE ([0-9a-f]{32})$/.exec(challenge.line)?.[1] ?? "";
+      expect(nonce).not.toBe("");
+      parser.push(Buffer.from(`cluster auth node 0123456789abcdef ${prove(nonce)}\r\nping\r\n`));
+      return { out: out.slice(1), fatal, trusted: parser.trusted };
+    };
+    const secret = new ClusterSecret("s3cret");
+    const good = run(secret, (n) => secret.proof("node", n, "0123456789abcdef"));
+    expect(good).toEqual({
+      out: [
+        { op: "reply", line: "OK" },
+        { op: "ping", from: "node" },
+      ],
+      fatal: [],
+      trusted: true,
+    });
+    const wrong = run(secret, (n) => new ClusterSecret("guess").proof("node", n, "0123456789abcdef"));
+    expect(wrong).toEqual({ out: [], fatal: [AUTH_FAILED], trusted: false });
+    // A proof is good for its own challenge only: replaying one fails.
+    const replayed = run(secret, () => secret.proof("node", "0".repeat(32), "0123456789abcdef"));
+    expect(replayed.trusted).toBe(false);
+    // Open mode runs the same exchange and takes any proof.
+    expect(run(new ClusterSecret(undefined), () => "x").trusted).toBe(true);
   });
 });

@@ -4,6 +4,7 @@
  * of pipelined requests with one write. Memory stays bounded: a line longer than `maxLine` is fatal,
  * and a value larger than `maxValue` is skipped (counted, never buffered).
  */
+import { type AuthSession, answerCluster, type ClusterSecret } from "../cluster-auth.js";
 import type { Request, StoreOp, SyncOption } from "./request.js";
 
 export interface ParserLimits {
@@ -48,12 +49,22 @@ export class RequestParser {
   /** Set by the consumer (after `quit`, or on a fatal error) to stop parsing for good. */
   halted = false;
 
+  /** This connection's cluster authentication: cluster traffic parses only once it proved itself. */
+  readonly session: AuthSession = {};
+
   constructor(
     private readonly limits: ParserLimits,
     private readonly onRequest: (req: Request) => void,
     /** The input cannot be followed any more; the reply line goes out, then the connection closes. */
     private readonly onFatal: (line: string) => void,
+    /** The cluster's secret; without one (a parser on its own) no connection is a peer. */
+    private readonly secret?: ClusterSecret,
   ) {}
+
+  /** Whether the connection proved it is a cluster peer (else it is a plain memcached client). */
+  get trusted(): boolean {
+    return this.session.peer !== undefined;
+  }
 
   /** Bytes buffered for an incomplete request (what a slow client is holding). */
   get buffered(): number {
@@ -105,23 +116,26 @@ export class RequestParser {
         this.syncLine(data.latin1Slice(lineStart, lineEnd));
         continue;
       }
-      // Flare's proxy prefix `<host:port,...>command`: the request comes from another node.
-      let proxied = false;
+      // Flare's proxy prefix `<host:port@seq>command`: a write replicated by a peer. From a client
+      // it is no command at all (memcached answers ERROR).
+      let from: string | undefined;
       let seq = -1;
-      if (data[lineStart] === 60) {
+      if (data[lineStart] === 60 && this.trusted) {
         const gt = data.indexOf(62, lineStart);
         if (gt > lineStart && gt < lineEnd) {
-          proxied = true;
           const at = data.indexOf(64, lineStart);
-          if (at > lineStart && at < gt) seq = digitsAt(data, at + 1, gt, 15);
+          const hasSeq = at > lineStart && at < gt;
+          if (hasSeq) seq = digitsAt(data, at + 1, gt, 15);
+          from = data.latin1Slice(lineStart + 1, hasSeq ? at : gt);
           lineStart = gt + 1;
         }
       }
+      const proxied = from !== undefined;
       let req = this.parseHot(data, lineStart, lineEnd);
       if (req === undefined) req = this.parseLine(data.latin1Slice(lineStart, lineEnd));
       else if (req !== null && (req.op === "get" || req.op === "gets") && !proxied)
         req.raw = data.subarray(lineStart, pos);
-      if (proxied) markProxied(req ?? this.pending, seq);
+      if (proxied) markProxied(req ?? this.pending, from as string, seq);
       if (req !== null) {
         this.emit(req);
         continue;
@@ -308,7 +322,18 @@ export class RequestParser {
       }
       case "stats":
         return { op: "stats", args: tokens.slice(1) };
+      case "cluster": {
+        const answer =
+          this.secret === undefined ? undefined : answerCluster(this.secret, this.session, tokens);
+        if (answer === undefined) return { op: "reply", line: "ERROR" };
+        if (answer.fatal) {
+          this.halted = true;
+          this.onFatal(answer.line);
+        }
+        return { op: "reply", line: answer.line };
+      }
       case "dump": {
+        if (!this.trusted) return { op: "reply", line: "ERROR" };
         const n = tokens.slice(1).map((t) => parseInt32(t));
         if (n.length > 4 || n.some((x) => x === null)) return { op: "reply", line: "ERROR" };
         const [wait = 0, partition = -1, size = 0, bwlimit = 0] = n as number[];
@@ -323,7 +348,7 @@ export class RequestParser {
         return { op: "dump", wait, partition, size, bwlimit };
       }
       case "node": {
-        if (tokens[1] !== "sync" || tokens.length > 3) return { op: "reply", line: "ERROR" };
+        if (!this.trusted || tokens[1] !== "sync" || tokens.length > 3) return { op: "reply", line: "ERROR" };
         const version = tokens.length === 3 ? parseUint(tokens[2], Number.MAX_SAFE_INTEGER) : 0;
         if (version === null) return { op: "reply", line: "CLIENT_ERROR format error" };
         this.sync = { version, lines: [] };
@@ -333,8 +358,10 @@ export class RequestParser {
       case "version":
         return { op: cmd };
       case "quit":
-      case "ping":
         return tokens.length === 1 ? { op: cmd } : { op: "reply", line: "ERROR" };
+      case "ping":
+        if (tokens.length !== 1) return { op: "reply", line: "ERROR" };
+        return this.session.peer === undefined ? { op: "ping" } : { op: "ping", from: this.session.peer };
       case "verbosity":
         if (tokens.length < 2 || tokens.length > 3) return { op: "reply", line: "ERROR" };
         return { op: "verbosity", noreply: tokens[tokens.length - 1] === "noreply" };
@@ -356,7 +383,8 @@ export class RequestParser {
   }
 
   /** `<cmd> <key> <flags> <exptime> <bytes> [<cas|version>] [noreply|sync|async]` */
-  private storage(op: StoreOp, tokens: string[]): Request | null {
+  private storage(op: StoreOp, words: string[]): Request | null {
+    let tokens = words;
     if (tokens.length < (op === "cas" ? 6 : 5)) return { op: "reply", line: "ERROR" };
     const bytes = parseInt32(tokens[4]);
     if (bytes === null || bytes < 0 || bytes > MAX_DECLARED_BYTES) return badFormat();
@@ -365,6 +393,17 @@ export class RequestParser {
     const exptime = parseInt32(tokens[3]);
     let version = 0n;
     let i = 5;
+    if (!this.trusted && op !== "cas") {
+      // memcached: one more word is `noreply` or ignored (a client's number is never a version);
+      // two or more make the line an ERROR and the data block is read as commands.
+      if (tokens.length > 6) return { op: "reply", line: "ERROR" };
+      if (tokens.length === 6 && tokens[5] !== "noreply" && tokens[5] !== "sync" && tokens[5] !== "async")
+        tokens = tokens.slice(0, 5);
+    } else if (!this.trusted) {
+      if (tokens.length > 7) return { op: "reply", line: "ERROR" };
+      if (tokens.length === 7 && tokens[6] !== "noreply" && tokens[6] !== "sync" && tokens[6] !== "async")
+        tokens = tokens.slice(0, 6);
+    }
     const numeric = tokens[5] !== undefined && isDigits(tokens[5]);
     if (op === "cas" || numeric) {
       const v = parseUint64(tokens[5]);
@@ -419,7 +458,8 @@ export class RequestParser {
     if (tokens[i] !== undefined && isDigits(tokens[i] as string)) {
       hold = parseInt32(tokens[i]) ?? -1;
       i++;
-      if (tokens[i] !== undefined && isDigits(tokens[i] as string)) {
+      // Only a peer sends a version (a replicated delete); memcached refuses a third number.
+      if (tokens[i] !== undefined && isDigits(tokens[i] as string) && this.trusted) {
         const v = parseUint64(tokens[i]);
         if (v === null) return badFormat();
         version = v;
@@ -452,9 +492,9 @@ function badFormat(): Request {
   return { op: "reply", line: BAD_FORMAT };
 }
 
-function markProxied(req: Request | null, seq: number): void {
+function markProxied(req: Request | null, from: string, seq: number): void {
   if (req === null || !("noreply" in req) || req.op === "flush_all" || req.op === "verbosity") return;
-  req.proxied = true;
+  req.proxied = from;
   if (seq >= 0) req.seq = seq;
 }
 

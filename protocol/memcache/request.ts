@@ -1,3 +1,5 @@
+import type { PeerRole } from "../cluster-auth.js";
+
 /** Requests of the memcached text protocol (plus Flare's extensions), as the parser produces them. */
 
 export type StoreOp = "set" | "add" | "replace" | "append" | "prepend" | "cas";
@@ -21,8 +23,8 @@ export type Request =
       version: bigint;
       noreply: boolean;
       sync: SyncOption;
-      /** Sent by another node (Flare's `<host:port>` prefix): replication, not a client. */
-      proxied?: boolean;
+      /** Replicated by the peer named in Flare's `<host:port>` prefix (authenticated connections only). */
+      proxied?: string;
       /** The master's replication sequence number (`<host:port@seq>`). */
       seq?: number;
       raw?: Buffer;
@@ -33,7 +35,7 @@ export type Request =
       delta: bigint;
       noreply: boolean;
       sync: SyncOption;
-      proxied?: boolean;
+      proxied?: string;
       seq?: number;
     }
   | {
@@ -43,14 +45,16 @@ export type Request =
       version: bigint;
       noreply: boolean;
       sync: SyncOption;
-      proxied?: boolean;
+      proxied?: string;
       seq?: number;
     }
-  | { op: "touch"; key: string; exptime: number; noreply: boolean; proxied?: boolean; seq?: number }
+  | { op: "touch"; key: string; exptime: number; noreply: boolean; proxied?: string; seq?: number }
   | { op: "flush_all"; delay: number; noreply: boolean }
   | { op: "stats"; args: string[] }
   | { op: "verbosity"; noreply: boolean }
-  | { op: "version" | "quit" | "ping" }
+  | { op: "version" | "quit" }
+  /** `from`: the cluster peer that asked (the index's pings renew a master's lease). */
+  | { op: "ping"; from?: PeerRole }
   /** Flare's `dump [<wait-µs>] [<partition>] [<partition-size>] [<bwlimit-KB/s>]`. */
   | { op: "dump"; wait: number; partition: number; size: number; bwlimit: number }
   /** Flare's map push from the index: `node sync <version>`, NODE lines, `END`. */

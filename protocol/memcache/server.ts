@@ -5,6 +5,7 @@
 import { type AddressInfo, createServer, type Server, type Socket } from "node:net";
 import type { Logger } from "../../common/log.js";
 import type { LatencyRecorder } from "../../common/metrics.js";
+import type { ClusterSecret } from "../cluster-auth.js";
 import { type ParserLimits, RequestParser } from "./parser.js";
 import { ReplyBuffer } from "./reply.js";
 import type { Request } from "./request.js";
@@ -71,6 +72,8 @@ export interface MemcacheServerOptions {
   /** Idle seconds before a connection is closed (a client stalled mid-request included). */
   readTimeoutSeconds: number;
   limits: ParserLimits;
+  /** The cluster's secret: connections that prove it may send cluster traffic. */
+  secret: ClusterSecret;
 }
 
 export class MemcacheServer {
@@ -172,6 +175,7 @@ class Connection {
         this.out.line(line);
         this.quit();
       },
+      options.secret,
     );
     socket.setTimeout(options.readTimeoutSeconds * 1000, () => socket.destroy());
     socket.on("data", (chunk: Buffer) => this.onData(chunk));

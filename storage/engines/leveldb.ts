@@ -193,8 +193,10 @@ export class LevelDbEngine implements SyncEngine, TombstoneJournal {
     return { items: this.count, bytes: 0, limitBytes: 0, evictions: 0 };
   }
 
-  healthy(): boolean {
-    return this.db.status === "open";
+  async healthy(): Promise<boolean> {
+    if (this.db.status !== "open") return false;
+    await this.db.get(FLOOR_KEY);
+    return true;
   }
 
   async close(): Promise<void> {

@@ -117,8 +117,8 @@ export class RedisEngine implements AsyncEngine {
     return { items: 0, bytes: 0, limitBytes: 0, evictions: 0 };
   }
 
-  healthy(): boolean {
-    return this.client.status === "ready";
+  async healthy(): Promise<boolean> {
+    return this.client.status === "ready" && (await this.client.ping()) === "PONG";
   }
 
   async close(): Promise<void> {

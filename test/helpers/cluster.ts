@@ -3,7 +3,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { joinArgs as benchJoinArgs } from "../../bench/cluster.js";
-import { type NodeProcess, startIndexProcess } from "./processes.js";
+import { type NodeProcess, startIndexProcess, startNodeProcess, startRole } from "./processes.js";
 import { RawClient } from "./raw-client.js";
 
 export async function admin(port: number, command: string, suffix = "\r\n"): Promise<string> {
@@ -58,8 +58,10 @@ export async function attachSlave(index: NodeProcess, slave: NodeProcess, balanc
 }
 
 /** Every live item of a node as key -> "version value", read with Flare's dump. */
-export async function dumpOf(port: number): Promise<Map<string, string>> {
+export async function dumpOf(port: number, token?: string): Promise<Map<string, string>> {
   const c = await RawClient.open(port);
+  const auth = await c.authenticate(token);
+  if (auth !== "OK\r\n") throw new Error(`dump: cluster auth refused: ${auth}`);
   c.send("dump\r\n");
   let out = "";
   for (;;) {
@@ -79,4 +81,64 @@ export async function dumpOf(port: number): Promise<Map<string, string>> {
     pos = nl + 2 + Number(bytes) + 2;
   }
   return items;
+}
+
+/** An index command on a connection that proved `token` (open mode when undefined). */
+export async function peerAdmin(port: number, token: string | undefined, command: string): Promise<string> {
+  const c = await RawClient.open(port);
+  try {
+    const auth = await c.authenticate(token);
+    if (auth !== "OK\r\n") throw new Error(`cluster auth refused: ${auth}`);
+    return await c.ask(`${command}\r\n`, command.startsWith("stats") ? "END\r\n" : "\r\n");
+  } finally {
+    c.close();
+  }
+}
+
+export interface SeedLayout {
+  index: NodeProcess;
+  master: NodeProcess;
+  slave: NodeProcess;
+  proxy: NodeProcess;
+  /** A change sent to the index as an authenticated peer; throws unless it answers OK. */
+  change(command: string): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * The seed's layout (index 1 s / 3, master balance 1, slave balance 2, a proxy), every role with
+ * `token` (open mode when undefined); the slave is rebuilt and active when this resolves.
+ */
+export async function seedLayout(
+  token: string | undefined,
+  nodeArgs: string[] = [],
+  indexArgs: string[] = [],
+): Promise<SeedLayout> {
+  const secret = token === undefined ? [] : ["--cluster-token", token];
+  const index = await startIndex([...secret, "--http-port", "0", ...indexArgs]);
+  const master = await startNodeProcess(joinArgs(index, [...secret, ...nodeArgs]));
+  const slave = await startNodeProcess(joinArgs(index, [...secret, ...nodeArgs]));
+  const change = async (command: string): Promise<void> => {
+    const reply = await peerAdmin(index.port, token, command);
+    if (reply !== "OK\r\n") throw new Error(`${command}: ${reply}`);
+  };
+  await change(`node role localhost ${master.port} master 1 0`);
+  await change(`node role localhost ${slave.port} slave 2 0`);
+  await until("the slave to be rebuilt", async () => (await nodeState(index, slave.port)) === "slave/active");
+  const proxy = await startRole("proxy", "proxy started", joinArgs(index, secret));
+  await until(
+    "the proxy to take writes",
+    async () => (await admin(proxy.port, "set warm 0 0 1\r\nx")) === "STORED\r\n",
+  );
+  return {
+    index,
+    master,
+    slave,
+    proxy,
+    change,
+    async stop() {
+      await Promise.all([proxy, master, slave].map((p) => p.stop()));
+      await index.stop();
+    },
+  };
 }

@@ -1,5 +1,6 @@
 /** A raw TCP conversation with a memcached-protocol server, for byte-exact assertions. */
 import { connect, type Socket } from "node:net";
+import { ClusterSecret, type PeerRole } from "../../protocol/cluster-auth.js";
 
 export class RawClient {
   private buffered = "";
@@ -23,6 +24,17 @@ export class RawClient {
       const socket = connect({ port, host }, () => resolve(new RawClient(socket)));
       socket.once("error", reject);
     });
+  }
+
+  /**
+   * Proves the cluster secret (`token`; none = open mode) as a peer of `role`: what follows on this
+   * connection is cluster traffic. Resolves with the server's last line (OK when accepted).
+   */
+  async authenticate(token?: string, role: PeerRole = "admin"): Promise<string> {
+    const challenge = (await this.ask("cluster hello\r\n")).trim();
+    const nonce = challenge.split(" ")[1] ?? "";
+    const proof = new ClusterSecret(token).proof(role, nonce, "00112233445566778899aabbccddeeff");
+    return this.ask(`cluster auth ${role} 00112233445566778899aabbccddeeff ${proof}\r\n`);
   }
 
   send(data: string | Buffer): void {
