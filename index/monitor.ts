@@ -22,6 +22,8 @@ export interface MonitorEvents {
   up(): void;
   /** Whether the map says the node is down (the monitor's count follows the map). */
   downInMap(): boolean;
+  /** The current map as a push (`node sync ...`). */
+  mapText(): string;
 }
 
 export class NodeMonitor {
@@ -53,15 +55,15 @@ export class NodeMonitor {
     this.wake?.();
   }
 
-  /** Sends a map; resolves true when the node answered OK. */
-  async push(text: string): Promise<boolean> {
+  /** Sends a map; resolves true when the node answered OK. `quiet`: a check, not news. */
+  async push(text: string, quiet = false): Promise<boolean> {
     try {
       const link = await this.connect();
       const [reply] = await link.request(text, oneLine, this.options.readTimeoutMs);
       if (reply !== "OK") this.log.warn("map push refused", { node: this.name, reply });
       return reply === "OK";
     } catch (err) {
-      this.log.warn("map push failed", { node: this.name, err: (err as Error).message });
+      if (!quiet) this.log.warn("map push failed", { node: this.name, err: (err as Error).message });
       return false;
     }
   }
@@ -91,7 +93,13 @@ export class NodeMonitor {
       // Follow the map: an operator may have marked the node down or up meanwhile.
       if (this.events.downInMap()) this.failures = Math.max(this.failures, threshold);
       else if (this.failures >= threshold) this.failures = 0;
-      if (await this.ping()) {
+      // A node the map has down (a master that froze, say, and was replaced) hears the map that
+      // says so before anything else: it must not act on its old role once it is back.
+      if (
+        this.events.downInMap()
+          ? (await this.push(this.events.mapText(), true)) && (await this.ping())
+          : await this.ping()
+      ) {
         if (this.failures >= threshold || this.events.downInMap()) this.events.up();
         this.failures = 0;
         wait = this.options.intervalMs;
@@ -107,7 +115,9 @@ export class NodeMonitor {
   private async ping(): Promise<boolean> {
     try {
       const link = await this.connect();
-      const [reply] = await link.request("ping\r\n", oneLine, this.options.readTimeoutMs);
+      // When it was sent, on a clock that runs on across index restarts: a master's lease counts from it.
+      const sentAt = Math.floor(performance.timeOrigin + performance.now());
+      const [reply] = await link.request(`ping ${sentAt}\r\n`, oneLine, this.options.readTimeoutMs);
       return reply === "OK";
     } catch {
       return false;

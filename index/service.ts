@@ -238,6 +238,10 @@ export class IndexService {
           this.apply(this.map.up(host, port), "monitor up");
         },
         downInMap: () => this.map.get(host, port)?.state === "down",
+        mapText: () => {
+          const data = this.map.toData();
+          return syncText(data.version, data.nodes);
+        },
       },
       this.log.child({ monitor: key }),
     );

@@ -27,6 +27,9 @@ export interface ClusterOptions {
   masterLease?: number | "auto";
 }
 
+/** Pings whose offsets are remembered (seconds of pings at the usual monitor interval). */
+const OFFSET_WINDOW = 8;
+
 /** The start of every refusal a proxy answers by waiting for the next map. */
 export const NOT_A_MASTER = "not a master";
 
@@ -53,9 +56,11 @@ export class ClusterMember {
   private httpPort: number | undefined;
   /** A peer named a map newer than ours in which we are not master: no writes below that version. */
   private fencedBelow = 0;
-  /** Lease length in ms (0 = none), and when the index was last heard (performance.now()). */
+  /** Lease length in ms (0 = none), and when the index last sent word that arrived (performance.now()). */
   private leaseMs = 0;
   private heardAt = 0;
+  /** Recent (arrival - index's send time): the least is the clocks' offset plus the least delay. */
+  private readonly offsets: number[] = [];
 
   constructor(
     private readonly options: ClusterOptions,
@@ -109,9 +114,19 @@ export class ClusterMember {
     this.log.warn("fenced", { reason: "a peer knows a newer map", peerVersion, mapVersion: this.version });
   }
 
-  /** The index was heard from (its ping or map push, on an authenticated connection). */
-  heardFromIndex(): void {
-    this.heardAt = performance.now();
+  /**
+   * The index pinged this node at `sentAt` (its clock). The lease runs from when the ping was sent,
+   * not when it was read: a ping that waited in the socket while this process was frozen (SIGSTOP,
+   * a long pause) is old news and must not renew it. The send time is mapped onto this clock by the
+   * least offset seen over recent pings; a window, so a new index process with another clock is
+   * learned after a few pings.
+   */
+  heardFromIndex(sentAt: number): void {
+    const now = performance.now();
+    this.offsets.push(now - sentAt);
+    if (this.offsets.length > OFFSET_WINDOW) this.offsets.shift();
+    const sent = sentAt + Math.min(...this.offsets);
+    if (sent > this.heardAt) this.heardAt = sent;
   }
 
   replicated(seq: number): void {

@@ -62,8 +62,8 @@ export interface NodeInfo extends ServerCounters {
 export interface Membership {
   /** Why a write is refused here (undefined: allowed); `from`: the peer that replicated it. */
   writeRefusal(from: string | undefined): string | undefined;
-  /** The index pinged this node over an authenticated connection (a master's lease). */
-  heardFromIndex(): void;
+  /** The index pinged this node at `sentAt` (its clock, ms), over an authenticated connection. */
+  heardFromIndex(sentAt: number): void;
   /** A replicated write numbered `seq` by the master arrived (in order). */
   replicated(seq: number): void;
   /** The highest master sequence number this node has applied. */
@@ -311,7 +311,7 @@ export class MemcacheCommands implements CommandHandler {
         if (!req.noreply) out.line("OK");
         return true;
       case "ping":
-        if (req.from === "index") this.member?.heardFromIndex();
+        if (req.sentAt !== undefined) this.member?.heardFromIndex(req.sentAt);
         return reply(store.healthy(this.info.pingTimeoutMs), out, false, (ok) =>
           ok ? "OK" : "SERVER_ERROR storage error",
         );

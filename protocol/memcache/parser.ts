@@ -359,9 +359,14 @@ export class RequestParser {
         return { op: cmd };
       case "quit":
         return tokens.length === 1 ? { op: cmd } : { op: "reply", line: "ERROR" };
-      case "ping":
-        if (tokens.length !== 1) return { op: "reply", line: "ERROR" };
-        return this.session.peer === undefined ? { op: "ping" } : { op: "ping", from: this.session.peer };
+      case "ping": {
+        const peer = this.session.peer;
+        if (tokens.length === 1) return peer === undefined ? { op: "ping" } : { op: "ping", from: peer };
+        const stamp = tokens[1] as string;
+        const sentAt =
+          tokens.length === 2 && peer === "index" && /^\d{1,16}$/.test(stamp) ? Number(stamp) : null;
+        return sentAt === null ? { op: "reply", line: "ERROR" } : { op: "ping", from: peer, sentAt };
+      }
       case "verbosity":
         if (tokens.length < 2 || tokens.length > 3) return { op: "reply", line: "ERROR" };
         return { op: "verbosity", noreply: tokens[tokens.length - 1] === "noreply" };

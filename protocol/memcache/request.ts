@@ -53,8 +53,11 @@ export type Request =
   | { op: "stats"; args: string[] }
   | { op: "verbosity"; noreply: boolean }
   | { op: "version" | "quit" }
-  /** `from`: the cluster peer that asked (the index's pings renew a master's lease). */
-  | { op: "ping"; from?: PeerRole }
+  /**
+   * `from`: the cluster peer that asked; the index's pings carry when it sent them (its clock, ms),
+   * and renew a master's lease from that moment.
+   */
+  | { op: "ping"; from?: PeerRole; sentAt?: number }
   /** Flare's `dump [<wait-µs>] [<partition>] [<partition-size>] [<bwlimit-KB/s>]`. */
   | { op: "dump"; wait: number; partition: number; size: number; bwlimit: number }
   /** Flare's map push from the index: `node sync <version>`, NODE lines, `END`. */

@@ -45,6 +45,11 @@ export class RedisServer {
     await waitListening(proc, this.port, "redis-server");
   }
 
+  /** SIGSTOP / SIGCONT: a Redis that freezes (and thaws) with its connections open. */
+  signal(signal: "SIGSTOP" | "SIGCONT"): void {
+    this.proc?.kill(signal);
+  }
+
   /** kill -9: Redis vanishes the way a crashed server does. */
   async kill(): Promise<void> {
     const proc = this.proc;

@@ -1,0 +1,203 @@
+/**
+ * Fencing with real processes: a master frozen with SIGSTOP under load through the proxy is
+ * replaced; once it thaws it must acknowledge nothing, neither to clients with a stale map nor to
+ * direct connections, and no write acknowledged to anyone is lost. Five rounds each in sync mode
+ * (the slaves fence a stale master) and async mode (the master lease does). Then a frozen Redis
+ * under a node: the node fails over as a dead one would.
+ */
+import { readFileSync } from "node:fs";
+import { afterAll, describe, expect, it } from "vitest";
+import {
+  admin,
+  dumpOf,
+  joinArgs,
+  nodeState,
+  type SeedLayout,
+  seedLayout,
+  startIndex,
+  until,
+} from "./helpers/cluster.js";
+import { type NodeProcess, startNodeProcess, stopAll } from "./helpers/processes.js";
+import { RawClient } from "./helpers/raw-client.js";
+import { RedisServer, redisAvailable } from "./helpers/redis.js";
+
+afterAll(stopAll);
+
+const TOKEN = "fencing-test-secret";
+
+/** Sets of unique keys and gets of acknowledged ones through the proxy, one request at a time. */
+class Load {
+  readonly acked = new Map<string, string>();
+  failedSets: string[] = [];
+  wrongGets: string[] = [];
+  private running = true;
+  private done: Promise<void> | undefined;
+
+  async start(port: number): Promise<void> {
+    const c = await RawClient.open(port);
+    this.done = (async () => {
+      for (let i = 0; this.running; i++) {
+        const key = `fk_${i}`;
+        const value = `value-${i}-${"x".repeat(i % 17)}`;
+        const reply = await c.ask(`set ${key} 0 0 ${value.length}\r\n${value}\r\n`);
+        if (reply === "STORED\r\n") this.acked.set(key, value);
+        else this.failedSets.push(`${key}: ${reply.trim()}`);
+        if (i % 3 === 0 && this.acked.size > 0) {
+          const probe = `fk_${Math.floor(Math.random() * i)}`;
+          const want = this.acked.get(probe);
+          if (want === undefined) continue;
+          const got = await c.ask(`get ${probe}\r\n`, "END\r\n");
+          if (got !== `VALUE ${probe} 0 ${want.length}\r\n${want}\r\nEND\r\n`)
+            this.wrongGets.push(`${probe}: ${got.trim()}`);
+        }
+      }
+      c.close();
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.done;
+  }
+}
+
+/** Every acknowledged key, read from `port` in batches: the ones missing or different. */
+async function missing(port: number, acked: Map<string, string>): Promise<string[]> {
+  const keys = [...acked.keys()];
+  const lost: string[] = [];
+  const c = await RawClient.open(port);
+  for (let i = 0; i < keys.length; i += 100) {
+    const batch = keys.slice(i, i + 100);
+    const reply = await c.ask(`get ${batch.join(" ")}\r\n`, "END\r\n");
+    for (const key of batch) {
+      const want = acked.get(key) as string;
+      if (!reply.includes(`VALUE ${key} 0 ${want.length}\r\n${want}\r\n`)) lost.push(key);
+    }
+  }
+  c.close();
+  return lost;
+}
+
+/** Whether the kernel has the process stopped (state T): only then is a write sent "while frozen". */
+function stopped(pid: number): boolean {
+  const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
+  return stat.slice(stat.lastIndexOf(")") + 2).startsWith("T");
+}
+
+async function roleOf(layout: SeedLayout, node: NodeProcess): Promise<string> {
+  return nodeState(layout.index, node.port);
+}
+
+describe.each([
+  ["sync", []],
+  ["async", ["--master-lease", "auto"]],
+])("SIGSTOP of the master under load, %s replication", (mode, extra) => {
+  it("5 rounds: the old master acknowledges nothing after SIGCONT, and no acknowledged write is lost", async () => {
+    const layout = await seedLayout(TOKEN, ["--replication-type", mode, ...extra]);
+    const load = new Load();
+    await load.start(layout.proxy.port);
+    let master = layout.master;
+    let slave = layout.slave;
+    const promotions: number[] = [];
+    const staleAcks: string[] = [];
+    const staleReplies: string[] = [];
+    for (let round = 0; round < 5; round++) {
+      await new Promise((r) => setTimeout(r, 300));
+      const direct = await RawClient.open(master.port);
+      // A client with a stale map or a direct connection, writing to the old master while it is
+      // frozen (the write waits in its socket) and after it thaws.
+      master.proc.kill("SIGSTOP");
+      const stoppedAt = Date.now();
+      await until("the master to be stopped", async () => stopped(master.proc.pid as number));
+      direct.send(`set direct-${round}-frozen 0 0 1\r\nf\r\n`);
+      await until(
+        "the slave to be promoted",
+        async () => (await roleOf(layout, slave)) === "master/active",
+        15_000,
+      );
+      promotions.push(Date.now() - stoppedAt);
+      await new Promise((r) => setTimeout(r, 300));
+      master.proc.kill("SIGCONT");
+      const first = await direct.readUntil("\r\n", 5_000);
+      staleReplies.push(first.trim());
+      if (first.startsWith("STORED")) staleAcks.push(`round ${round}: frozen write`);
+      for (let i = 0; i < 5; i++) {
+        const reply = await direct.ask(`set direct-${round}-${i} 0 0 1\r\nd\r\n`);
+        if (reply.startsWith("STORED")) staleAcks.push(`round ${round}: write ${i} after SIGCONT`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      direct.close();
+      // Back as a proxy, then rebuilt as the new master's slave: the next round stops the other one.
+      await until(
+        "the old master to be back as a proxy",
+        async () => (await roleOf(layout, master)) === "proxy/active",
+      );
+      await layout.change(`node role localhost ${master.port} slave 2 0`);
+      await until(
+        "the old master to be rebuilt as a slave",
+        async () => (await roleOf(layout, master)) === "slave/active",
+        30_000,
+      );
+      [master, slave] = [slave, master];
+    }
+    await load.stop();
+    console.log(
+      `${mode}: promotion after SIGSTOP ${promotions.join(", ")} ms; ${load.acked.size} acknowledged sets through the proxy, ${load.failedSets.length} failed, ${load.wrongGets.length} wrong gets; old master's first replies: ${[...new Set(staleReplies)].join(" | ")}`,
+    );
+    expect(staleAcks).toEqual([]);
+    expect(staleReplies.every((r) => r.startsWith("SERVER_ERROR not a master"))).toBe(true);
+    expect(load.acked.size).toBeGreaterThan(100);
+    expect(await missing(master.port, load.acked)).toEqual([]);
+    for (let round = 0; round < 5; round++)
+      expect(await admin(master.port, `get direct-${round}-frozen`, "END\r\n")).toBe("END\r\n");
+    expect(load.wrongGets).toEqual([]);
+    // The last rebuilt slave holds exactly what the master holds.
+    const [onMaster, onSlave] = await Promise.all([dumpOf(master.port, TOKEN), dumpOf(slave.port, TOKEN)]);
+    expect(onSlave).toEqual(onMaster);
+    await layout.stop();
+  }, 180_000);
+});
+
+describe.runIf(redisAvailable || process.env.CI)("a frozen Redis under the master", () => {
+  it("fails the node over within monitor-interval x threshold + 1 s, and the node stops taking writes", async () => {
+    const [redisA, redisB] = await Promise.all([RedisServer.start(), RedisServer.start()]);
+    const index = await startIndex(["--cluster-token", TOKEN]);
+    const node = (redis: RedisServer) =>
+      startNodeProcess(
+        joinArgs(index, ["--cluster-token", TOKEN, "--storage-type", "redis", "--redis-url", redis.url]),
+      );
+    const master = await node(redisA);
+    const slave = await node(redisB);
+    const { peerAdmin } = await import("./helpers/cluster.js");
+    expect(await peerAdmin(index.port, TOKEN, `node role localhost ${master.port} master 1 0`)).toBe(
+      "OK\r\n",
+    );
+    expect(await peerAdmin(index.port, TOKEN, `node role localhost ${slave.port} slave 1 0`)).toBe("OK\r\n");
+    await until(
+      "the slave to be rebuilt",
+      async () => (await nodeState(index, slave.port)) === "slave/active",
+    );
+    expect(await admin(master.port, "set r 0 0 1\r\n1")).toBe("STORED\r\n");
+
+    redisA.signal("SIGSTOP");
+    const frozenAt = Date.now();
+    await until(
+      "the slave to be promoted",
+      async () => (await nodeState(index, slave.port)) === "master/active",
+      15_000,
+    );
+    const after = Date.now() - frozenAt;
+    console.log(`frozen Redis: slave promoted ${after} ms after SIGSTOP (limit 4000 ms)`);
+    expect(after).toBeLessThanOrEqual(4000);
+    expect(index.stderr()).toMatch(new RegExp(`"msg":"node down".*localhost:${master.port}`));
+    // The old master heard the map that has it down: with its Redis back, it still refuses writes.
+    redisA.signal("SIGCONT");
+    await until("the old master to know it is down", async () =>
+      (await admin(master.port, "set r 0 0 1\r\n2")).startsWith("SERVER_ERROR not a master"),
+    );
+    expect(await admin(slave.port, "get r", "END\r\n")).toBe("VALUE r 0 1\r\n1\r\nEND\r\n");
+    await Promise.all([master.stop(), slave.stop()]);
+    await index.stop();
+    await Promise.all([redisA.stop(), redisB.stop()]);
+  }, 60_000);
+});
