@@ -6,6 +6,7 @@
  */
 import type { Logger } from "../common/log.js";
 import type { Credentials } from "../protocol/cluster-auth.js";
+import { indexClock } from "../protocol/cluster-member.js";
 import { LineClient, oneLine, untilEnd } from "../protocol/line-client.js";
 
 export interface MonitorOptions {
@@ -116,7 +117,7 @@ export class NodeMonitor {
     try {
       const link = await this.connect();
       // When it was sent, on a clock that runs on across index restarts: a master's lease counts from it.
-      const sentAt = Math.floor(performance.timeOrigin + performance.now());
+      const sentAt = indexClock();
       const [reply] = await link.request(`ping ${sentAt}\r\n`, oneLine, this.options.readTimeoutMs);
       return reply === "OK";
     } catch {

@@ -5,6 +5,7 @@
  */
 import type { Logger } from "../common/log.js";
 import type { ClusterSecret } from "../protocol/cluster-auth.js";
+import { indexClock } from "../protocol/cluster-member.js";
 import {
   type NodeEntry,
   type NodeState,
@@ -114,6 +115,7 @@ export class IndexService {
       `META partition-modular-hint ${c["partition-modular-hint"]}`,
       `META partition-modular-virtual ${c["partition-modular-virtual"]}`,
       `META master-lease ${this.suggestedLease()}`,
+      `META time ${indexClock()}`,
     ];
   }
 

@@ -27,6 +27,14 @@ export interface ClusterOptions {
   masterLease?: number | "auto";
 }
 
+/**
+ * The index's clock for pings and `META time`: milliseconds that run on across index restarts
+ * (wall time at process start plus monotonic time since).
+ */
+export function indexClock(): number {
+  return Math.floor(performance.timeOrigin + performance.now());
+}
+
 /** Pings whose offsets are remembered (seconds of pings at the usual monitor interval). */
 const OFFSET_WINDOW = 8;
 
@@ -240,8 +248,14 @@ export class ClusterMember {
     }
   }
 
-  /** The lease starts at registration; "auto" follows the index's detection time. */
+  /**
+   * The lease starts at registration; "auto" follows the index's detection time. The index's
+   * clock in its `meta` reply, read at once, is the first offset: a first ping that waited in the
+   * socket while this process was frozen is then seen for what it is.
+   */
   private startLease(): void {
+    const indexTime = Number(this.meta.get("time"));
+    if (Number.isFinite(indexTime) && indexTime > 0) this.offsets.push(performance.now() - indexTime);
     const configured = this.options.masterLease ?? 0;
     const suggested = Number(this.meta.get("master-lease") ?? 0);
     this.leaseMs = configured === "auto" ? (Number.isFinite(suggested) ? suggested : 0) : configured;
