@@ -78,10 +78,12 @@ function node(service: IndexService, t: string[]): LineReply {
   if (host === undefined || p === null) return ERROR;
   switch (t[1]) {
     case "add": {
-      // flare-ts nodes add their HTTP port as a 5th word (Flare's take 4).
-      const http = t.length === 5 ? port(t[4]) : undefined;
-      if ((t.length !== 4 && t.length !== 5) || http === null) return ERROR;
-      if (!service.add(host, p, http).ok) return reply("SERVER_ERROR failed to add node");
+      // flare-ts nodes add their HTTP port (0: none) and their master lease in ms (Flare's take 4).
+      const http = t.length >= 5 && t[4] !== "0" ? port(t[4]) : undefined;
+      const lease = t.length === 6 ? int(t[5], 0) : 0;
+      if (t.length < 4 || t.length > 6 || http === null || lease === null || lease < 0) return ERROR;
+      if (!service.add(host, p, http, lease > 0 ? lease : undefined).ok)
+        return reply("SERVER_ERROR failed to add node");
       return reply(...service.nodeLines(), "END");
     }
     case "role": {

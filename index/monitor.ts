@@ -33,6 +33,11 @@ export class NodeMonitor {
   private running = true;
   private wake: (() => void) | undefined;
   private wakeRequested = false;
+  /**
+   * When the last ping that may have reached the node was sent (index clock): one written to an
+   * open link, answered or not. A master's lease runs at most this long after it.
+   */
+  lastPingSentAt = 0;
 
   constructor(
     readonly host: string,
@@ -118,6 +123,7 @@ export class NodeMonitor {
       const link = await this.connect();
       // When it was sent, on a clock that runs on across index restarts: a master's lease counts from it.
       const sentAt = indexClock();
+      this.lastPingSentAt = sentAt;
       const [reply] = await link.request(`ping ${sentAt}\r\n`, oneLine, this.options.readTimeoutMs);
       return reply === "OK";
     } catch {

@@ -54,15 +54,20 @@ export class NodeMap {
   }
 
   /** `node add` from a starting node: a new key joins as an active proxy. */
-  add(host: string, port: number, httpPort?: number): Change {
+  add(host: string, port: number, httpPort?: number, leaseMs?: number): Change {
     const existing = this.nodes.get(nodeKey(host, port));
     if (existing !== undefined) {
       // A node the monitor has not yet seen die is still the live one: the newcomer is refused.
       if (existing.state !== "down") return refused(`node ${nodeKey(host, port)} is already active`);
-      if (existing.httpPort === httpPort) return { ok: true, changed: false, events: [] };
+      if (existing.httpPort === httpPort && existing.leaseMs === leaseMs)
+        return { ok: true, changed: false, events: [] };
       if (httpPort === undefined) delete existing.httpPort;
       else existing.httpPort = httpPort;
-      return this.commit([`node http port ${nodeKey(host, port)} ${httpPort ?? "none"}`]);
+      if (leaseMs === undefined) delete existing.leaseMs;
+      else existing.leaseMs = leaseMs;
+      return this.commit([
+        `node http port ${nodeKey(host, port)} ${httpPort ?? "none"}, lease ${leaseMs ?? "none"}`,
+      ]);
     }
     this.nodes.set(nodeKey(host, port), {
       host,
@@ -73,6 +78,7 @@ export class NodeMap {
       balance: 0,
       threadType: this.nextThreadType++,
       ...(httpPort === undefined ? {} : { httpPort }),
+      ...(leaseMs === undefined ? {} : { leaseMs }),
     });
     return this.commit([`node added ${nodeKey(host, port)}`]);
   }

@@ -49,7 +49,7 @@ export class IndexService {
    * `node add` from a starting node. A node the map still has as live has restarted and lost what
    * it was: it is failed over first (Flare refused it and the node would not start).
    */
-  add(host: string, port: number, httpPort?: number): Change {
+  add(host: string, port: number, httpPort?: number, leaseMs?: number): Change {
     const existing = this.map.get(host, port);
     if (existing !== undefined && existing.state !== "down") {
       this.log.warn("node restarted", {
@@ -58,7 +58,7 @@ export class IndexService {
       });
       this.apply(this.map.down(host, port), "restart");
     }
-    const change = this.apply(this.map.add(host, port, httpPort), "node add");
+    const change = this.apply(this.map.add(host, port, httpPort, leaseMs), "node add");
     if (change.ok) {
       this.watch(host, port);
       // The broadcast went out before this node had a monitor link: it gets the map (and its
@@ -192,11 +192,24 @@ export class IndexService {
     });
   }
 
-  /** A dead node: for a master, first ask its slaves how far they got, so the furthest is promoted. */
+  /**
+   * A dead node. For a master: if it holds a lease, wait until the lease its last ping may have
+   * renewed has run out (a master cut off from us may still be taking writes until then), then ask
+   * its slaves how far they got, so the furthest is promoted.
+   */
   private async failover(host: string, port: number): Promise<void> {
     const dead = this.map.get(host, port);
     let applied: Map<string, number> | undefined;
     if (dead?.role === "master" && dead.state === "active") {
+      const monitor = this.monitors.get(nodeKey(host, port));
+      const wait =
+        dead.leaseMs === undefined || monitor === undefined
+          ? 0
+          : monitor.lastPingSentAt + dead.leaseMs + LEASE_MARGIN_MS - indexClock();
+      if (wait > 0) {
+        this.log.info("waiting out the master's lease", { node: nodeKey(host, port), ms: wait });
+        await new Promise((r) => setTimeout(r, wait));
+      }
       const slaves = this.map
         .list()
         .filter((n) => n.role === "slave" && n.partition === dead.partition && n.state === "active");
@@ -250,6 +263,9 @@ export class IndexService {
     this.monitors.set(key, monitor);
   }
 }
+
+/** Slack over a master's lease for the ping's way to it (the node counts from the send time plus the least delay it saw). */
+const LEASE_MARGIN_MS = 100;
 
 /** Flare's map push: `node sync <version>`, a NODE line per node, END. */
 function syncText(version: number, nodes: readonly NodeEntry[]): string {

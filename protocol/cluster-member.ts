@@ -182,16 +182,18 @@ export class ClusterMember {
       try {
         const client = await LineClient.connect(indexHost, indexPort, 2000, this.options.credentials);
         try {
-          // The HTTP port rides as a 5th word (flare-ts): HTTP-only proxies (Workers) need it.
-          const http = this.httpPort === undefined ? "" : ` ${this.httpPort}`;
-          const lines = await client.request(`node add ${serverName} ${port}${http}\r\n`, untilEnd, 5000);
+          // How keys map to partitions is the index's to say (Flare's nodes ask `meta` too), and
+          // with it the lease a master should hold.
+          for (const line of await client.request("meta\r\n", untilEnd, 5000)) {
+            const m = /^META (\S+) (\S+)$/.exec(line);
+            if (m !== null) this.meta.set(m[1] as string, m[2] as string);
+          }
+          this.startLease();
+          // flare-ts words after Flare's four: the HTTP port (0: none), which HTTP-only proxies
+          // (Workers) need, and the lease, which the index waits out before it promotes a slave.
+          const extra = ` ${this.httpPort ?? 0} ${this.leaseMs}`;
+          const lines = await client.request(`node add ${serverName} ${port}${extra}\r\n`, untilEnd, 5000);
           if (lines.at(-1) === "END") {
-            // How keys map to partitions is the index's to say (Flare's nodes ask `meta` too).
-            for (const line of await client.request("meta\r\n", untilEnd, 5000)) {
-              const m = /^META (\S+) (\S+)$/.exec(line);
-              if (m !== null) this.meta.set(m[1] as string, m[2] as string);
-            }
-            this.startLease();
             // The index may have pushed the map (with its version) before this reply arrived.
             if (this.version === 0) this.apply(0, lines.slice(0, -1));
             this.log.info("registered with index", {

@@ -20,6 +20,11 @@ export const nodeEntrySchema = z.object({
   threadType: z.number().int().min(0),
   /** The node's HTTP API port, for HTTP-only clients (the Worker proxy); not in NODE lines. */
   httpPort: z.number().int().min(1).max(65535).optional(),
+  /**
+   * The master lease the node holds (ms; absent = none): the index promotes a slave over it only
+   * once that long has passed since the node last answered a ping. Not in NODE lines.
+   */
+  leaseMs: z.number().int().min(1).optional(),
   /** The balance a rebuilding slave was given; it takes effect when the slave becomes active. */
   pendingBalance: z.number().int().min(0).optional(),
 });

@@ -58,8 +58,8 @@ export async function attachSlave(index: NodeProcess, slave: NodeProcess, balanc
 }
 
 /** Every live item of a node as key -> "version value", read with Flare's dump. */
-export async function dumpOf(port: number, token?: string): Promise<Map<string, string>> {
-  const c = await RawClient.open(port);
+export async function dumpOf(port: number, token?: string, host?: string): Promise<Map<string, string>> {
+  const c = await RawClient.open(port, host);
   const auth = await c.authenticate(token);
   if (auth !== "OK\r\n") throw new Error(`dump: cluster auth refused: ${auth}`);
   c.send("dump\r\n");

@@ -48,15 +48,19 @@ export function startIndexProcess(args: string[] = []): Promise<NodeProcess> {
   return startRole("index", "index started", args);
 }
 
-export async function startRole(role: string, ready: string, args: string[]): Promise<NodeProcess> {
-  const proc = spawn(
-    process.execPath,
-    [BIN, role, "--server-port", "0", "--bind-address", "127.0.0.1", ...args],
-    {
-      stdio: ["ignore", "ignore", "pipe"],
-      env: { ...process.env, FLARE_LOG: "info" },
-    },
-  );
+/** `wrap`: a command the role runs under (`ip netns exec NS`: a host of its own); it execs, same pid. */
+export async function startRole(
+  role: string,
+  ready: string,
+  args: string[],
+  wrap: string[] = [],
+): Promise<NodeProcess> {
+  const argv = [process.execPath, BIN, role, "--server-port", "0", "--bind-address", "127.0.0.1", ...args];
+  const [command, ...rest] = [...wrap, ...argv] as [string, ...string[]];
+  const proc = spawn(command, rest, {
+    stdio: ["ignore", "ignore", "pipe"],
+    env: { ...process.env, FLARE_LOG: "info" },
+  });
   running.add(proc);
   proc.once("exit", () => running.delete(proc));
   let stderr = "";
