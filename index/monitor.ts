@@ -34,8 +34,8 @@ export class NodeMonitor {
   private wake: (() => void) | undefined;
   private wakeRequested = false;
   /**
-   * When the last ping that may have reached the node was sent (index clock): one written to an
-   * open link, answered or not. A master's lease runs at most this long after it.
+   * When the last ping that may have renewed the node's lease was sent (index clock): one it
+   * answered OK, or one whose answer never came. A master's lease runs at most this long after it.
    */
   lastPingSentAt = 0;
 
@@ -119,14 +119,22 @@ export class NodeMonitor {
   }
 
   private async ping(): Promise<boolean> {
+    let link: LineClient;
     try {
-      const link = await this.connect();
-      // When it was sent, on a clock that runs on across index restarts: a master's lease counts from it.
-      const sentAt = indexClock();
-      this.lastPingSentAt = sentAt;
+      link = await this.connect();
+    } catch {
+      return false;
+    }
+    // When it was sent, on a clock that runs on across index restarts: a master's lease counts from
+    // it. A node renews its lease only on a ping it answers OK; one whose answer never came may
+    // have been one.
+    const sentAt = indexClock();
+    try {
       const [reply] = await link.request(`ping ${sentAt}\r\n`, oneLine, this.options.readTimeoutMs);
+      if (reply === "OK") this.lastPingSentAt = sentAt;
       return reply === "OK";
     } catch {
+      this.lastPingSentAt = sentAt;
       return false;
     }
   }

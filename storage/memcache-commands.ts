@@ -311,10 +311,12 @@ export class MemcacheCommands implements CommandHandler {
         if (!req.noreply) out.line("OK");
         return true;
       case "ping":
-        if (req.sentAt !== undefined) this.member?.heardFromIndex(req.sentAt);
-        return reply(store.healthy(this.info.pingTimeoutMs), out, false, (ok) =>
-          ok ? "OK" : "SERVER_ERROR storage error",
-        );
+        // The index's ping renews a master's lease only when the node is fit to serve (it says OK).
+        return reply(store.healthy(this.info.pingTimeoutMs), out, false, (ok) => {
+          if (!ok) return "SERVER_ERROR storage error";
+          if (req.sentAt !== undefined) this.member?.heardFromIndex(req.sentAt);
+          return "OK";
+        });
       case "dump":
         // Handled in execute (it streams); unreachable here.
         return true;

@@ -2,9 +2,9 @@
  * `npm start` (flare cluster) as a new user runs it: from a fresh clone, which installs, builds and
  * starts the seed's layout; Ctrl-C (SIGINT to the process group, as a terminal sends it) stops it all.
  */
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { once } from "node:events";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -107,6 +107,27 @@ describe("npm start", () => {
       ["slave", "active", "0", "2"],
     ]);
     expect(rows.find((r) => r[1] === "proxy")?.[0]).toBe(`localhost:${port}`);
+
+    // npm start runs in token mode: its children share a secret, written where only we can read it.
+    // A change without it is refused; with it (-f the file, or FLARE_CLUSTER_TOKEN) it is taken.
+    const adminConf = /admin -f (\S+)/.exec(out)?.[1] as string;
+    expect(statSync(adminConf).mode & 0o777).toBe(0o600);
+    const token = /^cluster-token = (\S+)$/m.exec(readFileSync(adminConf, "utf8"))?.[1] as string;
+    expect(token.length).toBeGreaterThanOrEqual(32);
+    const slaveNode = (rows.find((r) => r[1] === "slave")?.[0] ?? "").split(":");
+    const flareAdmin = (args: string[], env: Record<string, string> = {}) =>
+      spawnSync(process.execPath, [join(clone, "bin/flare"), "admin", "--index", index, ...args], {
+        encoding: "utf8",
+        env: { ...process.env, FLARE_CLUSTER_TOKEN: "", ...env },
+      });
+    const refused = flareAdmin(["role", ...slaveNode, "slave", "3", "0"]);
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(/SERVER_ERROR unauthenticated/);
+    expect(flareAdmin(["-f", adminConf, "role", ...slaveNode, "slave", "3", "0"]).status).toBe(0);
+    expect(flareAdmin(["role", ...slaveNode, "slave", "2", "0"], { FLARE_CLUSTER_TOKEN: token }).status).toBe(
+      0,
+    );
+    expect(flareAdmin(["--cluster-token", "wrong", "role", ...slaveNode, "slave", "3", "0"]).status).toBe(1);
 
     // Every role serves /metrics; the requests above are counted where they went.
     const scrape = async (role: string) =>
