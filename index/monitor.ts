@@ -7,7 +7,7 @@
 import type { Logger } from "../common/log.js";
 import type { Credentials } from "../protocol/cluster-auth.js";
 import { indexClock } from "../protocol/cluster-member.js";
-import { LineClient, oneLine, untilEnd } from "../protocol/line-client.js";
+import { LineClient, LineClientError, oneLine, untilEnd } from "../protocol/line-client.js";
 
 export interface MonitorOptions {
   /** The monitor link carries map pushes: it proves itself to the node first. */
@@ -38,6 +38,8 @@ export class NodeMonitor {
    * answered OK, or one whose answer never came. A master's lease runs at most this long after it.
    */
   lastPingSentAt = 0;
+  /** The last check found nothing listening on the node's port: its process is gone. */
+  gone = false;
 
   constructor(
     readonly host: string,
@@ -122,7 +124,9 @@ export class NodeMonitor {
     let link: LineClient;
     try {
       link = await this.connect();
-    } catch {
+      this.gone = false;
+    } catch (err) {
+      this.gone = err instanceof LineClientError && err.code === "ECONNREFUSED";
       return false;
     }
     // When it was sent, on a clock that runs on across index restarts: a master's lease counts from

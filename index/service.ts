@@ -193,9 +193,10 @@ export class IndexService {
   }
 
   /**
-   * A dead node. For a master: if it holds a lease, wait until the lease its last ping may have
-   * renewed has run out (a master cut off from us may still be taking writes until then), then ask
-   * its slaves how far they got, so the furthest is promoted.
+   * A dead node. For a master that holds a lease and may still be alive (cut off or frozen, not
+   * refusing connections as a dead process does): wait until the lease its last ping may have
+   * renewed has run out, for it may take writes until then. Then ask its slaves how far they got,
+   * so the furthest is promoted.
    */
   private async failover(host: string, port: number): Promise<void> {
     const dead = this.map.get(host, port);
@@ -203,7 +204,7 @@ export class IndexService {
     if (dead?.role === "master" && dead.state === "active") {
       const monitor = this.monitors.get(nodeKey(host, port));
       const wait =
-        dead.leaseMs === undefined || monitor === undefined
+        dead.leaseMs === undefined || monitor === undefined || monitor.gone
           ? 0
           : monitor.lastPingSentAt + dead.leaseMs + LEASE_MARGIN_MS - indexClock();
       if (wait > 0) {

@@ -9,7 +9,15 @@ import { LineReader } from "./line-reader.js";
 
 const MAX_REPLY_LINE = 64 * 1024;
 
-export class LineClientError extends Error {}
+export class LineClientError extends Error {
+  /** The socket's error code (ECONNREFUSED: nothing listens there), when one caused it. */
+  constructor(
+    message: string,
+    readonly code?: string,
+  ) {
+    super(message);
+  }
+}
 
 /** A reply ends at END, OK, or any error line; single-line replies end at their line. */
 export const untilEnd = (line: string): boolean =>
@@ -65,9 +73,9 @@ export class LineClient {
           (err: Error) => reject(new LineClientError(`${host}:${port}: ${err.message}`)),
         );
       });
-      socket.once("error", (err) => {
+      socket.once("error", (err: NodeJS.ErrnoException) => {
         clearTimeout(timer);
-        reject(new LineClientError(err.message));
+        reject(new LineClientError(err.message, err.code));
       });
     });
   }

@@ -5,7 +5,7 @@
  * isolated master stops taking writes from a client beside it within its lease, and after the
  * link heals it rejoins as a proxy and is rebuilt as a slave with the new master's data.
  */
-import { execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
 import { afterAll, describe, expect, it } from "vitest";
 import { dumpOf, startIndex, until } from "./helpers/cluster.js";
@@ -41,7 +41,11 @@ function teardown(): void {
   } catch {}
 }
 
+/** Clients started inside the namespace; ended with the rest. */
+const writers = new Set<ChildProcess>();
+
 afterAll(async () => {
+  for (const w of writers) w.kill("SIGKILL");
   await stopAll();
   if (canNetns) teardown();
 });
@@ -169,7 +173,9 @@ describe.runIf(canNetns)("a network partition between the index and the master (
     await load.start(proxy.port, HOST_IP);
     const beside = directWriter(master.port, 9000);
     await new Promise((r) => setTimeout(r, 1500));
-    ip("link", "set", HOST_IF, "down");
+    // Cut on the master's side: the other end keeps its route (marked linkdown) and drops what it
+    // sends there, and the namespace has no other route, so nothing leaves this machine.
+    ip("netns", "exec", NS, "ip", "link", "set", NS_IF, "down");
     const cutAt = Date.now();
     await until(
       "the slave to be promoted",
@@ -192,7 +198,7 @@ describe.runIf(canNetns)("a network partition between the index and the master (
     expect(refusedAfter.every((r) => r.reply.startsWith("SERVER_ERROR not a master"))).toBe(true);
 
     // Healed: back as a proxy (it hears the map that has it down first), then rebuilt as a slave.
-    ip("link", "set", HOST_IF, "up");
+    ip("netns", "exec", NS, "ip", "link", "set", NS_IF, "up");
     await until(
       "the old master to be back as a proxy",
       async () => (await stateOf(index.port, masterKey)) === "proxy/active",
