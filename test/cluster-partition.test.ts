@@ -104,6 +104,8 @@ function directWriter(port: number, ms: number) {
       stdio: ["ignore", "pipe", "inherit"],
     },
   );
+  writers.add(proc);
+  proc.once("exit", () => writers.delete(proc));
   let out = "";
   proc.stdout.on("data", (d: Buffer) => {
     out += d.toString();
