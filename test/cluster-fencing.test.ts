@@ -12,6 +12,7 @@ import {
   dumpOf,
   joinArgs,
   nodeState,
+  peerAdmin,
   type SeedLayout,
   seedLayout,
   startIndex,
@@ -116,7 +117,6 @@ describe.runIf(redisAvailable || process.env.CI)("a frozen Redis under the maste
       );
     const master = await node(redisA);
     const slave = await node(redisB);
-    const { peerAdmin } = await import("./helpers/cluster.js");
     expect(await peerAdmin(index.port, TOKEN, `node role localhost ${master.port} master 1 0`)).toBe(
       "OK\r\n",
     );
@@ -147,5 +147,39 @@ describe.runIf(redisAvailable || process.env.CI)("a frozen Redis under the maste
     await Promise.all([master.stop(), slave.stop()]);
     await index.stop();
     await Promise.all([redisA.stop(), redisB.stop()]);
+  }, 60_000);
+
+  it("a slave that cannot apply a write makes a sync write fail, never a silent STORED", async () => {
+    const redis = await RedisServer.start();
+    const index = await startIndex(["--cluster-token", TOKEN]);
+    const sync = ["--cluster-token", TOKEN, "--replication-type", "sync"];
+    const master = await startNodeProcess(joinArgs(index, sync));
+    const slave = await startNodeProcess(
+      joinArgs(index, [...sync, "--storage-type", "redis", "--redis-url", redis.url]),
+    );
+    expect(await peerAdmin(index.port, TOKEN, `node role localhost ${master.port} master 1 0`)).toBe(
+      "OK\r\n",
+    );
+    expect(await peerAdmin(index.port, TOKEN, `node role localhost ${slave.port} slave 1 0`)).toBe("OK\r\n");
+    await until(
+      "the slave to be rebuilt",
+      async () => (await nodeState(index, slave.port)) === "slave/active",
+    );
+    expect(await admin(master.port, "set a 0 0 1\r\n1")).toBe("STORED\r\n");
+    await redis.kill();
+    const reply = await admin(master.port, "set b 0 0 1\r\n2");
+    expect(reply).toMatch(/^SERVER_ERROR replication refused by slave localhost:\d+: SERVER_ERROR /);
+    // Once the index has the slave down, the master writes alone again.
+    await until(
+      "the slave to be marked down",
+      async () => (await nodeState(index, slave.port)) === "proxy/down",
+    );
+    await until(
+      "the master to take writes alone",
+      async () => (await admin(master.port, "set c 0 0 1\r\n3")) === "STORED\r\n",
+    );
+    await Promise.all([master.stop(), slave.stop()]);
+    await index.stop();
+    await redis.stop();
   }, 60_000);
 });
