@@ -12,7 +12,7 @@ import {
   dumpOf,
   joinArgs,
   nodeState,
-  peerAdmin,
+  pairUp,
   type SeedLayout,
   seedLayout,
   startIndex,
@@ -117,14 +117,7 @@ describe.runIf(redisAvailable || process.env.CI)("a frozen Redis under the maste
       );
     const master = await node(redisA);
     const slave = await node(redisB);
-    expect(await peerAdmin(index.port, TOKEN, `node role localhost ${master.port} master 1 0`)).toBe(
-      "OK\r\n",
-    );
-    expect(await peerAdmin(index.port, TOKEN, `node role localhost ${slave.port} slave 1 0`)).toBe("OK\r\n");
-    await until(
-      "the slave to be rebuilt",
-      async () => (await nodeState(index, slave.port)) === "slave/active",
-    );
+    await pairUp(index, TOKEN, master, slave);
     expect(await admin(master.port, "set r 0 0 1\r\n1")).toBe("STORED\r\n");
 
     redisA.signal("SIGSTOP");
@@ -157,14 +150,7 @@ describe.runIf(redisAvailable || process.env.CI)("a frozen Redis under the maste
     const slave = await startNodeProcess(
       joinArgs(index, [...sync, "--storage-type", "redis", "--redis-url", redis.url]),
     );
-    expect(await peerAdmin(index.port, TOKEN, `node role localhost ${master.port} master 1 0`)).toBe(
-      "OK\r\n",
-    );
-    expect(await peerAdmin(index.port, TOKEN, `node role localhost ${slave.port} slave 1 0`)).toBe("OK\r\n");
-    await until(
-      "the slave to be rebuilt",
-      async () => (await nodeState(index, slave.port)) === "slave/active",
-    );
+    await pairUp(index, TOKEN, master, slave);
     expect(await admin(master.port, "set a 0 0 1\r\n1")).toBe("STORED\r\n");
     await redis.kill();
     const reply = await admin(master.port, "set b 0 0 1\r\n2");

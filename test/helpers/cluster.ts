@@ -95,6 +95,23 @@ export async function peerAdmin(port: number, token: string | undefined, command
   }
 }
 
+/** Makes `master` master of partition 0 and `slave` its slave (balance 2), and waits for the rebuild. */
+export async function pairUp(
+  index: NodeProcess,
+  token: string | undefined,
+  master: NodeProcess,
+  slave: NodeProcess,
+): Promise<void> {
+  for (const command of [
+    `node role localhost ${master.port} master 1 0`,
+    `node role localhost ${slave.port} slave 2 0`,
+  ]) {
+    const reply = await peerAdmin(index.port, token, command);
+    if (reply !== "OK\r\n") throw new Error(`${command}: ${reply}`);
+  }
+  await until("the slave to be rebuilt", async () => (await nodeState(index, slave.port)) === "slave/active");
+}
+
 export interface SeedLayout {
   index: NodeProcess;
   master: NodeProcess;
@@ -122,9 +139,7 @@ export async function seedLayout(
     const reply = await peerAdmin(index.port, token, command);
     if (reply !== "OK\r\n") throw new Error(`${command}: ${reply}`);
   };
-  await change(`node role localhost ${master.port} master 1 0`);
-  await change(`node role localhost ${slave.port} slave 2 0`);
-  await until("the slave to be rebuilt", async () => (await nodeState(index, slave.port)) === "slave/active");
+  await pairUp(index, token, master, slave);
   const proxy = await startRole("proxy", "proxy started", joinArgs(index, secret));
   await until(
     "the proxy to take writes",
