@@ -4,6 +4,7 @@
  * names the new master. Replies are forwarded as the nodes wrote them.
  */
 import type { Logger } from "../common/log.js";
+import { PROTOCOL_VERSION } from "../common/version.js";
 import type { ClusterMember } from "../protocol/cluster-member.js";
 import { encodeRequest } from "../protocol/memcache/encode.js";
 import type { ReplyBuffer } from "../protocol/memcache/reply.js";
@@ -138,7 +139,7 @@ export class ProxyCommands implements CommandHandler {
         out.line("END");
         return true;
       case "version":
-        out.line(`VERSION ${this.options.version}`);
+        out.line(`VERSION ${PROTOCOL_VERSION}`);
         return true;
       case "verbosity":
         if (!req.noreply) out.line("OK");
@@ -444,7 +445,8 @@ export class ProxyCommands implements CommandHandler {
       ["pid", process.pid],
       ["uptime", Math.floor((now - this.startedAt) / 1000)],
       ["time", Math.floor(now / 1000)],
-      ["version", this.options.version],
+      ["version", PROTOCOL_VERSION],
+      ["flare_ts_version", this.options.version],
       ["curr_connections", c.connections.current],
       ["total_connections", c.connections.total],
       ["rejected_connections", c.connections.rejected],

@@ -4,6 +4,7 @@
  */
 import { FlareError } from "../common/errors.js";
 import type { Logger } from "../common/log.js";
+import { PROTOCOL_VERSION } from "../common/version.js";
 import { type HashAlgorithm, keyHash, ModularResolver } from "../protocol/key-hash.js";
 import { ReplyBuffer } from "../protocol/memcache/reply.js";
 import type { Request } from "../protocol/memcache/request.js";
@@ -305,7 +306,7 @@ export class MemcacheCommands implements CommandHandler {
         this.stats(req.args, out);
         return true;
       case "version":
-        out.line(`VERSION ${this.info.version}`);
+        out.line(`VERSION ${PROTOCOL_VERSION}`);
         return true;
       case "verbosity":
         if (!req.noreply) out.line("OK");
@@ -379,7 +380,8 @@ export class MemcacheCommands implements CommandHandler {
       ["pid", process.pid],
       ["uptime", Math.floor((now - this.info.startedAt) / 1000)],
       ["time", Math.floor(now / 1000)],
-      ["version", this.info.version],
+      ["version", PROTOCOL_VERSION],
+      ["flare_ts_version", this.info.version],
       ["pointer_size", 64],
       ["rusage_user", seconds(usage.userCPUTime)],
       ["rusage_system", seconds(usage.systemCPUTime)],
