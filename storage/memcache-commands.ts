@@ -216,17 +216,31 @@ export class MemcacheCommands implements CommandHandler {
   }
 
   private run(req: Request, out: ReplyBuffer): Execution {
-    const store = this.store;
-    if (this.member !== undefined && WRITES.has(req.op)) {
-      const from = "proxied" in req ? req.proxied : undefined;
-      const refusal = this.member.writeRefusal(from);
-      if (from !== undefined && "seq" in req && req.seq !== undefined && refusal === undefined)
-        this.member.replicated(req.seq);
-      if (refusal !== undefined) {
-        if (!("noreply" in req && req.noreply)) out.line(`SERVER_ERROR ${refusal}`);
-        return true;
-      }
+    const member = this.member;
+    if (member === undefined || !WRITES.has(req.op)) return this.apply(req, out);
+    const from = "proxied" in req ? req.proxied : undefined;
+    const refusal = member.writeRefusal(from);
+    if (refusal !== undefined) {
+      if (!("noreply" in req && req.noreply)) out.line(`SERVER_ERROR ${refusal}`);
+      return true;
     }
+    const seq = from !== undefined && "seq" in req ? req.seq : undefined;
+    if (seq === undefined) return this.apply(req, out);
+    // Progress counts once the write is applied (durably, on engines that wait for it): the index
+    // promotes the slave with the most, so it must never claim a write it may not have.
+    const r = this.apply(req, out);
+    if (typeof r === "boolean") {
+      member.replicated(seq);
+      return r;
+    }
+    return r.then((keep) => {
+      member.replicated(seq);
+      return keep;
+    });
+  }
+
+  private apply(req: Request, out: ReplyBuffer): Execution {
+    const store = this.store;
     switch (req.op) {
       case "get":
       case "gets":

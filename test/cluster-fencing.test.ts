@@ -155,6 +155,15 @@ describe.runIf(redisAvailable || process.env.CI)("a frozen Redis under the maste
     await redis.kill();
     const reply = await admin(master.port, "set b 0 0 1\r\n2");
     expect(reply).toMatch(/^SERVER_ERROR replication refused by slave localhost:\d+: SERVER_ERROR /);
+    // A write the slave could not apply does not count as progress (the index promotes by it).
+    const peer = await RawClient.open(slave.port);
+    expect(await peer.authenticate(TOKEN, "node")).toBe("OK\r\n");
+    expect(await peer.ask(`<localhost:${master.port}@999999>set z 0 0 1 77\r\nz\r\n`)).toMatch(
+      /^SERVER_ERROR /,
+    );
+    peer.close();
+    const seq = Number(/STAT replication_seq (\d+)/.exec(await admin(slave.port, "stats", "END\r\n"))?.[1]);
+    expect(seq).toBeLessThan(999999);
     // Once the index has the slave down, the master writes alone again.
     await until(
       "the slave to be marked down",
