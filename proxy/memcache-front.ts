@@ -11,6 +11,7 @@ import type { ReplyBuffer } from "../protocol/memcache/reply.js";
 import type { Request } from "../protocol/memcache/request.js";
 import {
   type CommandHandler,
+  type ConnectionState,
   type Execution,
   FOLLOWS,
   Later,
@@ -18,6 +19,7 @@ import {
 } from "../protocol/memcache/server.js";
 import { valueBlocks } from "../protocol/memcache/values.js";
 import { type NodeEntry, nodeKey } from "../protocol/node-map.js";
+import { type Access, accessOf, ConnectionOrder } from "./connection-order.js";
 import {
   type FailureHooks,
   type MapFeed,
@@ -25,7 +27,6 @@ import {
   readFromReplicas,
   writeToMaster,
 } from "./failover.js";
-import { PendingWrites } from "./pending-writes.js";
 import type { Router } from "./router.js";
 import { MemcacheTransport, type ReplyShape } from "./transports/memcache-transport.js";
 import { TransportError } from "./transports/transport.js";
@@ -57,7 +58,6 @@ export class ProxyCommands implements CommandHandler {
     unreachable: new Map<string, number>(),
   };
   private readonly maps: MapFeed;
-  private readonly writing = new PendingWrites();
   /** The run the last request started or joined, if the next one may join it. */
   private run: Run | undefined;
 
@@ -101,14 +101,49 @@ export class ProxyCommands implements CommandHandler {
     out: ReplyBuffer,
     _stream?: () => Promise<void>,
     packet = 0,
+    conn?: ConnectionState,
   ): Execution | Later | typeof FOLLOWS {
+    const access = conn === undefined ? undefined : accessOf(req);
+    if (access === undefined) return this.dispatch(req, out, packet);
+    let order = conn?.handler as ConnectionOrder | undefined;
+    if (order === undefined) {
+      order = new ConnectionOrder();
+      (conn as ConnectionState).handler = order;
+    }
+    if (!order.mustWait(access)) return this.track(order, access, this.dispatch(req, out, packet));
+    const held = order;
+    return held.hold(() => {
+      // Sent on its own: it neither joins a run nor may be joined.
+      const saved = this.run;
+      this.run = undefined;
+      const r = this.track(held, access, this.dispatch(req, out, 0));
+      this.run = saved;
+      return settled(r);
+    });
+  }
+
+  /** Counts a request in flight on its connection until it is answered. */
+  private track(
+    order: ConnectionOrder,
+    access: NonNullable<Access>,
+    r: Execution | Later | typeof FOLLOWS,
+  ): Execution | Later | typeof FOLLOWS {
+    if (typeof r === "boolean") return r;
+    const end = order.begin(access);
+    if (r === FOLLOWS) (this.run as Run).later.also(end);
+    else if (r instanceof Later) r.also(end);
+    else r.then(end, end);
+    return r;
+  }
+
+  private dispatch(req: Request, out: ReplyBuffer, packet: number): Execution | Later | typeof FOLLOWS {
     // A run of requests for one node lasts while requests that can join it come one after another.
     const run = this.run;
     this.run = undefined;
     switch (req.op) {
       case "get":
       case "gets":
-        if (req.keys.length === 1 && !this.writing.has(req.keys[0] as string))
+        if (req.keys.length === 1)
           return this.readRun(run, req.op, req.keys[0] as string, forwarded(req), out, packet);
         return this.reply(req.op, this.read(req.keys, encodeRequest(req)), out);
       case "gat":
@@ -204,6 +239,7 @@ export class ProxyCommands implements CommandHandler {
       keys: [key],
       bytes: [bytes],
       add: NO_ADD,
+      later,
     };
     run.add = this.transport.send(node, bytes, "values", (reply, start, end, serverErrors) => {
       const n = run.keys.length;
@@ -244,7 +280,6 @@ export class ProxyCommands implements CommandHandler {
       prev.noreply === noreply &&
       prev.add(bytes)
     ) {
-      this.writing.begin(key);
       prev.keys.push(key);
       prev.bytes.push(bytes);
       this.run = prev;
@@ -254,7 +289,6 @@ export class ProxyCommands implements CommandHandler {
     if (master === undefined) return this.reply(op, this.write(key, bytes, "line"), out, noreply);
     const seen = this.member.version;
     const later = new Later();
-    this.writing.begin(key);
     const run: Run = {
       packet,
       op,
@@ -264,11 +298,11 @@ export class ProxyCommands implements CommandHandler {
       keys: [key],
       bytes: [bytes],
       add: NO_ADD,
+      later,
     };
     run.add = this.transport.send(master, bytes, "line", (reply, start, end, serverErrors) => {
       const n = run.keys.length;
       if (!(reply instanceof TransportError) && serverErrors === 0) {
-        for (const k of run.keys) this.writing.end(k);
         if (!noreply) out.range(reply, start, end);
         later.done(true, n);
         return;
@@ -287,9 +321,6 @@ export class ProxyCommands implements CommandHandler {
         previous = retried.catch(() => undefined);
         return retried;
       });
-      results.forEach(
-        (r, i) => void r.catch(() => undefined).then(() => this.writing.end(run.keys[i] as string)),
-      );
       this.replyAll(op, results, out, noreply).then((keep) => later.done(keep, n));
     });
     this.run = run;
@@ -334,7 +365,6 @@ export class ProxyCommands implements CommandHandler {
 
   /** get/gets: one request per partition involved; the replies are put back in request order. */
   private async read(keys: string[], whole: Buffer): Promise<Buffer | Buffer[]> {
-    if (this.writing.size > 0) await this.writing.settled(keys);
     const groups = new Map<number, string[]>();
     for (const key of keys) {
       const p = this.router.partitionOf(key);
@@ -379,10 +409,7 @@ export class ProxyCommands implements CommandHandler {
   }
 
   private write(key: string, bytes: Buffer, shape: ReplyShape): Promise<Buffer> {
-    this.writing.begin(key);
-    const done = this.writeNow(key, bytes, shape, Date.now() + this.options.writeWaitMs);
-    void done.catch(() => undefined).then(() => this.writing.end(key));
-    return done;
+    return this.writeNow(key, bytes, shape, Date.now() + this.options.writeWaitMs);
   }
 
   private writeNow(
@@ -461,6 +488,14 @@ const END = Buffer.from("END\r\n");
 const OK = Buffer.from("OK\r\n");
 const FAILED = Buffer.from("SERVER_ERROR unreachable\r\n");
 
+/** A held request's outcome, as the connection waits for it. */
+function settled(r: Execution | Later | typeof FOLLOWS): Promise<boolean> {
+  if (typeof r === "boolean") return Promise.resolve(r);
+  if (r instanceof Later) return new Promise((resolve) => r.listen((keep) => resolve(keep)));
+  if (r === FOLLOWS) throw new Error("a held request cannot follow a run");
+  return r;
+}
+
 /** The bytes to send a node: as the client sent them when that was plain enough, else encoded. */
 function forwarded(req: Request): Buffer {
   return "raw" in req && req.raw !== undefined ? req.raw : encodeRequest(req);
@@ -477,6 +512,8 @@ interface Run {
   bytes: Buffer[];
   /** Adds a request to the run's request to the node; false once that has been written. */
   add: (bytes: Buffer) => boolean;
+  /** Done when the run's reply (every request in it) is written. */
+  later: Later;
 }
 
 /** Longest run: bounds one reply held in memory (and one slot's size). */

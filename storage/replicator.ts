@@ -80,15 +80,24 @@ export class Replicator {
     this.self = selfKey;
     const me = nodes.find((n) => nodeKey(n.host, n.port) === selfKey);
     const wanted = new Map<string, NodeEntry>();
-    if (me?.role === "master" && me.state === "active") {
+    const master = me?.role === "master" && me.state === "active";
+    if (master) {
       for (const n of nodes) {
         if (n.role === "slave" && n.partition === me.partition && n.state !== "down")
           wanted.set(nodeKey(n.host, n.port), n);
       }
     }
+    // A slave that left the map no longer holds up writes; but a node that stopped being master
+    // must not acknowledge the sync writes still waiting: no slave may have them.
+    const demoted = master
+      ? undefined
+      : new ReplicationRefused(
+          "UNAVAILABLE",
+          `${NOT_A_MASTER} (role ${me?.role ?? "unknown"}, state ${me?.state ?? "unknown"})`,
+        );
     for (const [key, link] of this.links) {
       if (!wanted.has(key)) {
-        link.close();
+        link.close(demoted);
         this.links.delete(key);
         this.log.info("replication stopped", { slave: key });
       }
@@ -209,10 +218,14 @@ class SlaveLink {
     return new Promise((resolve, reject) => this.waiters.push({ seq, resolve, reject }));
   }
 
-  close(): void {
+  /** Ends the link: writes waiting for this slave are released, or failed with `err`. */
+  close(err?: Error): void {
     this.closed = true;
     this.socket?.destroy();
-    for (const w of this.waiters.splice(0)) w.resolve();
+    for (const w of this.waiters.splice(0)) {
+      if (err === undefined) w.resolve();
+      else w.reject(err);
+    }
   }
 
   pump(): void {

@@ -141,13 +141,25 @@ describe("memcached request parser", () => {
     );
   });
 
-  it("answers a too-large value with SERVER_ERROR and skips its data block", () => {
+  it("answers a too-large value with SERVER_ERROR, skips its data block, and a set unlinks the key", () => {
     const big = Buffer.alloc(5000, 120);
-    const wire = Buffer.concat([Buffer.from("set big 0 0 5000\r\n"), big, Buffer.from("\r\nget big\r\n")]);
-    for (const pieces of [[wire], split(wire, [3, 100, 2000, 4990, 5010, 5020])]) {
+    const wire = Buffer.concat([
+      Buffer.from("set big 0 0 5000\r\n"),
+      big,
+      Buffer.from("\r\nadd big 0 0 5000\r\n"),
+      big,
+      Buffer.from("\r\nset big 0 0 5000 noreply\r\n"),
+      big,
+      Buffer.from("\r\nget big\r\n"),
+    ]);
+    const unlink = { op: "delete", key: "big", hold: 0, version: 0n, noreply: true, sync: undefined };
+    for (const pieces of [[wire], split(wire, [3, 100, 2000, 4990, 5010, 5020, 7000, 10030, 10050])]) {
       const { requests } = parseAll(pieces);
       expect(requests).toEqual([
+        unlink,
         { op: "reply", line: TOO_LARGE },
+        { op: "reply", line: TOO_LARGE },
+        unlink,
         { op: "get", keys: ["big"] },
       ]);
     }

@@ -41,9 +41,9 @@ export class RequestParser {
   private pendingHot = false;
   private parts: Buffer[] = [];
   private partsLength = 0;
-  /** Bytes of a refused data block still to skip, and the reply owed once they are skipped. */
+  /** Bytes of a refused data block still to skip, and the requests owed once they are skipped. */
   private skip = 0;
-  private skipReply = "";
+  private skipThen: Request[] = [];
   /** The body of a `node sync` being read, line by line until END. */
   private sync: { version: number; lines: string[] } | null = null;
   /** Set by the consumer (after `quit`, or on a fatal error) to stop parsing for good. */
@@ -79,7 +79,7 @@ export class RequestParser {
       this.skip -= n;
       pos = n;
       if (this.skip > 0) return;
-      this.emit({ op: "reply", line: this.skipReply });
+      this.emitAll(this.skipThen);
     } else if (this.pending !== null) {
       pos = this.fillValue(data);
       if (this.pending !== null) return;
@@ -146,7 +146,7 @@ export class RequestParser {
         this.skip -= n;
         pos += n;
         if (this.skip > 0) return;
-        this.emit({ op: "reply", line: this.skipReply });
+        this.emitAll(this.skipThen);
         continue;
       }
       // A storage header was read: its data block follows.
@@ -253,7 +253,7 @@ export class RequestParser {
       if (flags < 0 || flags > UINT32_MAX || exptime < 0 || bytes < 0) return undefined;
       const key = data.latin1Slice(k, k2);
       if (!this.validKey(key)) return undefined;
-      if (bytes > this.limits.maxValue) return this.refuseBlock(bytes, TOO_LARGE);
+      if (bytes > this.limits.maxValue) return this.tooLarge("set", key, false, bytes);
       this.pending = {
         op: "set",
         key,
@@ -420,7 +420,7 @@ export class RequestParser {
     if (!this.validKey(key) || flags === null || exptime === null || opts === null) {
       return this.refuseBlock(bytes, BAD_FORMAT);
     }
-    if (bytes > this.limits.maxValue) return this.refuseBlock(bytes, TOO_LARGE);
+    if (bytes > this.limits.maxValue) return this.tooLarge(op, key, opts.noreply, bytes);
     this.pending = {
       op,
       key,
@@ -439,8 +439,26 @@ export class RequestParser {
   /** Skips a data block we will not store, so the next request is read from the right place. */
   private refuseBlock(bytes: number, line: string): null {
     this.skip = bytes + 2;
-    this.skipReply = line;
+    this.skipThen = [{ op: "reply", line }];
     return null;
+  }
+
+  /**
+   * A value larger than the cache takes. As memcached: a `set` also unlinks what the key held, so
+   * no stale value is served after a failed write (through the write path: fenced, replicated),
+   * and with noreply nothing is answered.
+   */
+  private tooLarge(op: StoreOp, key: string, noreply: boolean, bytes: number): null {
+    this.skip = bytes + 2;
+    this.skipThen = [];
+    if (op === "set")
+      this.skipThen.push({ op: "delete", key, hold: 0, version: 0n, noreply: true, sync: undefined });
+    if (!noreply) this.skipThen.push({ op: "reply", line: TOO_LARGE });
+    return null;
+  }
+
+  private emitAll(requests: Request[]): void {
+    for (const r of requests) this.emit(r);
   }
 
   private arithmetic(op: "incr" | "decr", tokens: string[]): Request {

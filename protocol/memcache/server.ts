@@ -21,6 +21,8 @@ export class Later {
   private listener: ((keep: boolean, count: number) => void) | undefined;
   private result: boolean | undefined;
   private count = 1;
+  /** Told when it is done, after the listener (the proxy's per-connection order). */
+  private finished: (() => void)[] | undefined;
 
   /** `count`: how many requests' replies were written (this one and those that FOLLOW it). */
   done(keep = true, count = 1): void {
@@ -28,6 +30,16 @@ export class Later {
       this.result = keep;
       this.count = count;
     } else this.listener(keep, count);
+    const finished = this.finished;
+    this.finished = undefined;
+    if (finished !== undefined) for (const f of finished) f();
+  }
+
+  /** Calls `f` once done (at once if it already is). */
+  also(f: () => void): void {
+    if (this.result !== undefined) f();
+    else if (this.finished === undefined) this.finished = [f];
+    else this.finished.push(f);
   }
 
   listen(listener: (keep: boolean, count: number) => void): void {
@@ -42,6 +54,11 @@ export class Later {
  */
 export const FOLLOWS = Symbol("follows");
 
+/** One connection's slot for its handler's own state (the proxy keeps the connection's order there). */
+export interface ConnectionState {
+  handler?: unknown;
+}
+
 /** What answers requests: a storage node's commands, or the proxy's. */
 export interface CommandHandler {
   /**
@@ -54,6 +71,7 @@ export interface CommandHandler {
     out: ReplyBuffer,
     stream?: () => Promise<void>,
     packet?: number,
+    conn?: ConnectionState,
   ): Execution | Later | typeof FOLLOWS;
 }
 
@@ -159,6 +177,7 @@ class Connection {
   private spare = new ReplyBuffer(SLOT_CHUNK, true);
   /** Replies not yet sent because an earlier one waits for the engine. */
   private readonly waiting: Slot[] = [];
+  private readonly state: ConnectionState = {};
 
   constructor(
     private readonly socket: Socket,
@@ -197,7 +216,7 @@ class Connection {
   private handle(req: Request): void {
     const timed = this.info.latency !== undefined;
     if (this.waiting.length === 0) {
-      const r = this.commands.execute(req, this.out, this.stream, packets);
+      const r = this.commands.execute(req, this.out, this.stream, packets, this.state);
       if (r === FOLLOWS) return;
       if (typeof r !== "boolean") {
         // The first waiting reply writes straight into `out`: everything before it is already there.
@@ -208,7 +227,7 @@ class Connection {
       }
       if (!r) this.quit();
     } else {
-      const r = this.commands.execute(req, this.spare, undefined, packets);
+      const r = this.commands.execute(req, this.spare, undefined, packets, this.state);
       if (r === FOLLOWS) return;
       const slot: Slot = { out: this.spare, done: false, keep: true };
       this.spare = new ReplyBuffer(SLOT_CHUNK, true);

@@ -1,0 +1,117 @@
+/**
+ * One client connection's order through the proxy. Requests go to different nodes over pooled
+ * connections and reads may go to a slave, so two requests of one connection on the same key
+ * could overtake each other on the way. memcached answers a connection's requests in the order
+ * sent, and a read sees exactly the writes sent before it: a request that conflicts with one still
+ * in flight (a write and anything else on the same key, or a flush_all and anything) is held until
+ * everything before it is answered, and so is everything after it while one is held. Requests that
+ * do not conflict go at once, as before.
+ */
+import type { Request } from "../protocol/memcache/request.js";
+
+/** What a request touches: reads and writes of keys, or every key (flush_all). */
+export type Access =
+  | { kind: "read"; keys: readonly string[] }
+  | { kind: "write"; keys: readonly string[] }
+  | { kind: "all" }
+  | undefined;
+
+/** undefined: answered by the proxy itself, touching no key. */
+export function accessOf(req: Request): Access {
+  switch (req.op) {
+    case "get":
+    case "gets":
+      return { kind: "read", keys: req.keys };
+    case "gat":
+    case "gats":
+      return { kind: "write", keys: req.keys };
+    case "set":
+    case "add":
+    case "replace":
+    case "append":
+    case "prepend":
+    case "cas":
+    case "incr":
+    case "decr":
+    case "delete":
+    case "touch":
+      return { kind: "write", keys: [req.key] };
+    case "flush_all":
+      return { kind: "all" };
+    default:
+      return undefined;
+  }
+}
+
+export class ConnectionOrder {
+  private inflight = 0;
+  private readonly reads = new Map<string, number>();
+  private readonly writes = new Map<string, number>();
+  private flushes = 0;
+  /** Requests held (waiting for their turn), and the end of their line. */
+  private held = 0;
+  private tail: Promise<void> = Promise.resolve();
+  private idle: (() => void)[] = [];
+
+  /** Must `access` wait for what is in flight (or already held)? */
+  mustWait(access: NonNullable<Access>): boolean {
+    if (this.held > 0) return true;
+    if (this.inflight === 0) return false;
+    if (access.kind === "all" || this.flushes > 0) return true;
+    for (const key of access.keys) {
+      if (this.writes.has(key)) return true;
+      if (access.kind === "write" && this.reads.has(key)) return true;
+    }
+    return false;
+  }
+
+  /** Runs `send` once everything before it on the connection is answered, after earlier held ones. */
+  hold<T>(send: () => T | Promise<T>): Promise<T> {
+    this.held++;
+    const turn = this.tail
+      .then(() => this.whenIdle())
+      .then(() => {
+        this.held--;
+        return send();
+      });
+    this.tail = turn.then(
+      () => undefined,
+      () => undefined,
+    );
+    return turn;
+  }
+
+  /** A request of `access` was sent; `end` (returned) is called once it is answered. */
+  begin(access: NonNullable<Access>): () => void {
+    this.inflight++;
+    if (access.kind === "all") this.flushes++;
+    else {
+      const counts = access.kind === "read" ? this.reads : this.writes;
+      for (const key of access.keys) counts.set(key, (counts.get(key) ?? 0) + 1);
+    }
+    return () => this.end(access);
+  }
+
+  private end(access: NonNullable<Access>): void {
+    this.inflight--;
+    if (access.kind === "all") this.flushes--;
+    else {
+      const counts = access.kind === "read" ? this.reads : this.writes;
+      for (const key of access.keys) {
+        const n = (counts.get(key) ?? 1) - 1;
+        if (n > 0) counts.set(key, n);
+        else counts.delete(key);
+      }
+    }
+    if (this.inflight === 0 && this.idle.length > 0) {
+      const idle = this.idle;
+      this.idle = [];
+      for (const f of idle) f();
+    }
+  }
+
+  private whenIdle(): Promise<void> {
+    if (this.inflight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idle.push(resolve));
+  }
+}
