@@ -47,10 +47,13 @@ export function encodeWrite(
   version: bigint,
   now: number,
   seq?: number,
+  expiryOnly = false,
 ): Buffer {
   const from = seq === undefined ? self : `${self}@${seq}`;
   if (item === null) return Buffer.from(`<${from}>delete ${key} 0 ${version}\r\n`, "latin1");
   const exptime = item.expiresAt === 0 ? 0 : item.expiresAt <= now ? -1 : Math.ceil(item.expiresAt / 1000);
+  // Only the expiry changed (touch, gat): the version did not, so a set would be refused as old.
+  if (expiryOnly) return Buffer.from(`<${from}>touch ${key} ${exptime}\r\n`, "latin1");
   const head = Buffer.from(
     `<${from}>set ${key} ${item.flags} ${exptime} ${item.value.length} ${version}\r\n`,
     "latin1",
@@ -72,7 +75,7 @@ export class Replicator {
     private readonly options: ReplicatorOptions,
     private readonly log: Logger,
   ) {
-    store.onApplied = (key, item, version) => this.applied(key, item, version);
+    store.onApplied = (key, item, version, expiryOnly) => this.applied(key, item, version, expiryOnly);
   }
 
   /** Follows the map: as an active master, replicate to the slaves of the partition. */
@@ -161,12 +164,12 @@ export class Replicator {
       yield encodeWrite(this.self, key, item, item.version, Date.now());
   }
 
-  private applied(key: string, item: Item | null, version: bigint): void {
+  private applied(key: string, item: Item | null, version: bigint, expiryOnly: boolean): void {
     if (this.links.size === 0) return;
     this.seq++;
     this.entries.push({
       seq: this.seq,
-      text: encodeWrite(this.self, key, item, version, Date.now(), this.seq),
+      text: encodeWrite(this.self, key, item, version, Date.now(), this.seq, expiryOnly),
     });
     this.trim(false);
     for (const link of this.links.values()) link.pump();

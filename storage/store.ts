@@ -23,7 +23,14 @@ export type MaybePromise<T> = T | Promise<T>;
 const UINT64_MASK = (1n << 64n) - 1n;
 
 /** A write a command decided on; applied after the decision (at once on a synchronous engine). */
-type Staged = { put: Item } | { remove: bigint; holdUntil: number } | undefined;
+type Staged = { put: Item; expiryOnly: boolean } | { remove: bigint; holdUntil: number } | undefined;
+
+/**
+ * Told of every write applied, in order (replication): an item stored, or its removal (null) with
+ * the version it leaves; `expiryOnly` when only its expiry changed (touch, gat): the version stays,
+ * so a replica must take it as a touch, not as a newer write.
+ */
+export type AppliedListener = (key: string, item: Item | null, version: bigint, expiryOnly: boolean) => void;
 
 export class Store {
   /** Versions handed out so far never exceed this; flush_all lifts the tombstone floor to it. */
@@ -32,7 +39,7 @@ export class Store {
   private staged: Staged;
   private readonly locks = new KeyLocks();
   /** Told of every write applied (item) and deletion (null), with the version: replication. */
-  onApplied: ((key: string, item: Item | null, version: bigint) => void) | undefined;
+  onApplied: AppliedListener | undefined;
 
   constructor(
     readonly engine: Engine,
@@ -301,11 +308,11 @@ export class Store {
       if (staged !== undefined) {
         if ("put" in staged) {
           await engine.put(key, staged.put);
-          this.onApplied?.(key, staged.put, staged.put.version);
+          this.onApplied?.(key, staged.put, staged.put.version, staged.expiryOnly);
         } else {
           await engine.delete(key);
           this.tombstones.set(key, staged.remove, staged.holdUntil);
-          this.onApplied?.(key, null, staged.remove);
+          this.onApplied?.(key, null, staged.remove, false);
         }
       }
       return result;
@@ -334,7 +341,7 @@ export class Store {
       version: item.version,
       expiresAt: expiresAt(exptime, now),
     };
-    this.write(key, touched);
+    this.write(key, touched, true);
     return touched;
   }
 
@@ -361,14 +368,14 @@ export class Store {
     return undefined;
   }
 
-  private write(key: string, item: Item): void {
+  private write(key: string, item: Item, expiryOnly = false): void {
     const engine = this.engine;
     if (engine.sync) {
       if (!engine.put(key, item)) throw new ServerError("ENGINE_FAILURE", "out of memory storing object");
       this.tombstones.delete(key);
-      this.onApplied?.(key, item, item.version);
+      this.onApplied?.(key, item, item.version, expiryOnly);
     } else {
-      this.staged = { put: item };
+      this.staged = { put: item, expiryOnly };
       this.tombstones.delete(key);
     }
     this.noteVersion(item.version);
@@ -379,7 +386,7 @@ export class Store {
     if (engine.sync) {
       engine.delete(key);
       this.tombstones.set(key, version, holdUntil);
-      this.onApplied?.(key, null, version);
+      this.onApplied?.(key, null, version, false);
     } else {
       this.staged = { remove: version, holdUntil };
     }

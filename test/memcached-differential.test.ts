@@ -120,4 +120,21 @@ describe("differential: memcached 1.6, a node, the proxy", () => {
     // The slave agrees with the master after the proxy's writes (the unlink was replicated).
     expect(await admin(cluster.slave.port, "get k", "END\r\n")).toBe("END\r\n");
   });
+
+  it("TTL changes (touch, gat, gats) reach the slave", async () => {
+    const proxy = cluster.proxy.port;
+    for (const k of ["t1", "t2", "t3", "t4"])
+      expect(await admin(proxy, `set ${k} 0 2 1\r\nx`)).toBe("STORED\r\n");
+    expect(await admin(proxy, "touch t1 100")).toBe("TOUCHED\r\n");
+    expect(await admin(proxy, "gat 100 t2", "END\r\n")).toBe("VALUE t2 0 1\r\nx\r\nEND\r\n");
+    expect(await admin(proxy, "gats 100 t3", "END\r\n")).toMatch(/^VALUE t3 0 1 \d+\r\nx\r\nEND\r\n$/);
+    expect(await admin(proxy, "gat -1 t4", "END\r\n")).toBe("VALUE t4 0 1\r\nx\r\nEND\r\n");
+    // The expired one is gone everywhere at once; the touched ones outlive their first 2 s there too.
+    expect(await admin(cluster.slave.port, "get t4", "END\r\n")).toBe("END\r\n");
+    await new Promise((r) => setTimeout(r, 3000));
+    for (const port of [cluster.master.port, cluster.slave.port])
+      expect(await admin(port, "get t1 t2 t3 t4", "END\r\n")).toBe(
+        "VALUE t1 0 1\r\nx\r\nVALUE t2 0 1\r\nx\r\nVALUE t3 0 1\r\nx\r\nEND\r\n",
+      );
+  });
 });
