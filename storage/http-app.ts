@@ -16,6 +16,8 @@ export interface HttpAppOptions {
   maxValue: number;
   /** How long /healthz waits for the engine. */
   pingTimeoutMs: number;
+  /** In a cluster: the replication wait of the write just applied (the memcached port's too). */
+  acknowledged?: () => Promise<void> | undefined;
   /** In a cluster: why this node takes no client writes now (not the active master). */
   writeRefusal?: () => string | undefined;
   /** Served at /metrics; HTTP requests are counted into it. */
@@ -65,6 +67,7 @@ export function createNodeHttpApp(store: Store, options: HttpAppOptions, log: Lo
     if (value instanceof Response) return value;
     const result = await store.storeItem(put.mode, key, value, put.flags, put.ttl, put.cas);
     if (typeof result === "string") return refusedPut(c, result);
+    await options.acknowledged?.();
     return c.json({ stored: true, version: String(result.version) }, 200, itemHeaders(result));
   });
 
@@ -72,6 +75,7 @@ export function createNodeHttpApp(store: Store, options: HttpAppOptions, log: Lo
     const refused = fenced(c);
     if (refused) return refused;
     const result = await store.delete(keyOf(c.req.param("key")), 0, 0n);
+    await options.acknowledged?.();
     return result === "DELETED" ? c.body(null, 204) : fail(c, 404, "NOT_FOUND", "no such key");
   });
 
@@ -80,6 +84,7 @@ export function createNodeHttpApp(store: Store, options: HttpAppOptions, log: Lo
     if (refused) return refused;
     const key = keyOf(c.req.param("key"));
     const result = await store.arithmetic(key, incrAmount(c), c.req.param("op") === "decr");
+    await options.acknowledged?.();
     if (result === "NOT_FOUND") return fail(c, 404, "NOT_FOUND", "no such key");
     if (result === "NON_NUMERIC")
       return fail(c, 400, "NON_NUMERIC", "cannot increment or decrement a non-numeric value");

@@ -120,8 +120,7 @@ export class MemcacheCommands implements CommandHandler {
     const held = new ReplyBuffer();
     const mode = ("sync" in req && req.sync) || repl.mode;
     const finish = (keep: boolean): Execution => {
-      const r = repl.replicator;
-      const wait = mode === "sync" ? r.waitAll(r.seq) : r.waitCapacity();
+      const wait = repl.replicator.acknowledged(mode);
       if (wait === undefined) {
         out.append(held);
         return keep;

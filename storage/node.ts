@@ -94,6 +94,7 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
         maxKey: limits.maxKey,
         maxValue: limits.maxValue,
         pingTimeoutMs: config["engine-ping-timeout"],
+        acknowledged: () => replicator?.acknowledged(config["replication-type"]),
         writeRefusal,
         metrics: registry,
       },

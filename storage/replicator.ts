@@ -130,6 +130,16 @@ export class Replicator {
     return waits.length === 0 ? Promise.resolve() : Promise.all(waits).then(() => undefined);
   }
 
+  /**
+   * The one wait of every write on a master, whatever front it came by (memcached, HTTP): for the
+   * write just applied, sync mode waits until every slave has it; async mode only while a slave
+   * lags past the log (backpressure). undefined: nothing to wait for. Rejects when a slave refused.
+   */
+  acknowledged(mode: "async" | "sync"): Promise<void> | undefined {
+    if (this.links.size === 0) return undefined;
+    return mode === "sync" ? this.waitAll(this.seq) : this.waitCapacity();
+  }
+
   /** Resolves when no slave lags more than the log can hold: async writers wait here (backpressure). */
   waitCapacity(): Promise<void> | undefined {
     const limit = this.options.logSize;

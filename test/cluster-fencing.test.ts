@@ -177,4 +177,29 @@ describe.runIf(redisAvailable || process.env.CI)("a frozen Redis under the maste
     await index.stop();
     await redis.stop();
   }, 60_000);
+
+  it("sync mode: with the slave frozen, an HTTP PUT to the master is held like a memcached set", async () => {
+    const index = await startIndex(["--cluster-token", TOKEN]);
+    const sync = ["--cluster-token", TOKEN, "--replication-type", "sync", "--http-port", "0"];
+    const master = await startNodeProcess(joinArgs(index, sync));
+    const slave = await startNodeProcess(joinArgs(index, sync));
+    await pairUp(index, TOKEN, master, slave);
+    const put = (key: string) =>
+      fetch(`http://127.0.0.1:${master.httpPort}/v1/kv/${key}`, { method: "PUT", body: "v" });
+    expect((await put("before")).status).toBe(200);
+    slave.proc.kill("SIGSTOP");
+    await until("the slave to be stopped", async () => stopped(slave.proc.pid as number));
+    const answered: string[] = [];
+    const http = put("held").then((r) => answered.push(`http ${r.status}`));
+    const tcp = admin(master.port, "set held-tcp 0 0 1\r\nv").then((r) => answered.push(`tcp ${r.trim()}`));
+    await new Promise((r) => setTimeout(r, 1000));
+    // Neither is acknowledged while the slave, still in the map, does not have it.
+    expect(answered).toEqual([]);
+    await Promise.all([http, tcp]);
+    expect(answered.sort()).toEqual(["http 200", "tcp STORED"]);
+    expect(await nodeState(index, slave.port)).toBe("proxy/down");
+    slave.proc.kill("SIGCONT");
+    await Promise.all([master.stop(), slave.stop()]);
+    await index.stop();
+  }, 60_000);
 });
