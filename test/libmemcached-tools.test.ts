@@ -1,6 +1,7 @@
 /**
  * libmemcached's own tools against a node and the proxy: they read `version` as numbers before
- * stats and ping, so a version they cannot parse made them fail.
+ * stats and ping, so a version they cannot parse made them fail; memcslap's mget sends get lines
+ * of thousands of keys.
  */
 import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -27,6 +28,17 @@ describe("libmemcached tools", () => {
       expect(stats).toContain(`Server: 127.0.0.1 (${port})`);
       expect(stats).toMatch(/\tversion: 1\.6\.18\n/);
       expect(stats).toMatch(/\tflare_ts_version: flare-ts-\d+\.\d+\.\d+\n/);
+    }
+  });
+
+  it("memcslap --test=mget (multi-get lines of thousands of keys) runs against a node and the proxy", () => {
+    for (const port of [c.master.port, c.proxy.port]) {
+      const out = execFileSync(
+        "memcslap",
+        [`--servers=127.0.0.1:${port}`, "--test=mget", "--concurrency=2", "--execute-number=2000"],
+        { encoding: "utf8", timeout: 60_000 },
+      );
+      expect(out).toMatch(/Time to mget\s+4000 keys by\s+2 threads/);
     }
   });
 });

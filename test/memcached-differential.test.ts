@@ -79,6 +79,25 @@ const command = fc.oneof(
   ),
 );
 
+const manyKeys = Array.from({ length: 8200 }, (_, i) => `key${String(i).padStart(5, "0")}`);
+streams.push([
+  "a 74 KB multi-get line (memcslap's mget, clients that batch thousands of keys)",
+  Buffer.from(`set key00001 0 0 1\r\nz\r\nset key08199 0 0 1\r\ny\r\nget ${manyKeys.join(" ")}\r\n`),
+]);
+
+/** What comes back before the server hangs up, or null when it did not hang up. */
+async function untilClosed(port: number, bytes: Buffer): Promise<string | null> {
+  const c = await RawClient.open(port);
+  c.send(bytes);
+  try {
+    return await c.waitClosed(2000);
+  } catch {
+    return null;
+  } finally {
+    c.close();
+  }
+}
+
 describe("differential: memcached 1.6, a node, the proxy", () => {
   let memcached: BenchServer;
   let node: NodeProcess;
@@ -136,5 +155,24 @@ describe("differential: memcached 1.6, a node, the proxy", () => {
       expect(await admin(port, "get t1 t2 t3 t4", "END\r\n")).toBe(
         "VALUE t1 0 1\r\nx\r\nVALUE t2 0 1\r\nx\r\nVALUE t3 0 1\r\nx\r\nEND\r\n",
       );
+  });
+
+  it("hangs up on an HTTP request at once, as memcached does", async () => {
+    const http = Buffer.from("GET / HTTP/1.0\r\nHost: x\r\n\r\n");
+    expect(await untilClosed(memcached.port, http)).toBe("");
+    for (const port of [node.port, cluster.proxy.port]) expect(await untilClosed(port, http)).toBe("");
+  });
+
+  it("hangs up on a binary-protocol request at once (not served), instead of leaving it waiting", async () => {
+    const noop = Buffer.alloc(24);
+    noop[0] = 0x80;
+    noop[1] = 0x0a;
+    for (const port of [node.port, cluster.proxy.port]) expect(await untilClosed(port, noop)).toBe("");
+  });
+
+  it("answers what came before a line too long, in order, then the error, then hangs up", async () => {
+    const huge = Buffer.from(`set before 0 0 1\r\nx\r\nget ${"k".repeat(3 * 1024 * 1024)}`);
+    for (const port of [node.port, cluster.proxy.port])
+      expect(await untilClosed(port, huge)).toBe("STORED\r\nCLIENT_ERROR line too long\r\n");
   });
 });

@@ -48,6 +48,8 @@ export class RequestParser {
   private sync: { version: number; lines: string[] } | null = null;
   /** Set by the consumer (after `quit`, or on a fatal error) to stop parsing for good. */
   halted = false;
+  /** The connection's first byte was seen. */
+  private started = false;
 
   /** This connection's cluster authentication: cluster traffic parses only once it proved itself. */
   readonly session: AuthSession = {};
@@ -55,7 +57,10 @@ export class RequestParser {
   constructor(
     private readonly limits: ParserLimits,
     private readonly onRequest: (req: Request) => void,
-    /** The input cannot be followed any more; the reply line goes out, then the connection closes. */
+    /**
+     * The input cannot be followed any more; the reply line (none when "") goes out after the
+     * replies owed before it, then the connection closes.
+     */
     private readonly onFatal: (line: string) => void,
     /** The cluster's secret; without one (a parser on its own) no connection is a peer. */
     private readonly secret?: ClusterSecret,
@@ -90,6 +95,17 @@ export class RequestParser {
     this.parseLines(data, pos);
   }
 
+  /**
+   * The longest line allowed from `pos`: retrievals name many keys (clients batch thousands, as
+   * memcached takes them), so their lines may be GET_LINE_FACTOR times longer than the rest.
+   */
+  private maxLineAt(data: Buffer, pos: number): number {
+    // "get", "gets", "gat", "gats"
+    const retrieval =
+      data[pos] === 103 && (data[pos + 1] === 101 || data[pos + 1] === 97) && data[pos + 2] === 116;
+    return retrieval ? this.limits.maxLine * GET_LINE_FACTOR : this.limits.maxLine;
+  }
+
   private emit(req: Request): void {
     if (!this.halted) this.onRequest(req);
   }
@@ -98,9 +114,20 @@ export class RequestParser {
     let pos = start;
     const end = data.length;
     while (pos < end && !this.halted) {
+      // memcached speaks binary when a connection's first byte says so; we do not: hang up at
+      // once, so a binary client fails fast instead of waiting for a reply that never comes.
+      if (!this.started) {
+        this.started = true;
+        if (data[pos] === 0x80) {
+          this.halted = true;
+          this.onFatal("");
+          return;
+        }
+      }
       const nl = data.indexOf(10, pos);
-      if (nl < 0 || nl - pos > this.limits.maxLine) {
-        if (end - pos > this.limits.maxLine) {
+      const maxLine = this.maxLineAt(data, pos);
+      if (nl < 0 || nl - pos > maxLine) {
+        if (end - pos > maxLine) {
           this.halted = true;
           this.onFatal(LINE_TOO_LONG);
           return;
@@ -279,6 +306,12 @@ export class RequestParser {
     let tokens = line.split(" ");
     if (line.includes("  ") || line.startsWith(" ") || line.endsWith(" "))
       tokens = tokens.filter((t) => t !== "");
+    // An HTTP request (a browser tricked into posting to a cache port): memcached hangs up.
+    if (tokens.length > 1 && (tokens[tokens.length - 1] as string).startsWith("HTTP/")) {
+      this.halted = true;
+      this.onFatal("");
+      return { op: "reply", line: "" };
+    }
     const cmd = tokens[0];
     switch (cmd) {
       case "get":
@@ -508,6 +541,8 @@ export class RequestParser {
 }
 
 const NO_VALUE = Buffer.alloc(0);
+/** How much longer than max-line-length a get/gets/gat line may be (64 KB → 2 MB by default). */
+const GET_LINE_FACTOR = 32;
 /** A node map larger than this is not a node map. */
 const MAX_SYNC_NODES = 100_000;
 

@@ -190,9 +190,20 @@ class Connection {
       options.limits,
       (req) => this.handle(req),
       (line) => {
-        this.log.warn("client dropped", { reason: line, peer: socket.remoteAddress });
-        this.out.line(line);
-        this.quit();
+        this.log.warn("client dropped", {
+          reason: line || "not the memcached text protocol",
+          peer: socket.remoteAddress,
+        });
+        if (this.waiting.length === 0) {
+          if (line !== "") this.out.line(line);
+          this.quit();
+          return;
+        }
+        // After the replies still owed to the requests before it, then the connection closes.
+        const slot: Slot = { out: new ReplyBuffer(SLOT_CHUNK, true), done: true, keep: false };
+        if (line !== "") slot.out.line(line);
+        this.waiting.push(slot);
+        this.parser.halted = true;
       },
       options.secret,
     );
