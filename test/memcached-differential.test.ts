@@ -58,26 +58,49 @@ const ordered: [string, string][] = [
 ];
 
 /** Random pipelines over three keys, for a sequential model: memcached itself. */
+const key = fc.constantFrom("a", "b", "c");
+const value = fc.oneof(fc.stringMatching(/^[0-9a-z]{0,4}$/), fc.integer({ min: 0, max: 999 }).map(String));
+const noreply = fc.constantFrom("", " noreply");
 const command = fc.oneof(
   fc
-    .tuple(
-      fc.constantFrom("set", "add", "replace", "append", "prepend"),
-      fc.constantFrom("a", "b", "c"),
-      fc.stringMatching(/^[0-9a-z]{0,3}$/),
-    )
-    .map(([op, k, v]) => `${op} ${k} 0 0 ${v.length}\r\n${v}\r\n`),
+    .tuple(fc.constantFrom("set", "add", "replace", "append", "prepend"), key, value, noreply)
+    .map(([op, k, v, nr]) => `${op} ${k} 0 0 ${v.length}${nr}\r\n${v}\r\n`),
+  fc.tuple(fc.constantFrom("get", "delete"), key).map(([op, k]) => `${op} ${k}\r\n`),
   fc
-    .tuple(fc.constantFrom("get", "delete"), fc.constantFrom("a", "b", "c"))
-    .map(([op, k]) => `${op} ${k}\r\n`),
+    .tuple(fc.constantFrom("incr", "decr"), key, fc.integer({ min: 0, max: 99 }), noreply)
+    .map(([op, k, n, nr]) => `${op} ${k} ${n}${nr}\r\n`),
+  fc.tuple(key, noreply).map(([k, nr]) => `delete ${k}${nr}\r\n`),
+  fc.tuple(key, noreply).map(([k, nr]) => `touch ${k} 1000${nr}\r\n`),
   fc.constantFrom(
     "get a b c\r\n",
     "get c a\r\n",
+    "gat 1000 a b\r\n",
     "flush_all\r\n",
-    "touch a 1000\r\n",
-    "incr b 7\r\n",
-    "decr b 2\r\n",
+    "flush_all noreply\r\n",
   ),
 );
+
+/** How many random pipelines the property sends: `npm run fuzz` raises it. */
+const FUZZ_RUNS = Number(process.env.FLARE_FUZZ_RUNS ?? 150);
+
+/** Sends `stream` cut at `cuts` (fractions), one write each, and returns the replies as `exchange` does. */
+async function exchangeSplit(port: number, stream: Buffer, cuts: number[]): Promise<string> {
+  const c = await RawClient.open(port);
+  try {
+    const at = [...new Set(cuts.map((f) => Math.floor(f * stream.length)))].sort((x, y) => x - y);
+    let from = 0;
+    for (const to of [...at, stream.length]) {
+      if (to > from) c.send(stream.subarray(from, to));
+      from = to;
+      await new Promise((r) => setImmediate(r));
+    }
+    c.send(SENTINEL);
+    const reply = await c.readUntil(SENTINEL_REPLY, 10_000);
+    return reply.slice(0, -SENTINEL_REPLY.length);
+  } finally {
+    c.close();
+  }
+}
 
 const manyKeys = Array.from({ length: 8200 }, (_, i) => `key${String(i).padStart(5, "0")}`);
 streams.push([
@@ -120,17 +143,28 @@ describe("differential: memcached 1.6, a node, the proxy", () => {
     expect(await exchange(node.port, Buffer.from(text))).toBe(want);
   });
 
-  it("random pipelines of reads and writes through the proxy answer as memcached does", async () => {
-    await fc.assert(
-      fc.asyncProperty(fc.array(command, { minLength: 1, maxLength: 40 }), async (commands) => {
-        const stream = Buffer.from(`flush_all\r\n${commands.join("")}`);
-        const want = await exchange(memcached.port, stream);
-        expect(await exchange(cluster.proxy.port, stream)).toBe(want);
-        expect(await exchange(node.port, stream)).toBe(want);
-      }),
-      { numRuns: 150 },
-    );
-  });
+  it(
+    `random pipelines, cut at random points, answer as memcached does, on a node and through the proxy (${FUZZ_RUNS} cases)`,
+    async () => {
+      let cases = 0;
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(command, { minLength: 1, maxLength: 40 }),
+          fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 4 }),
+          async (commands, cuts) => {
+            const stream = Buffer.from(`flush_all\r\n${commands.join("")}`);
+            const want = await exchange(memcached.port, stream);
+            expect(await exchangeSplit(cluster.proxy.port, stream, cuts)).toBe(want);
+            expect(await exchangeSplit(node.port, stream, cuts)).toBe(want);
+            cases++;
+          },
+        ),
+        { numRuns: FUZZ_RUNS },
+      );
+      console.log(`differential fuzz: ${cases} random pipelines, node and proxy, no difference`);
+    },
+    60_000 + FUZZ_RUNS * 100,
+  );
 
   it.each(streams)("%s", async (_what, stream) => {
     const want = await exchange(memcached.port, stream);

@@ -122,7 +122,10 @@ describe("memcached request parser", () => {
     const garbage = fc
       .uint8Array({ minLength: 0, maxLength: 200 })
       .map((a) => Buffer.from(a.filter((b) => b !== 10)))
-      .filter((b) => !storageWords.test(b.toString("latin1")));
+      .filter((b) => !storageWords.test(b.toString("latin1")))
+      // Lines after which the connection is hung up on, as memcached does (tested on their own):
+      // the binary protocol's first byte, and an HTTP request line.
+      .filter((b) => b[0] !== 0x80 && !/(^| )HTTP\/\S*\s*$/.test(b.toString("latin1").replace(/\r$/, "")));
     fc.assert(
       fc.property(
         fc.array(fc.tuple(garbage, wireRequest), { minLength: 1, maxLength: 10 }),
@@ -354,5 +357,18 @@ describe("memcached request parser", () => {
     expect(replayed.trusted).toBe(false);
     // Open mode runs the same exchange and takes any proof.
     expect(run(new ClusterSecret(undefined), () => "x").trusted).toBe(true);
+  });
+
+  it("hangs up on a binary-protocol first byte and on an HTTP request line, answering nothing", () => {
+    for (const wire of [Buffer.from([0x80, 0x0a, 0, 0]), Buffer.from("GET / HTTP/1.1\r\nget a\r\n")]) {
+      const { requests, fatal } = parseAll([wire]);
+      expect(requests).toEqual([]);
+      expect(fatal).toEqual([""]);
+    }
+    // Only the connection's first byte says binary: later, 0x80 is a byte of an unknown command.
+    expect(parseAll([Buffer.from("get a\r\n\x80x\r\n", "latin1")]).requests).toEqual([
+      { op: "get", keys: ["a"] },
+      { op: "reply", line: "ERROR" },
+    ]);
   });
 });
