@@ -120,7 +120,10 @@ export class Store {
     );
   }
 
-  /** incr/decr as memcached: 64-bit unsigned, incr wraps, decr stops at 0, flags and expiry kept. */
+  /**
+   * incr/decr as memcached: 64-bit unsigned, incr wraps, decr stops at 0, flags and expiry kept,
+   * a shorter result padded with spaces to the old value's length.
+   */
   arithmetic(key: string, delta: bigint, decrement: boolean): MaybePromise<ArithmeticResult> {
     const c = this.counters;
     return this.run(key, (item) => {
@@ -134,7 +137,13 @@ export class Store {
       if (decrement) c.decr_hits++;
       else c.incr_hits++;
       const next = decrement ? (current > delta ? current - delta : 0n) : (current + delta) & UINT64_MASK;
-      const value = Buffer.from(next.toString(), "latin1");
+      // As memcached: a result no longer than the old value takes its place, padded with spaces to
+      // the old length (clients see "9 " after "10" - 1); a longer one is stored as it is.
+      const digits = next.toString();
+      const value = Buffer.from(
+        digits.length < item.value.length ? digits.padEnd(item.value.length, " ") : digits,
+        "latin1",
+      );
       this.write(key, {
         value,
         flags: item.flags,
