@@ -337,8 +337,9 @@ export class RequestParser {
       case "delete":
         return this.delete(tokens);
       case "touch": {
+        // memcached: one more word is `noreply` or ignored.
         const noreply = tokens[3] === "noreply";
-        if (tokens.length !== (noreply ? 4 : 3)) return { op: "reply", line: "ERROR" };
+        if (tokens.length !== 3 && tokens.length !== 4) return { op: "reply", line: "ERROR" };
         const key = tokens[1] as string;
         const exptime = parseInt32(tokens[2]);
         if (!this.validKey(key)) return badFormat();
@@ -346,10 +347,10 @@ export class RequestParser {
         return { op: "touch", key, exptime, noreply };
       }
       case "flush_all": {
+        // memcached: `flush_all [delay] [noreply]`; a word after the delay that is not noreply is ignored.
+        if (tokens.length > 3) return { op: "reply", line: "ERROR" };
         const noreply = tokens[tokens.length - 1] === "noreply";
-        const args = tokens.length - (noreply ? 2 : 1);
-        if (args > 1) return badFormat();
-        const delay = args === 1 ? parseInt32(tokens[1]) : 0;
+        const delay = tokens.length === (noreply ? 2 : 1) ? 0 : parseInt32(tokens[1]);
         if (delay === null) return { op: "reply", line: BAD_EXPTIME };
         return { op: "flush_all", delay, noreply };
       }
@@ -400,9 +401,13 @@ export class RequestParser {
           tokens.length === 2 && peer === "index" && /^\d{1,16}$/.test(stamp) ? Number(stamp) : null;
         return sentAt === null ? { op: "reply", line: "ERROR" } : { op: "ping", from: peer, sentAt };
       }
-      case "verbosity":
+      case "verbosity": {
         if (tokens.length < 2 || tokens.length > 3) return { op: "reply", line: "ERROR" };
-        return { op: "verbosity", noreply: tokens[tokens.length - 1] === "noreply" };
+        const noreply = tokens[tokens.length - 1] === "noreply";
+        // memcached reads the level with strtoul: digits, a leading + allowed.
+        if (!noreply && !/^\+?\d{1,10}$/.test(tokens[1] as string)) return badFormat();
+        return { op: "verbosity", noreply };
+      }
       default:
         return { op: "reply", line: "ERROR" };
     }
