@@ -7,7 +7,7 @@
  * everything before it is answered, and so is everything after it while one is held. Requests that
  * do not conflict go at once, as before.
  */
-import type { Request } from "../protocol/memcache/request.js";
+import { type Request, WRITE_OPS } from "../protocol/memcache/request.js";
 
 /** What a request touches: reads and writes of keys, or every key (flush_all). */
 export type Access =
@@ -18,29 +18,10 @@ export type Access =
 
 /** undefined: answered by the proxy itself, touching no key. */
 export function accessOf(req: Request): Access {
-  switch (req.op) {
-    case "get":
-    case "gets":
-      return { kind: "read", keys: req.keys };
-    case "gat":
-    case "gats":
-      return { kind: "write", keys: req.keys };
-    case "set":
-    case "add":
-    case "replace":
-    case "append":
-    case "prepend":
-    case "cas":
-    case "incr":
-    case "decr":
-    case "delete":
-    case "touch":
-      return { kind: "write", keys: [req.key] };
-    case "flush_all":
-      return { kind: "all" };
-    default:
-      return undefined;
-  }
+  if (req.op === "get" || req.op === "gets") return { kind: "read", keys: req.keys };
+  if (req.op === "flush_all") return { kind: "all" };
+  if (!WRITE_OPS.has(req.op)) return undefined;
+  return { kind: "write", keys: "keys" in req ? req.keys : [(req as { key: string }).key] };
 }
 
 export class ConnectionOrder {

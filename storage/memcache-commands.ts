@@ -7,29 +7,13 @@ import type { Logger } from "../common/log.js";
 import { PROTOCOL_VERSION } from "../common/version.js";
 import { type HashAlgorithm, keyHash, ModularResolver } from "../protocol/key-hash.js";
 import { ReplyBuffer } from "../protocol/memcache/reply.js";
-import type { Request } from "../protocol/memcache/request.js";
+import { type Request, WRITE_OPS } from "../protocol/memcache/request.js";
 import type { CommandHandler, Execution, ServerCounters } from "../protocol/memcache/server.js";
 import type { Item } from "./engine.js";
 import type { Replicator } from "./replicator.js";
 import type { MaybePromise, Store } from "./store.js";
 
 const yes = (): true => true;
-
-/** Commands that change data: a node serves them only as a master (fencing). */
-const WRITES = new Set<Request["op"]>([
-  "set",
-  "add",
-  "replace",
-  "append",
-  "prepend",
-  "cas",
-  "incr",
-  "decr",
-  "delete",
-  "touch",
-  "gat",
-  "gats",
-]);
 
 /** Writes the reply line of a result, now or when it arrives; nothing with noreply. */
 function reply<T>(
@@ -97,7 +81,7 @@ export class MemcacheCommands implements CommandHandler {
    */
   execute(req: Request, out: ReplyBuffer, stream?: () => Promise<void>): Execution {
     const repl = this.replication;
-    if (repl?.replicator.active && WRITES.has(req.op)) return this.replicated(req, out, repl);
+    if (repl?.replicator.active && WRITE_OPS.has(req.op)) return this.replicated(req, out, repl);
     if (req.op === "dump")
       return this.dump(req, out, stream).catch((err: unknown) => this.fail(req, out, err));
     try {
@@ -216,7 +200,7 @@ export class MemcacheCommands implements CommandHandler {
 
   private run(req: Request, out: ReplyBuffer): Execution {
     const member = this.member;
-    if (member === undefined || !WRITES.has(req.op)) return this.apply(req, out);
+    if (member === undefined || !WRITE_OPS.has(req.op)) return this.apply(req, out);
     const from = "proxied" in req ? req.proxied : undefined;
     const refusal = member.writeRefusal(from);
     if (refusal !== undefined) {

@@ -421,16 +421,26 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
  * in-place decr pads with them), at most 2^64-1. Anything else is not a number.
  */
 function parseCounter(value: Uint8Array): bigint | null {
-  let end = value.length;
-  while (end > 0 && value[end - 1] === 32) end--;
-  if (end === 0 || end > 20) return null;
-  for (let i = 0; i < end; i++) {
-    const c = value[i] as number;
-    if (c < 48 || c > 57) return null;
-  }
-  const n = BigInt(Buffer.from(value.buffer, value.byteOffset, end).toString("latin1"));
-  return n > UINT64_MASK ? null : n;
+  // As memcached's strtoull: leading white space, an optional +, digits, then the end or white
+  // space ("99 0", left by a padded decr and an append, counts as 99).
+  const n = value.length;
+  let i = 0;
+  while (i < n && isSpace(value[i] as number)) i++;
+  if (value[i] === 43) i++;
+  const start = i;
+  while (i < n && (value[i] as number) >= 48 && (value[i] as number) <= 57) i++;
+  if (i === start || i - start > MAX_COUNTER_DIGITS || (i < n && !isSpace(value[i] as number))) return null;
+  const v = BigInt(Buffer.from(value.buffer, value.byteOffset + start, i - start).toString("latin1"));
+  return v > UINT64_MASK ? null : v;
 }
+
+/** C's isspace: space, \t, \n, \v, \f, \r. */
+function isSpace(c: number): boolean {
+  return c === 32 || (c >= 9 && c <= 13);
+}
+
+/** Leading zeros are allowed, but a number this long is not one. */
+const MAX_COUNTER_DIGITS = 64;
 
 /** Versions are cas values: 64-bit unsigned, as memcached's, and never wrap. */
 const MAX_VERSION = (1n << 64n) - 1n;

@@ -179,6 +179,16 @@ describe.each(kinds)("%s engine", (kind) => {
     expect(text(await s.get("d"))).toBe("9 ");
     expect(await s.arithmetic("d", 991n, false)).toBe(1000n);
     expect(text(await s.get("d"))).toBe("1000");
+    // Digits, then white space: the rest is not read (memcached's strtoull); found by the fuzzer.
+    await s.store("set", "w", v("99 0"), 0, 0, 0n);
+    expect(await s.arithmetic("w", 0n, false)).toBe(99n);
+    expect(text(await s.get("w"))).toBe("99  ");
+    await s.store("set", "w", v(" +7\r\n"), 0, 0, 0n);
+    expect(await s.arithmetic("w", 1n, false)).toBe(8n);
+    for (const bad of ["-1", "9a", "", " ", "0x10"]) {
+      await s.store("set", "w", v(bad), 0, 0, 0n);
+      expect(await s.arithmetic("w", 1n, false), bad).toBe("NON_NUMERIC");
+    }
     await s.store("set", "big", v("18446744073709551616"), 0, 0, 0n);
     expect(await s.arithmetic("big", 1n, false)).toBe("NON_NUMERIC");
   });

@@ -64,3 +64,22 @@ export type Request =
   | { op: "node_sync"; version: number; lines: string[] }
   /** A request the parser already answered: the line goes out in its place, in order. */
   | { op: "reply"; line: string };
+
+/**
+ * Commands that change an item (gat and gats change its expiry): a node serves them only as a
+ * master (fencing), and on one proxy connection they are ordered against other requests of the key.
+ */
+export const WRITE_OPS: ReadonlySet<Request["op"]> = new Set<Request["op"]>([
+  "set",
+  "add",
+  "replace",
+  "append",
+  "prepend",
+  "cas",
+  "incr",
+  "decr",
+  "delete",
+  "touch",
+  "gat",
+  "gats",
+]);
