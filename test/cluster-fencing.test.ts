@@ -6,7 +6,7 @@
  * under a node: the node fails over as a dead one would.
  */
 import { readFileSync } from "node:fs";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, onTestFinished } from "vitest";
 import {
   admin,
   dumpOf,
@@ -110,6 +110,8 @@ describe.each([
 describe.runIf(redisAvailable || process.env.CI)("a frozen Redis under the master", () => {
   it("fails the node over within monitor-interval x threshold + 1 s, and the node stops taking writes", async () => {
     const [redisA, redisB] = await Promise.all([RedisServer.start(), RedisServer.start()]);
+    // Also when an assertion fails: a frozen Redis would outlive the run.
+    onTestFinished(() => Promise.all([redisA.stop(), redisB.stop()]).then(() => undefined));
     const index = await startIndex(["--cluster-token", TOKEN]);
     const node = (redis: RedisServer) =>
       startNodeProcess(
@@ -139,11 +141,11 @@ describe.runIf(redisAvailable || process.env.CI)("a frozen Redis under the maste
     expect(await admin(slave.port, "get r", "END\r\n")).toBe("VALUE r 0 1\r\n1\r\nEND\r\n");
     await Promise.all([master.stop(), slave.stop()]);
     await index.stop();
-    await Promise.all([redisA.stop(), redisB.stop()]);
   }, 60_000);
 
   it("a slave that cannot apply a write makes a sync write fail, never a silent STORED", async () => {
     const redis = await RedisServer.start();
+    onTestFinished(() => redis.stop());
     const index = await startIndex(["--cluster-token", TOKEN]);
     const sync = ["--cluster-token", TOKEN, "--replication-type", "sync"];
     const master = await startNodeProcess(joinArgs(index, sync));
@@ -175,7 +177,6 @@ describe.runIf(redisAvailable || process.env.CI)("a frozen Redis under the maste
     );
     await Promise.all([master.stop(), slave.stop()]);
     await index.stop();
-    await redis.stop();
   }, 60_000);
 
   it("sync mode: with the slave frozen, an HTTP PUT to the master is held like a memcached set", async () => {
