@@ -17,6 +17,7 @@ import {
   Later,
   type ServerCounters,
 } from "../protocol/memcache/server.js";
+import { commonStats } from "../protocol/memcache/stats.js";
 import { valueBlocks } from "../protocol/memcache/values.js";
 import { type NodeEntry, nodeKey } from "../protocol/node-map.js";
 import { type Access, accessOf, ConnectionOrder } from "./connection-order.js";
@@ -163,15 +164,7 @@ export class ProxyCommands implements CommandHandler {
       case "flush_all":
         return this.reply(req.op, this.flushAll(encodeRequest(req)), out, req.noreply);
       case "stats":
-        if (req.args.length === 0) {
-          for (const [k, v] of this.stats()) out.line(`STAT ${k} ${v}`);
-        } else if (req.args[0] === "nodes") {
-          for (const line of this.member.statsNodes()) out.line(line);
-        } else if (!["items", "slabs", "sizes"].includes(req.args[0] as string)) {
-          out.line("ERROR");
-          return true;
-        }
-        out.line("END");
+        this.statsReply(req.args, out);
         return true;
       case "version":
         out.line(`VERSION ${PROTOCOL_VERSION}`);
@@ -463,6 +456,48 @@ export class ProxyCommands implements CommandHandler {
       const timer = setTimeout(() => done(Date.now() < deadline), Math.min(left, 250));
       this.mapWaiters.add(check);
     });
+  }
+
+  private statsReply(args: string[], out: ReplyBuffer): void {
+    const common = commonStats(args);
+    if (common !== undefined) {
+      for (const line of common) out.line(line);
+      return;
+    }
+    const sub = args[0];
+    if (args.length > 1) {
+      out.line("ERROR");
+      return;
+    }
+    switch (sub) {
+      case undefined:
+        for (const [k, v] of this.stats()) out.line(`STAT ${k} ${v}`);
+        break;
+      case "settings":
+        for (const [k, v] of this.settings()) out.line(`STAT ${k} ${v}`);
+        break;
+      case "reset":
+        this.counters.traffic.bytesRead = 0;
+        this.counters.traffic.bytesWritten = 0;
+        out.line("RESET");
+        return;
+      case "nodes":
+        for (const line of this.member.statsNodes()) out.line(line);
+        break;
+      default:
+        out.line("ERROR");
+        return;
+    }
+    out.line("END");
+  }
+
+  private settings(): [string, string | number][] {
+    return [
+      ["proxy_concurrency", this.options.concurrency],
+      ["proxy_request_timeout", this.options.requestTimeoutMs],
+      ["proxy_write_wait", this.options.writeWaitMs],
+      ["cas_enabled", "yes"],
+    ];
   }
 
   private stats(): [string, string | number][] {

@@ -9,6 +9,7 @@ import { type HashAlgorithm, keyHash, ModularResolver } from "../protocol/key-ha
 import { ReplyBuffer } from "../protocol/memcache/reply.js";
 import { type Request, WRITE_OPS } from "../protocol/memcache/request.js";
 import type { CommandHandler, Execution, ServerCounters } from "../protocol/memcache/server.js";
+import { commonStats } from "../protocol/memcache/stats.js";
 import type { Item } from "./engine.js";
 import type { Replicator } from "./replicator.js";
 import type { MaybePromise, Store } from "./store.js";
@@ -334,8 +335,13 @@ export class MemcacheCommands implements CommandHandler {
   }
 
   private stats(args: string[], out: ReplyBuffer): void {
+    const common = commonStats(args);
+    if (common !== undefined) {
+      for (const line of common) out.line(line);
+      return;
+    }
     const sub = args[0];
-    if (args.length > 1 && sub !== "detail") {
+    if (args.length > 1) {
       out.line("ERROR");
       return;
     }
@@ -354,11 +360,6 @@ export class MemcacheCommands implements CommandHandler {
         return;
       case "nodes":
         for (const line of this.member?.statsNodes() ?? []) out.line(line);
-        break;
-      case "items":
-      case "slabs":
-      case "sizes":
-      case "conns":
         break;
       default:
         out.line("ERROR");

@@ -41,4 +41,18 @@ describe("libmemcached tools", () => {
       expect(out).toMatch(/Time to mget\s+4000 keys by\s+2 threads/);
     }
   });
+
+  it("memcached-tool's display, stats and settings modes finish against a node and the proxy", () => {
+    const tool = "/usr/share/memcached/scripts/memcached-tool";
+    requireCommand(tool, "memcached");
+    for (const port of [c.master.port, c.proxy.port]) {
+      for (const mode of ["display", "stats", "settings"]) {
+        const out = execFileSync("perl", [tool, `127.0.0.1:${port}`, mode], {
+          encoding: "utf8",
+          timeout: 10_000,
+        });
+        if (mode !== "display") expect(out, mode).toMatch(/\S+\s+\S+/);
+      }
+    }
+  });
 });

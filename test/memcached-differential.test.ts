@@ -115,6 +115,14 @@ streams.push([
   null,
 ]);
 
+streams.push([
+  "stats sub-reports that tools read until END",
+  Buffer.from(
+    "stats detail\r\nstats detail dump\r\nstats detail on\r\nstats detail off\r\n",
+  ),
+  null,
+]);
+
 const manyKeys = Array.from({ length: 8200 }, (_, i) => `key${String(i).padStart(5, "0")}`);
 streams.push([
   "a 74 KB multi-get line (memcslap's mget, clients that batch thousands of keys)",
