@@ -117,9 +117,7 @@ streams.push([
 
 streams.push([
   "stats sub-reports that tools read until END",
-  Buffer.from(
-    "stats detail\r\nstats detail dump\r\nstats detail on\r\nstats detail off\r\n",
-  ),
+  Buffer.from("stats detail\r\nstats detail dump\r\nstats detail on\r\nstats detail off\r\n"),
   null,
 ]);
 
