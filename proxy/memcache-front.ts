@@ -17,7 +17,7 @@ import {
   Later,
   type ServerCounters,
 } from "../protocol/memcache/server.js";
-import { commonStats } from "../protocol/memcache/stats.js";
+import { type StatPairs, type StatsSource, writeStats } from "../protocol/memcache/stats.js";
 import { valueBlocks } from "../protocol/memcache/values.js";
 import { type NodeEntry, nodeKey } from "../protocol/node-map.js";
 import { type Access, accessOf, ConnectionOrder } from "./connection-order.js";
@@ -164,7 +164,7 @@ export class ProxyCommands implements CommandHandler {
       case "flush_all":
         return this.reply(req.op, this.flushAll(encodeRequest(req)), out, req.noreply);
       case "stats":
-        this.statsReply(req.args, out);
+        writeStats(req.args, this.statsSource, out);
         return true;
       case "version":
         out.line(`VERSION ${PROTOCOL_VERSION}`);
@@ -458,40 +458,18 @@ export class ProxyCommands implements CommandHandler {
     });
   }
 
-  private statsReply(args: string[], out: ReplyBuffer): void {
-    const common = commonStats(args);
-    if (common !== undefined) {
-      for (const line of common) out.line(line);
-      return;
-    }
-    const sub = args[0];
-    if (args.length > 1) {
-      out.line("ERROR");
-      return;
-    }
-    switch (sub) {
-      case undefined:
-        for (const [k, v] of this.stats()) out.line(`STAT ${k} ${v}`);
-        break;
-      case "settings":
-        for (const [k, v] of this.settings()) out.line(`STAT ${k} ${v}`);
-        break;
-      case "reset":
-        this.counters.traffic.bytesRead = 0;
-        this.counters.traffic.bytesWritten = 0;
-        out.line("RESET");
-        return;
-      case "nodes":
-        for (const line of this.member.statsNodes()) out.line(line);
-        break;
-      default:
-        out.line("ERROR");
-        return;
-    }
-    out.line("END");
-  }
+  /** What `stats` reports of the proxy. */
+  private readonly statsSource: StatsSource = {
+    general: () => this.stats(),
+    settings: () => this.settings(),
+    reset: () => {
+      this.counters.traffic.bytesRead = 0;
+      this.counters.traffic.bytesWritten = 0;
+    },
+    nodes: () => this.member.statsNodes(),
+  };
 
-  private settings(): [string, string | number][] {
+  private settings(): StatPairs {
     return [
       ["proxy_concurrency", this.options.concurrency],
       ["proxy_request_timeout", this.options.requestTimeoutMs],
@@ -500,7 +478,7 @@ export class ProxyCommands implements CommandHandler {
     ];
   }
 
-  private stats(): [string, string | number][] {
+  private stats(): StatPairs {
     const now = Date.now();
     const c = this.counters;
     return [

@@ -9,7 +9,7 @@ import { type HashAlgorithm, keyHash, ModularResolver } from "../protocol/key-ha
 import { ReplyBuffer } from "../protocol/memcache/reply.js";
 import { type Request, WRITE_OPS } from "../protocol/memcache/request.js";
 import type { CommandHandler, Execution, ServerCounters } from "../protocol/memcache/server.js";
-import { commonStats } from "../protocol/memcache/stats.js";
+import { type StatPairs, type StatsSource, writeStats } from "../protocol/memcache/stats.js";
 import type { Item } from "./engine.js";
 import type { Replicator } from "./replicator.js";
 import type { MaybePromise, Store } from "./store.js";
@@ -301,7 +301,7 @@ export class MemcacheCommands implements CommandHandler {
       case "flush_all":
         return reply(store.flush(req.delay), out, req.noreply, () => "OK");
       case "stats":
-        this.stats(req.args, out);
+        writeStats(req.args, this.statsSource, out);
         return true;
       case "version":
         out.line(`VERSION ${PROTOCOL_VERSION}`);
@@ -334,41 +334,19 @@ export class MemcacheCommands implements CommandHandler {
     }
   }
 
-  private stats(args: string[], out: ReplyBuffer): void {
-    const common = commonStats(args);
-    if (common !== undefined) {
-      for (const line of common) out.line(line);
-      return;
-    }
-    const sub = args[0];
-    if (args.length > 1) {
-      out.line("ERROR");
-      return;
-    }
-    switch (sub) {
-      case undefined:
-        for (const [name, value] of this.general()) out.line(`STAT ${name} ${value}`);
-        break;
-      case "settings":
-        for (const [name, value] of this.settings()) out.line(`STAT ${name} ${value}`);
-        break;
-      case "reset":
-        this.store.counters.reset();
-        this.info.traffic.bytesRead = 0;
-        this.info.traffic.bytesWritten = 0;
-        out.line("RESET");
-        return;
-      case "nodes":
-        for (const line of this.member?.statsNodes() ?? []) out.line(line);
-        break;
-      default:
-        out.line("ERROR");
-        return;
-    }
-    out.line("END");
-  }
+  /** What `stats` reports of this node. */
+  private readonly statsSource: StatsSource = {
+    general: () => this.general(),
+    settings: () => this.settings(),
+    reset: () => {
+      this.store.counters.reset();
+      this.info.traffic.bytesRead = 0;
+      this.info.traffic.bytesWritten = 0;
+    },
+    nodes: () => this.member?.statsNodes() ?? [],
+  };
 
-  private general(): [string, string | number][] {
+  private general(): StatPairs {
     const now = Date.now();
     const usage = process.resourceUsage();
     const engine = this.store.engine.stats();
@@ -428,7 +406,7 @@ export class MemcacheCommands implements CommandHandler {
     ];
   }
 
-  private settings(): [string, string | number][] {
+  private settings(): StatPairs {
     const engine = this.store.engine.stats();
     return [
       ["maxbytes", engine.limitBytes],
