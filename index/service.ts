@@ -120,10 +120,9 @@ export class IndexService {
   }
 
   /**
-   * The lease a master should hold (ms): above the ping interval, so a healthy master keeps it,
-   * and below the least time this index takes to call a silent master down (its last answered
-   * ping, one interval, then `threshold` pings that each time out), so a master cut off from the
-   * index stops taking writes before its slave is promoted.
+   * The lease a master should hold (ms): well above the ping interval, so a healthy master keeps
+   * it through a slow ping, and about the time a silent master takes to be called down (one
+   * interval, then `threshold` pings that time out), since failover waits the lease out anyway.
    */
   private suggestedLease(): number {
     const c = this.config;

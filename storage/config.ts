@@ -78,7 +78,7 @@ export const nodeSchema = z.object({
     .default("auto")
     .meta({ values: "auto, or milliseconds (0 = none)" })
     .describe(
-      "A master that has not heard from the index for this long stops taking writes until it does (fencing when cut off). auto: with async replication, what the index suggests (below its failure detection time); with sync, none (slaves fence).",
+      "A master that has not heard from the index for this long stops taking writes until it does (fencing when cut off). auto: with async replication, what the index suggests (which waits it out before promoting); with sync, none (slaves fence).",
     ),
   "engine-ping-timeout": cfg
     .int(10, 60_000)
