@@ -64,23 +64,45 @@ const ordered: [string, string][] = [
 const key = fc.constantFrom("a", "b", "c");
 const value = fc.oneof(fc.stringMatching(/^[0-9a-z]{0,4}$/), fc.integer({ min: 0, max: 999 }).map(String));
 const noreply = fc.constantFrom("", " noreply");
+/** Numbers memcached's strtoul/strtol take: signs, 64-bit flags that wrap to 32 bits. */
+const flags = fc.constantFrom("0", "7", "+5", "-0", "4294967295", "4294967296", "18446744073709551615");
+const exptime = fc.constantFrom("0", "+0", "1000", "+1000", "-1", "4294967296");
+/** Arguments of commands without a data block, valid or not, so refusals (and their silence under noreply) are compared. */
+const delta = fc.constantFrom(
+  "1",
+  "+1",
+  "0",
+  "99",
+  "-1",
+  "abc",
+  "18446744073709551615",
+  "18446744073709551616",
+);
+const anyTime = fc.constantFrom("1000", "+1000", "-1", "abc", "0x10", "");
 const command = fc.oneof(
   fc
-    .tuple(fc.constantFrom("set", "add", "replace", "append", "prepend"), key, value, noreply)
-    .map(([op, k, v, nr]) => `${op} ${k} 0 0 ${v.length}${nr}\r\n${v}\r\n`),
+    .tuple(fc.constantFrom("set", "add", "replace", "append", "prepend"), key, flags, exptime, value, noreply)
+    .map(([op, k, f, e, v, nr]) => `${op} ${k} ${f} ${e} ${v.length}${nr}\r\n${v}\r\n`),
+  fc
+    .tuple(key, value, fc.constantFrom("1", "+99999", "18446744073709551615"), noreply)
+    .map(([k, v, cas, nr]) => `cas ${k} 0 0 ${v.length} ${cas}${nr}\r\n${v}\r\n`),
+  fc.tuple(key, value, noreply).map(([k, v, nr]) => `set ${k} 0 0 ${v.length}${nr}\r\n${v}x\r\n`),
   fc.tuple(fc.constantFrom("get", "delete"), key).map(([op, k]) => `${op} ${k}\r\n`),
   fc
-    .tuple(fc.constantFrom("incr", "decr"), key, fc.integer({ min: 0, max: 99 }), noreply)
+    .tuple(fc.constantFrom("incr", "decr"), key, delta, noreply)
     .map(([op, k, n, nr]) => `${op} ${k} ${n}${nr}\r\n`),
-  fc.tuple(key, noreply).map(([k, nr]) => `delete ${k}${nr}\r\n`),
-  fc.tuple(key, noreply).map(([k, nr]) => `touch ${k} 1000${nr}\r\n`),
-  fc.constantFrom(
-    "get a b c\r\n",
-    "get c a\r\n",
-    "gat 1000 a b\r\n",
-    "flush_all\r\n",
-    "flush_all noreply\r\n",
-  ),
+  fc
+    .tuple(key, fc.constantFrom("", " 0", " x", " 0 0", " 0 0 0"), noreply)
+    .map(([k, hold, nr]) => `delete ${k}${hold}${nr}\r\n`),
+  fc.tuple(key, anyTime, noreply).map(([k, t, nr]) => `touch ${k} ${t}${nr}\r\n`),
+  fc.tuple(fc.constantFrom("gat", "get"), anyTime).map(([op, t]) => `${op} ${t} a b\r\n`),
+  fc
+    .tuple(fc.constantFrom("", " 0", " +0", " -1", " abc"), noreply)
+    .map(([d, nr]) => `flush_all${d}${nr}\r\n`),
+  fc
+    .tuple(fc.constantFrom("1", "+1", "-1", "x", "18446744073709551616"), noreply)
+    .map(([l, nr]) => `verbosity ${l}${nr}\r\n`),
+  fc.constantFrom("get a b c\r\n", "get c a\r\n", "gat 1000 a b\r\n", "incr a 1 2\r\n", "touch a\r\n"),
 );
 
 /** How many random pipelines the property sends: `npm run fuzz` raises it. */
@@ -111,6 +133,19 @@ streams.push([
     "flush_all abc\r\nflush_all 0 0\r\nflush_all 0 noreply\r\nflush_all 0 0 0\r\nset k 0 0 1\r\nx\r\n" +
       "touch k 1 2\r\ntouch k 1 2 3\r\ntouch k 1 noreply\r\nverbosity invalid\r\nverbosity 1 2\r\n" +
       "verbosity 1 noreply\r\nverbosity -1\r\nverbosity +1\r\nverbosity\r\nverbosity x noreply\r\nget k\r\n",
+  ),
+  null,
+]);
+
+streams.push([
+  "numbers as memcached's strtoul and strtol read them; a refused noreply command stays silent",
+  Buffer.from(
+    "set k 4294967296 0 1\r\nx\r\nget k\r\nset k +5 +0 +1\r\nx\r\nget k\r\n" +
+      "set k 18446744073709551615 0 1\r\nx\r\nget k\r\nset k 0 4294967296 1\r\nx\r\nget k\r\n" +
+      "set n 0 0 1\r\n5\r\nincr n +1\r\ndecr n +1\r\nincr n -1\r\nincr n 18446744073709551616\r\n" +
+      "incr n abc noreply\r\nincr n 1 extra\r\ntouch n +5\r\ntouch n abc noreply\r\ngat +5 n\r\n" +
+      "delete n x noreply\r\ndelete n 0 0 noreply\r\nflush_all abc noreply\r\nflush_all +0\r\n" +
+      "set k 0 0 1 noreply\r\nxy\r\ncas k 0 0 1 +5\r\nx\r\nverbosity x noreply\r\nget k n\r\n",
   ),
   null,
 ]);

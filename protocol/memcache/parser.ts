@@ -5,6 +5,7 @@
  * and a value larger than `maxValue` is skipped (counted, never buffered).
  */
 import { type AuthSession, answerCluster, type ClusterSecret } from "../cluster-auth.js";
+import { strtol32, strtoul32, strtoull } from "./numbers.js";
 import type { Request, StoreOp, SyncOption } from "./request.js";
 
 export interface ParserLimits {
@@ -107,7 +108,7 @@ export class RequestParser {
   }
 
   private emit(req: Request): void {
-    if (!this.halted) this.onRequest(req);
+    if (!this.halted && req !== NOTHING) this.onRequest(req);
   }
 
   private parseLines(data: Buffer, start: number): void {
@@ -217,7 +218,7 @@ export class RequestParser {
     lf: number | undefined,
   ): void {
     if (cr !== 13 || lf !== 10) {
-      this.emit({ op: "reply", line: BAD_CHUNK });
+      this.emit(req.noreply ? NOTHING : { op: "reply", line: BAD_CHUNK });
       return;
     }
     req.value = value;
@@ -319,7 +320,7 @@ export class RequestParser {
         return this.retrieval(cmd, tokens, 1, 0);
       case "gat":
       case "gats": {
-        const exptime = parseInt32(tokens[1]);
+        const exptime = strtol32(tokens[1]);
         if (exptime === null) return { op: "reply", line: tokens.length < 2 ? "ERROR" : BAD_EXPTIME };
         if (tokens.length === 2) return { op: "reply", line: "END" };
         return this.retrieval(cmd, tokens, 2, exptime);
@@ -337,21 +338,21 @@ export class RequestParser {
       case "delete":
         return this.delete(tokens);
       case "touch": {
-        // memcached: one more word is `noreply` or ignored.
-        const noreply = tokens[3] === "noreply";
+        // memcached: one more word is `noreply` or ignored; a last word noreply silences a refusal.
+        const noreply = tokens[tokens.length - 1] === "noreply";
         if (tokens.length !== 3 && tokens.length !== 4) return { op: "reply", line: "ERROR" };
         const key = tokens[1] as string;
-        const exptime = parseInt32(tokens[2]);
-        if (!this.validKey(key)) return badFormat();
-        if (exptime === null) return { op: "reply", line: BAD_EXPTIME };
+        const exptime = strtol32(tokens[2]);
+        if (!this.validKey(key)) return refuse(BAD_FORMAT, noreply);
+        if (exptime === null) return refuse(BAD_EXPTIME, noreply);
         return { op: "touch", key, exptime, noreply };
       }
       case "flush_all": {
         // memcached: `flush_all [delay] [noreply]`; a word after the delay that is not noreply is ignored.
         if (tokens.length > 3) return { op: "reply", line: "ERROR" };
         const noreply = tokens[tokens.length - 1] === "noreply";
-        const delay = tokens.length === (noreply ? 2 : 1) ? 0 : parseInt32(tokens[1]);
-        if (delay === null) return { op: "reply", line: BAD_EXPTIME };
+        const delay = tokens.length === (noreply ? 2 : 1) ? 0 : strtol32(tokens[1]);
+        if (delay === null) return refuse(BAD_EXPTIME, noreply);
         return { op: "flush_all", delay, noreply };
       }
       case "stats":
@@ -404,8 +405,7 @@ export class RequestParser {
       case "verbosity": {
         if (tokens.length < 2 || tokens.length > 3) return { op: "reply", line: "ERROR" };
         const noreply = tokens[tokens.length - 1] === "noreply";
-        // memcached reads the level with strtoul: digits, a leading + allowed.
-        if (!noreply && !/^\+?\d{1,10}$/.test(tokens[1] as string)) return badFormat();
+        if (strtoull(tokens[1]) === null) return refuse(BAD_FORMAT, noreply);
         return { op: "verbosity", noreply };
       }
       default:
@@ -425,15 +425,19 @@ export class RequestParser {
     return op === "get" || op === "gets" ? { op, keys } : { op, exptime, keys };
   }
 
-  /** `<cmd> <key> <flags> <exptime> <bytes> [<cas|version>] [noreply|sync|async]` */
+  /**
+   * `<cmd> <key> <flags> <exptime> <bytes> [<cas|version>] [noreply|sync|async]`. A refusal is
+   * silent when the line ends in noreply, as memcached's is.
+   */
   private storage(op: StoreOp, words: string[]): Request | null {
     let tokens = words;
     if (tokens.length < (op === "cas" ? 6 : 5)) return { op: "reply", line: "ERROR" };
-    const bytes = parseInt32(tokens[4]);
-    if (bytes === null || bytes < 0 || bytes > MAX_DECLARED_BYTES) return badFormat();
+    const quiet = tokens[tokens.length - 1] === "noreply";
+    const bytes = strtol32(tokens[4]);
+    if (bytes === null || bytes < 0 || bytes > MAX_DECLARED_BYTES) return refuse(BAD_FORMAT, quiet);
     const key = tokens[1] as string;
-    const flags = parseUint(tokens[2], UINT32_MAX);
-    const exptime = parseInt32(tokens[3]);
+    const flags = strtoul32(tokens[2]);
+    const exptime = strtol32(tokens[3]);
     let version = 0n;
     let i = 5;
     if (!this.trusted && op !== "cas") {
@@ -447,16 +451,15 @@ export class RequestParser {
       if (tokens.length === 7 && tokens[6] !== "noreply" && tokens[6] !== "sync" && tokens[6] !== "async")
         tokens = tokens.slice(0, 6);
     }
-    const numeric = tokens[5] !== undefined && isDigits(tokens[5]);
-    if (op === "cas" || numeric) {
-      const v = parseUint64(tokens[5]);
-      if (v === null) return this.refuseBlock(bytes, BAD_FORMAT);
+    if (op === "cas" || (tokens[5] !== undefined && isDigits(tokens[5]))) {
+      const v = op === "cas" ? strtoull(tokens[5]) : parseUint64(tokens[5]);
+      if (v === null) return this.refuseBlock(bytes, quiet ? NOTHING : BAD_REPLY);
       version = v;
       i = 6;
     }
     const opts = parseOptions(tokens, i);
     if (!this.validKey(key) || flags === null || exptime === null || opts === null) {
-      return this.refuseBlock(bytes, BAD_FORMAT);
+      return this.refuseBlock(bytes, quiet ? NOTHING : BAD_REPLY);
     }
     if (bytes > this.limits.maxValue) return this.tooLarge(op, key, opts.noreply, bytes);
     this.pending = {
@@ -475,9 +478,9 @@ export class RequestParser {
   }
 
   /** Skips a data block we will not store, so the next request is read from the right place. */
-  private refuseBlock(bytes: number, line: string): null {
+  private refuseBlock(bytes: number, reply: Request): null {
     this.skip = bytes + 2;
-    this.skipThen = [{ op: "reply", line }];
+    this.skipThen = [reply];
     return null;
   }
 
@@ -499,38 +502,44 @@ export class RequestParser {
     for (const r of requests) this.emit(r);
   }
 
+  /** `incr|decr <key> <delta> [noreply|sync|async]`; memcached ignores a 4th word it does not know. */
   private arithmetic(op: "incr" | "decr", tokens: string[]): Request {
     if (tokens.length < 3) return { op: "reply", line: "ERROR" };
+    const quiet = tokens[tokens.length - 1] === "noreply";
     const key = tokens[1] as string;
-    const opts = parseOptions(tokens, 3);
-    if (!this.validKey(key) || opts === null) return badFormat();
-    const delta = parseUint64(tokens[2]);
-    if (delta === null) return { op: "reply", line: "CLIENT_ERROR invalid numeric delta argument" };
+    const opts =
+      parseOptions(tokens, 3) ?? (tokens.length === 4 ? { noreply: false, sync: undefined } : null);
+    if (opts === null) return { op: "reply", line: "ERROR" };
+    if (!this.validKey(key)) return refuse(BAD_FORMAT, quiet);
+    const delta = strtoull(tokens[2]);
+    if (delta === null) return refuse("CLIENT_ERROR invalid numeric delta argument", quiet);
     return { op, key, delta, noreply: opts.noreply, sync: opts.sync };
   }
 
   /** `delete <key> [<hold-seconds>] [<version>] [noreply|sync|async]` (hold and version: Flare). */
   private delete(tokens: string[]): Request {
-    if (tokens.length < 2) return { op: "reply", line: "ERROR" };
+    if (tokens.length < 2 || (tokens.length > 4 && !this.trusted)) return { op: "reply", line: "ERROR" };
+    const quiet = tokens.length > 2 && tokens[tokens.length - 1] === "noreply";
     const key = tokens[1] as string;
     let i = 2;
     let hold = 0;
     let version = 0n;
     if (tokens[i] !== undefined && isDigits(tokens[i] as string)) {
-      hold = parseInt32(tokens[i]) ?? -1;
+      hold = parseUint(tokens[i], INT32_MAX) ?? -1;
       i++;
       // Only a peer sends a version (a replicated delete); memcached refuses a third number.
       if (tokens[i] !== undefined && isDigits(tokens[i] as string) && this.trusted) {
         const v = parseUint64(tokens[i]);
-        if (v === null) return badFormat();
+        if (v === null) return refuse(BAD_FORMAT, quiet);
         version = v;
         i++;
       }
     }
     const opts = parseOptions(tokens, i);
-    if (!this.validKey(key) || hold < 0 || opts === null) {
-      return { op: "reply", line: "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]" };
+    if (hold < 0 || opts === null) {
+      return refuse("CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]", quiet);
     }
+    if (!this.validKey(key)) return refuse(BAD_FORMAT, quiet);
     return { op: "delete", key, hold, version, noreply: opts.noreply, sync: opts.sync };
   }
 
@@ -546,6 +555,9 @@ export class RequestParser {
 }
 
 const NO_VALUE = Buffer.alloc(0);
+/** A refusal of a noreply request: nothing is emitted. */
+const NOTHING: Request = { op: "reply", line: "" };
+const BAD_REPLY: Request = { op: "reply", line: BAD_FORMAT };
 /** How much longer than max-line-length a get/gets/gat line may be (64 KB → 2 MB by default). */
 const GET_LINE_FACTOR = 32;
 /** A node map larger than this is not a node map. */
@@ -553,6 +565,11 @@ const MAX_SYNC_NODES = 100_000;
 
 function badFormat(): Request {
   return { op: "reply", line: BAD_FORMAT };
+}
+
+/** What a refused request gets: `line`, or nothing when the client asked for no reply. */
+function refuse(line: string, quiet: boolean): Request {
+  return quiet ? NOTHING : { op: "reply", line };
 }
 
 function markProxied(req: Request | null, from: string, seq: number): void {
