@@ -17,7 +17,13 @@ import {
   Later,
   type ServerCounters,
 } from "../protocol/memcache/server.js";
-import { type StatPairs, type StatsSource, writeStats } from "../protocol/memcache/stats.js";
+import {
+  frontStats,
+  processStats,
+  type StatPairs,
+  type StatsSource,
+  writeStats,
+} from "../protocol/memcache/stats.js";
 import { valueBlocks } from "../protocol/memcache/values.js";
 import { type NodeEntry, nodeKey } from "../protocol/node-map.js";
 import { type Access, accessOf, ConnectionOrder } from "./connection-order.js";
@@ -37,6 +43,7 @@ export interface ProxyOptions {
   requestTimeoutMs: number;
   writeWaitMs: number;
   version: string;
+  maxConnections: number;
 }
 
 const startsWith = (reply: Buffer, text: string): boolean =>
@@ -138,6 +145,7 @@ export class ProxyCommands implements CommandHandler {
   }
 
   private dispatch(req: Request, out: ReplyBuffer, packet: number): Execution | Later | typeof FOLLOWS {
+    this.count(req);
     // A run of requests for one node lasts while requests that can join it come one after another.
     const run = this.run;
     this.run = undefined;
@@ -458,19 +466,54 @@ export class ProxyCommands implements CommandHandler {
     });
   }
 
+  /** Commands the proxy was sent, as memcached counts them (hits and misses: each node's stats). */
+  private readonly cmds = { get: 0, set: 0, touch: 0, flush: 0 };
+
+  private count(req: Request): void {
+    const c = this.cmds;
+    switch (req.op) {
+      case "get":
+      case "gets":
+        c.get += req.keys.length;
+        return;
+      case "gat":
+      case "gats":
+        c.get += req.keys.length;
+        c.touch += req.keys.length;
+        return;
+      case "set":
+      case "add":
+      case "replace":
+      case "append":
+      case "prepend":
+      case "cas":
+        c.set++;
+        return;
+      case "touch":
+        c.touch++;
+        return;
+      case "flush_all":
+        c.flush++;
+        return;
+    }
+  }
+
   /** What `stats` reports of the proxy. */
   private readonly statsSource: StatsSource = {
+    server: () => this.counters,
     general: () => this.stats(),
     settings: () => this.settings(),
     reset: () => {
-      this.counters.traffic.bytesRead = 0;
-      this.counters.traffic.bytesWritten = 0;
+      const c = this.cmds;
+      c.get = c.set = c.touch = c.flush = 0;
     },
     nodes: () => this.member.statsNodes(),
+    replication: () => [],
   };
 
   private settings(): StatPairs {
     return [
+      ["maxconns", this.options.maxConnections],
       ["proxy_concurrency", this.options.concurrency],
       ["proxy_request_timeout", this.options.requestTimeoutMs],
       ["proxy_write_wait", this.options.writeWaitMs],
@@ -479,19 +522,15 @@ export class ProxyCommands implements CommandHandler {
   }
 
   private stats(): StatPairs {
-    const now = Date.now();
-    const c = this.counters;
+    const o = this.options;
+    const c = this.cmds;
     return [
-      ["pid", process.pid],
-      ["uptime", Math.floor((now - this.startedAt) / 1000)],
-      ["time", Math.floor(now / 1000)],
-      ["version", PROTOCOL_VERSION],
-      ["flare_ts_version", this.options.version],
-      ["curr_connections", c.connections.current],
-      ["total_connections", c.connections.total],
-      ["rejected_connections", c.connections.rejected],
-      ["bytes_read", c.traffic.bytesRead],
-      ["bytes_written", c.traffic.bytesWritten],
+      ...processStats(this.startedAt, o.version, o.maxConnections, this.counters),
+      ["cmd_get", c.get],
+      ["cmd_set", c.set],
+      ["cmd_flush", c.flush],
+      ["cmd_touch", c.touch],
+      ...frontStats(this.counters),
       ["node_map_version", this.member.version],
     ];
   }

@@ -7,7 +7,7 @@ import { createRegistry, LatencyRecorder } from "../common/metrics.js";
 import { VERSION } from "../common/version.js";
 import { ClusterMember } from "../protocol/cluster-member.js";
 import { partitioning } from "../protocol/key-hash.js";
-import { MemcacheServer, type ServerCounters } from "../protocol/memcache/server.js";
+import { MemcacheServer, newServerCounters } from "../protocol/memcache/server.js";
 import { type NodeEntry, nodeKey } from "../protocol/node-map.js";
 import type { ProxyConfig } from "./config.js";
 import { createProxyHttpApp } from "./http-app.js";
@@ -43,11 +43,7 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
     "flare_request_duration_seconds",
     "memcached requests through the proxy by command: from parsed to reply ready (node round trips, retries and waits included).",
   );
-  const counters: ServerCounters = {
-    connections: { current: 0, total: 0, rejected: 0 },
-    traffic: { bytesRead: 0, bytesWritten: 0 },
-    latency,
-  };
+  const counters = newServerCounters(latency);
   const reported = new Map<string, number>();
   const suspect = (node: NodeEntry): void => {
     const key = nodeKey(node.host, node.port);
@@ -66,6 +62,7 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
       requestTimeoutMs: config["proxy-request-timeout"],
       writeWaitMs: config["proxy-write-wait"],
       version: VERSION,
+      maxConnections: config["max-connection"],
     },
     counters,
     log,

@@ -9,7 +9,13 @@ import { type HashAlgorithm, keyHash, ModularResolver } from "../protocol/key-ha
 import { ReplyBuffer } from "../protocol/memcache/reply.js";
 import { type Request, WRITE_OPS } from "../protocol/memcache/request.js";
 import type { CommandHandler, Execution, ServerCounters } from "../protocol/memcache/server.js";
-import { type StatPairs, type StatsSource, writeStats } from "../protocol/memcache/stats.js";
+import {
+  frontStats,
+  processStats,
+  type StatPairs,
+  type StatsSource,
+  writeStats,
+} from "../protocol/memcache/stats.js";
 import type { Item } from "./engine.js";
 import type { Replicator } from "./replicator.js";
 import type { MaybePromise, Store } from "./store.js";
@@ -62,7 +68,8 @@ export interface Membership {
 export class MemcacheCommands implements CommandHandler {
   /** Set on a node in a cluster: how its writes reach its slaves. */
   replication: { replicator: Replicator; mode: "async" | "sync" } | undefined;
-  private dumping = false;
+  /** The dump running, if any: a storage iteration at a time, the next waits its turn. */
+  private dumping: Promise<unknown> = Promise.resolve();
   /** How keys map to partitions (from the index's meta); dumps of one partition filter by it. */
   partitioning: { algorithm: HashAlgorithm; resolver: ModularResolver } = {
     algorithm: "simple",
@@ -83,8 +90,11 @@ export class MemcacheCommands implements CommandHandler {
   execute(req: Request, out: ReplyBuffer, stream?: () => Promise<void>): Execution {
     const repl = this.replication;
     if (repl?.replicator.active && WRITE_OPS.has(req.op)) return this.replicated(req, out, repl);
-    if (req.op === "dump")
-      return this.dump(req, out, stream).catch((err: unknown) => this.fail(req, out, err));
+    if (req.op === "dump") {
+      const turn = this.dumping.then(() => this.dump(req, out, stream));
+      this.dumping = turn.catch(() => undefined);
+      return turn.catch((err: unknown) => this.fail(req, out, err));
+    }
     try {
       const r = this.run(req, out);
       return typeof r === "boolean" ? r : r.catch((err: unknown) => this.fail(req, out, err));
@@ -135,58 +145,54 @@ export class MemcacheCommands implements CommandHandler {
 
   /**
    * Flare's dump: every live item (of one partition when asked) as
-   * `VALUE <key> <flags> <bytes> <version> <expire>` + data, then END; `wait` µs per item and
-   * `bwlimit` KB/s throttle it. One at a time per node.
+   * `VALUE <key> <flags> <bytes> <version> <expire>` + data (dump_key: `KEY <key>`), then END;
+   * `wait` µs per item and `bwlimit` KB/s throttle it. One at a time per node (the next waits).
    */
   private async dump(
     req: Extract<Request, { op: "dump" }>,
     out: ReplyBuffer,
     stream?: () => Promise<void>,
   ): Promise<boolean> {
-    if (this.dumping) {
-      out.line("SERVER_ERROR database busy");
-      return true;
-    }
-    this.dumping = true;
-    try {
-      const started = performance.now();
-      let bytes = 0;
-      let count = 0;
-      let owedMs = 0;
-      for await (const [key, item] of this.store.engine.scan()) {
-        const now = Date.now();
-        if (item.expiresAt !== 0 && item.expiresAt <= now) continue;
-        if (
-          req.partition >= 0 &&
-          this.partitioning.resolver.resolve(keyHash(key, this.partitioning.algorithm), req.size) !==
-            req.partition
-        )
-          continue;
+    const started = performance.now();
+    let bytes = 0;
+    let count = 0;
+    let owedMs = 0;
+    for await (const [key, item] of this.store.engine.scan()) {
+      const now = Date.now();
+      if (item.expiresAt !== 0 && item.expiresAt <= now) continue;
+      if (
+        req.partition >= 0 &&
+        this.partitioning.resolver.resolve(keyHash(key, this.partitioning.algorithm), req.size) !==
+          req.partition
+      )
+        continue;
+      if (req.keysOnly) {
+        out.line(`KEY ${key}`);
+        bytes += key.length + 6;
+      } else {
         const expire = item.expiresAt === 0 ? 0 : Math.ceil(item.expiresAt / 1000);
         out.line(`VALUE ${key} ${item.flags} ${item.value.length} ${item.version} ${expire}`);
         out.bytes(item.value);
         out.line("");
         bytes += key.length + item.value.length + 40;
-        count++;
-        owedMs += req.wait / 1000;
-        if (req.bwlimit > 0) {
-          const dueMs = (bytes / (req.bwlimit * 1024)) * 1000 - (performance.now() - started);
-          if (dueMs > owedMs) owedMs = dueMs;
-        }
-        // Sleep only once the debt is worth a timer (rsync's limiter does the same).
-        if (owedMs >= 10) {
-          if (stream) await stream();
-          await new Promise((r) => setTimeout(r, owedMs));
-          owedMs = 0;
-        } else if (count % 512 === 0 && stream) {
-          await stream();
-        }
       }
-      out.line("END");
-      return true;
-    } finally {
-      this.dumping = false;
+      count++;
+      owedMs += req.wait / 1000;
+      if (req.bwlimit > 0) {
+        const dueMs = (bytes / (req.bwlimit * 1024)) * 1000 - (performance.now() - started);
+        if (dueMs > owedMs) owedMs = dueMs;
+      }
+      // Sleep only once the debt is worth a timer (rsync's limiter does the same).
+      if (owedMs >= 10) {
+        if (stream) await stream();
+        await new Promise((r) => setTimeout(r, owedMs));
+        owedMs = 0;
+      } else if (count % 512 === 0 && stream) {
+        await stream();
+      }
     }
+    out.line("END");
+    return true;
   }
 
   private fail(req: Request, out: ReplyBuffer, err: unknown): true {
@@ -336,36 +342,20 @@ export class MemcacheCommands implements CommandHandler {
 
   /** What `stats` reports of this node. */
   private readonly statsSource: StatsSource = {
+    server: () => this.info,
     general: () => this.general(),
     settings: () => this.settings(),
-    reset: () => {
-      this.store.counters.reset();
-      this.info.traffic.bytesRead = 0;
-      this.info.traffic.bytesWritten = 0;
-    },
+    reset: () => this.store.counters.reset(),
     nodes: () => this.member?.statsNodes() ?? [],
+    replication: () =>
+      Object.entries(this.replication?.replicator.lag() ?? {}).map(([peer, queued]) => ({ peer, queued })),
   };
 
   private general(): StatPairs {
-    const now = Date.now();
-    const usage = process.resourceUsage();
     const engine = this.store.engine.stats();
-    const conns = this.info.connections;
     const c = this.store.counters;
     return [
-      ["pid", process.pid],
-      ["uptime", Math.floor((now - this.info.startedAt) / 1000)],
-      ["time", Math.floor(now / 1000)],
-      ["version", PROTOCOL_VERSION],
-      ["flare_ts_version", this.info.version],
-      ["pointer_size", 64],
-      ["rusage_user", seconds(usage.userCPUTime)],
-      ["rusage_system", seconds(usage.systemCPUTime)],
-      ["max_connections", this.info.maxConnections],
-      ["curr_connections", conns.current],
-      ["total_connections", conns.total],
-      ["rejected_connections", conns.rejected],
-      ["connection_structures", conns.current],
+      ...processStats(this.info.startedAt, this.info.version, this.info.maxConnections, this.info),
       ["cmd_get", c.cmd_get],
       ["cmd_set", c.cmd_set],
       ["cmd_flush", c.cmd_flush],
@@ -385,16 +375,12 @@ export class MemcacheCommands implements CommandHandler {
       ["cas_badval", c.cas_badval],
       ["touch_hits", c.touch_hits],
       ["touch_misses", c.touch_misses],
-      ["auth_cmds", 0],
-      ["auth_errors", 0],
-      ["bytes_read", this.info.traffic.bytesRead],
-      ["bytes_written", this.info.traffic.bytesWritten],
+      ...frontStats(this.info),
       ["limit_maxbytes", engine.limitBytes],
-      ["accepting_conns", 1],
-      ["threads", 1],
       ["bytes", engine.bytes],
       ["curr_items", engine.items],
       ["total_items", c.total_items],
+      ["expired_unfetched", c.expired_unfetched],
       ["evictions", engine.evictions],
       ["engine", this.store.engine.kind],
       ["node_map_version", this.info.mapVersion()],
@@ -417,8 +403,4 @@ export class MemcacheCommands implements CommandHandler {
       ["engine", this.store.engine.kind],
     ];
   }
-}
-
-function seconds(micros: number): string {
-  return (micros / 1e6).toFixed(6);
 }

@@ -8,7 +8,7 @@ import { VERSION } from "../common/version.js";
 import type { ClusterSecret } from "../protocol/cluster-auth.js";
 import { ClusterMember } from "../protocol/cluster-member.js";
 import { partitioning } from "../protocol/key-hash.js";
-import { MemcacheServer } from "../protocol/memcache/server.js";
+import { MemcacheServer, newServerCounters } from "../protocol/memcache/server.js";
 import type { NodeConfig } from "./config.js";
 import { Counters } from "./counters.js";
 import { openEngine } from "./engines/open.js";
@@ -33,17 +33,17 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
   const store = new Store(engine, tombstones, new Counters());
   const registry = createRegistry("node");
   const info: NodeInfo = {
-    latency: new LatencyRecorder(
-      registry,
-      "flare_request_duration_seconds",
-      "memcached requests by command: from parsed to reply ready (a write in sync mode: to every slave's ack).",
+    ...newServerCounters(
+      new LatencyRecorder(
+        registry,
+        "flare_request_duration_seconds",
+        "memcached requests by command: from parsed to reply ready (a write in sync mode: to every slave's ack).",
+      ),
     ),
     version: VERSION,
     startedAt: Date.now(),
     maxConnections: config["max-connection"],
     itemSizeMax: config["item-size-max"],
-    connections: { current: 0, total: 0, rejected: 0 },
-    traffic: { bytesRead: 0, bytesWritten: 0 },
     mapVersion: () => member?.version ?? 0,
     pingTimeoutMs: config["engine-ping-timeout"],
   };

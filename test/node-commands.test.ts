@@ -96,6 +96,61 @@ describe("memcached commands over TCP", () => {
     expect(await c.ask("stats bogus\r\n")).toBe("ERROR\r\n");
   });
 
+  it("Flare's stats threads and dump_key, memcached's stats conns, store_too_large and idle_kicks", async () => {
+    const own = await startNode(
+      validateConfig(
+        nodeConfigSpec,
+        new Map([
+          ["server-port", "0"],
+          ["net-read-timeout", "1"],
+        ]),
+      ),
+      createLogger(),
+    );
+    const idle = await RawClient.open(own.port);
+    const k = await RawClient.open(own.port);
+    const port = (k.socket.localPort as number).toString();
+    expect(await k.ask("set a 0 0 1\r\nx\r\nset b 0 0 1\r\ny\r\n", "STORED\r\nSTORED\r\n")).toBeTruthy();
+    const threads = await k.ask("stats threads\r\n", "END\r\n");
+    // One request thread per connection, as Flare lists them; this one's last command was stats.
+    const mine = new RegExp(
+      `STAT (\\d+):type 1\r\nSTAT \\1:peer 127\\.0\\.0\\.1:${port}\r\nSTAT \\1:op stats\r\nSTAT \\1:uptime \\d+\r\nSTAT \\1:state wait\r\nSTAT \\1:info \r\nSTAT \\1:queue 0\r\nSTAT \\1:behind 0\r\n`,
+    );
+    expect(threads).toMatch(mine);
+    expect(threads.match(/:type 1\r\n/g)).toHaveLength(2);
+    expect(await k.ask("stats threads request\r\n", "END\r\n")).toMatch(mine);
+    expect(await k.ask("stats threads slave\r\n")).toBe("END\r\n");
+    expect(await k.ask("stats threads queue\r\n", "END\r\n")).toBe("STAT total_thread_queue 0\r\nEND\r\n");
+    expect(await k.ask("stats threads bogus\r\n")).toBe("ERROR\r\n");
+    const conns = await k.ask("stats conns\r\n", "END\r\n");
+    expect(conns).toContain(`STAT 0:addr tcp:127.0.0.1:${own.port}\r\nSTAT 0:state conn_listening\r\n`);
+    expect(conns).toMatch(
+      new RegExp(
+        `STAT (\\d+):addr tcp:127\\.0\\.0\\.1:${port}\r\nSTAT \\1:listen_addr tcp:127\\.0\\.0\\.1:${own.port}\r\nSTAT \\1:state conn_waiting\r\nSTAT \\1:secs_since_last_cmd 0\r\n`,
+      ),
+    );
+    // dump_key lists keys (of one partition when asked); pipelined dumps run one after another.
+    let keys = await k.ask("dump_key\r\ndump_key 0 1\r\n", "END\r\n");
+    if (keys.split("END\r\n").length < 3) keys += await k.readUntil("END\r\n");
+    expect(keys.split("END\r\n").map((part) => part.split("\r\n").sort().join(","))).toEqual([
+      ",KEY a,KEY b",
+      ",KEY a,KEY b",
+      "",
+    ]);
+    expect(await k.ask("dump_key 2 2\r\n")).toBe("ERROR\r\n");
+    expect(await k.ask("dump 0\r\n")).toBe("ERROR\r\n");
+    k.send(`set big 0 0 2000000 noreply\r\n${"z".repeat(2_000_000)}\r\n`);
+    expect(await k.ask("get a\r\n", "END\r\n")).toBe("VALUE a 0 1\r\nx\r\nEND\r\n");
+    k.close();
+    expect(await idle.waitClosed(3000)).toBe("");
+    const s = await RawClient.open(own.port);
+    const stats = await s.ask("stats\r\n", "END\r\n");
+    expect(stats).toContain("STAT store_too_large 1\r\n");
+    expect(stats).toContain("STAT idle_kicks 1\r\n");
+    s.close();
+    await own.stop();
+  });
+
   it("flush_all noreply empties the node", async () => {
     c.send("flush_all noreply\r\n");
     expect(await c.ask("get b\r\n", "END\r\n")).toBe("END\r\n");

@@ -65,6 +65,8 @@ export class RequestParser {
     private readonly onFatal: (line: string) => void,
     /** The cluster's secret; without one (a parser on its own) no connection is a peer. */
     private readonly secret?: ClusterSecret,
+    /** Where refused oversized values are counted (`stats` store_too_large). */
+    private readonly counts: { storeTooLarge: number } = { storeTooLarge: 0 },
   ) {}
 
   /** Whether the connection proved it is a cluster peer (else it is a plain memcached client). */
@@ -367,11 +369,17 @@ export class RequestParser {
         }
         return { op: "reply", line: answer.line };
       }
-      case "dump": {
-        if (!this.trusted) return { op: "reply", line: "ERROR" };
+      case "dump":
+      case "dump_key": {
+        // dump sends values, so only peers may (reconstruction); dump_key lists keys as
+        // memcached's lru_crawler metadump does for anyone, and flare-tools reads it.
+        const keysOnly = cmd === "dump_key";
+        if (!keysOnly && !this.trusted) return { op: "reply", line: "ERROR" };
         const n = tokens.slice(1).map((t) => parseInt32(t));
-        if (n.length > 4 || n.some((x) => x === null)) return { op: "reply", line: "ERROR" };
-        const [wait = 0, partition = -1, size = 0, bwlimit = 0] = n as number[];
+        if (n.length > (keysOnly ? 3 : 4) || n.some((x) => x === null)) return { op: "reply", line: "ERROR" };
+        const [wait = 0, partition = -1, size = 0, bwlimit = 0] = keysOnly
+          ? [0, ...(n as number[])]
+          : (n as number[]);
         if (
           wait < 0 ||
           bwlimit < 0 ||
@@ -380,7 +388,9 @@ export class RequestParser {
         ) {
           return { op: "reply", line: "ERROR" };
         }
-        return { op: "dump", wait, partition, size, bwlimit };
+        return keysOnly
+          ? { op: "dump", wait, partition, size, bwlimit, keysOnly }
+          : { op: "dump", wait, partition, size, bwlimit };
       }
       case "node": {
         if (!this.trusted || tokens[1] !== "sync" || tokens.length > 3) return { op: "reply", line: "ERROR" };
@@ -490,6 +500,7 @@ export class RequestParser {
    * and with noreply nothing is answered.
    */
   private tooLarge(op: StoreOp, key: string, noreply: boolean, bytes: number): null {
+    this.counts.storeTooLarge++;
     this.skip = bytes + 2;
     this.skipThen = [];
     if (op === "set")

@@ -58,8 +58,11 @@ export type Request =
    * and renew a master's lease from that moment.
    */
   | { op: "ping"; from?: PeerRole; sentAt?: number }
-  /** Flare's `dump [<wait-µs>] [<partition>] [<partition-size>] [<bwlimit-KB/s>]`. */
-  | { op: "dump"; wait: number; partition: number; size: number; bwlimit: number }
+  /**
+   * Flare's `dump [<wait-µs>] [<partition>] [<partition-size>] [<bwlimit-KB/s>]`, and its
+   * `dump_key [<partition>] [<partition-size>] [<bwlimit>]` (`keysOnly`: KEY lines, no values).
+   */
+  | { op: "dump"; wait: number; partition: number; size: number; bwlimit: number; keysOnly?: boolean }
   /** Flare's map push from the index: `node sync <version>`, NODE lines, `END`. */
   | { op: "node_sync"; version: number; lines: string[] }
   /** A request the parser already answered: the line goes out in its place, in order. */

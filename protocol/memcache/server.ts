@@ -77,9 +77,40 @@ export interface CommandHandler {
 
 /** Connection and traffic counters the server keeps for `stats`, and request latencies. */
 export interface ServerCounters {
-  readonly connections: { current: number; total: number; rejected: number };
-  readonly traffic: { bytesRead: number; bytesWritten: number };
+  /** `idleKicks`: connections closed for staying idle past net-read-timeout. */
+  readonly connections: { current: number; total: number; rejected: number; idleKicks: number };
+  /** `storeTooLarge`: values refused for being larger than item-size-max. */
+  readonly traffic: { bytesRead: number; bytesWritten: number; storeTooLarge: number };
   readonly latency?: LatencyRecorder;
+  /** Filled in by the server that counts into these: what `stats conns` and `stats threads` list. */
+  listing?: () => ConnectionListing;
+}
+
+export function newServerCounters(latency?: LatencyRecorder): ServerCounters {
+  return {
+    connections: { current: 0, total: 0, rejected: 0, idleKicks: 0 },
+    traffic: { bytesRead: 0, bytesWritten: 0, storeTooLarge: 0 },
+    latency,
+  };
+}
+
+/** One client connection as `stats conns` (memcached) and `stats threads` (Flare) show it. */
+export interface ConnectionView {
+  readonly id: number;
+  /** host:port of the client. */
+  readonly peer: string;
+  readonly openedAt: number;
+  readonly lastCommandAt: number;
+  /** The last command it sent ("" before the first). */
+  readonly lastOp: string;
+  /** Replies it is still owed. */
+  readonly owed: number;
+}
+
+export interface ConnectionListing {
+  /** host:port the server listens on. */
+  listen: string;
+  connections: ConnectionView[];
 }
 
 export interface MemcacheServerOptions {
@@ -97,6 +128,7 @@ export interface MemcacheServerOptions {
 export class MemcacheServer {
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
+  private readonly open = new Set<Connection>();
 
   constructor(
     private readonly options: MemcacheServerOptions,
@@ -104,6 +136,13 @@ export class MemcacheServer {
     private readonly info: ServerCounters,
     private readonly log: Logger,
   ) {
+    info.listing = () => {
+      const address = this.server.address() as AddressInfo | null;
+      return {
+        listen: address === null ? "" : `${address.address}:${address.port}`,
+        connections: [...this.open],
+      };
+    };
     // Half-open: a client that sends its requests and then shuts down its side (nc, printf | ...)
     // still gets every reply, including ones that wait for a node or an engine.
     this.server = createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.accept(socket));
@@ -140,10 +179,12 @@ export class MemcacheServer {
     conns.current++;
     conns.total++;
     this.sockets.add(socket);
-    new Connection(socket, this.options, this.commands, this.info, this.log);
+    const connection = new Connection(socket, this.options, this.commands, this.info, this.log);
+    this.open.add(connection);
     socket.once("close", () => {
       conns.current--;
       this.sockets.delete(socket);
+      this.open.delete(connection);
     });
   }
 }
@@ -169,7 +210,15 @@ let packets = 0;
 /** Replies held back before the connection stops reading more requests. */
 const MAX_WAITING = 1024;
 
-class Connection {
+/** Numbers connections for `stats conns` and `stats threads`. */
+let connectionIds = 0;
+
+class Connection implements ConnectionView {
+  readonly id = ++connectionIds;
+  readonly peer: string;
+  readonly openedAt = Date.now();
+  lastCommandAt = this.openedAt;
+  lastOp = "";
   private readonly out = new ReplyBuffer();
   private readonly parser: RequestParser;
   private closing = false;
@@ -186,6 +235,7 @@ class Connection {
     private readonly info: ServerCounters,
     private readonly log: Logger,
   ) {
+    this.peer = `${socket.remoteAddress}:${socket.remotePort}`;
     this.parser = new RequestParser(
       options.limits,
       (req) => this.handle(req),
@@ -206,8 +256,12 @@ class Connection {
         this.parser.halted = true;
       },
       options.secret,
+      info.traffic,
     );
-    socket.setTimeout(options.readTimeoutSeconds * 1000, () => socket.destroy());
+    socket.setTimeout(options.readTimeoutSeconds * 1000, () => {
+      info.connections.idleKicks++;
+      socket.destroy();
+    });
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
     socket.on("end", () => {
       this.quit();
@@ -224,7 +278,12 @@ class Connection {
    * Replies leave in request order. While a reply waits for the engine, later requests still run
    * (the store keeps per-key order) but their replies wait in slots behind it.
    */
+  get owed(): number {
+    return this.waiting.length;
+  }
+
   private handle(req: Request): void {
+    this.lastOp = req.op;
     const timed = this.info.latency !== undefined;
     if (this.waiting.length === 0) {
       const r = this.commands.execute(req, this.out, this.stream, packets, this.state);
@@ -351,6 +410,7 @@ class Connection {
 
   private onData(chunk: Buffer): void {
     this.info.traffic.bytesRead += chunk.length;
+    this.lastCommandAt = Date.now();
     packets++;
     const latency = this.info.latency;
     if (latency !== undefined) this.packetStart = performance.now();
