@@ -1,7 +1,9 @@
 /**
  * The node map every role shares: which node is master, slave or proxy of which partition, and
  * its state and read weight. The index owns it and pushes it; nodes and proxies follow it.
- * Wire forms are Flare's: `NODE <host> <port> <role#> <state#> <partition> <balance> <thread_type>`.
+ * Wire forms are Flare's: `NODE <host> <port> <role#> <state#> <partition> <balance> <thread_type>`,
+ * then `<http-port> <lease-ms>` (0: none) when the node announced either: Flare reads the first
+ * eight words and ignores the rest, and our proxies need the HTTP port to forward HTTP requests.
  */
 import { z } from "zod";
 
@@ -18,11 +20,11 @@ export const nodeEntrySchema = z.object({
   partition: z.number().int().min(-1),
   balance: z.number().int().min(0),
   threadType: z.number().int().min(0),
-  /** The node's HTTP API port, for HTTP-only clients (the Worker proxy); not in NODE lines. */
+  /** The node's HTTP API port, where proxies send HTTP requests (the 9th word of a NODE line). */
   httpPort: z.number().int().min(1).max(65535).optional(),
   /**
    * The master lease the node holds (ms; absent = none): the index promotes a slave over it only
-   * once that long has passed since the node last answered a ping. Not in NODE lines.
+   * once that long has passed since the node last answered a ping (the 10th word of a NODE line).
    */
   leaseMs: z.number().int().min(1).optional(),
   /** The balance a rebuilding slave was given; it takes effect when the slave becomes active. */
@@ -43,22 +45,27 @@ export function nodeKey(host: string, port: number): string {
 }
 
 export function nodeLine(n: NodeEntry): string {
-  return `NODE ${n.host} ${n.port} ${ROLES.indexOf(n.role)} ${STATES.indexOf(n.state)} ${n.partition} ${n.balance} ${n.threadType}`;
+  const flare = `NODE ${n.host} ${n.port} ${ROLES.indexOf(n.role)} ${STATES.indexOf(n.state)} ${n.partition} ${n.balance} ${n.threadType}`;
+  return n.httpPort === undefined && n.leaseMs === undefined
+    ? flare
+    : `${flare} ${n.httpPort ?? 0} ${n.leaseMs ?? 0}`;
 }
 
 /** Parses one `NODE ...` line; null when it is not one. */
 export function parseNodeLine(line: string): NodeEntry | null {
   const t = line.split(" ");
-  if (t.length !== 8 || t[0] !== "NODE") return null;
+  if ((t.length !== 8 && t.length !== 10) || t[0] !== "NODE") return null;
   const nums = t.slice(2).map(Number);
   if (nums.some((n) => !Number.isInteger(n))) return null;
-  const [port, role, state, partition, balance, threadType] = nums as [
+  const [port, role, state, partition, balance, threadType, httpPort = 0, leaseMs = 0] = nums as [
     number,
     number,
     number,
     number,
     number,
     number,
+    number?,
+    number?,
   ];
   const parsed = nodeEntrySchema.safeParse({
     host: t[1],
@@ -68,6 +75,8 @@ export function parseNodeLine(line: string): NodeEntry | null {
     partition,
     balance,
     threadType,
+    ...(httpPort > 0 ? { httpPort } : {}),
+    ...(leaseMs > 0 ? { leaseMs } : {}),
   });
   return parsed.success ? parsed.data : null;
 }

@@ -1,117 +1,160 @@
 /**
- * The proxy's HTTP key API, the same as a node's (protocol/http-kv.ts) plus multi-get
- * `GET /v1/kv?keys=a,b`. Requests become memcached requests to the owning node; a node that cannot
- * be reached in time gives 503 with Retry-After.
+ * The proxy's HTTP key API, on Node and in a Worker alike: a node's API (protocol/http-kv.ts) plus
+ * multi-get `GET /v1/kv?keys=a,b`. Each request goes to the node that owns its key, over that node's
+ * HTTP API, and the node's answer comes back as it is: one API, one shape (versions, ETags, 304,
+ * 412s). Reads fail over to the other replicas at once; writes wait (bounded) for a new master.
  */
-import { Hono } from "hono";
-import type { Registry } from "prom-client";
+import type { Context, Hono } from "hono";
 import { ClientError } from "../common/errors.js";
 import type { Logger } from "../common/log.js";
-import { httpMetrics, metricsRoute } from "../common/metrics.js";
-import { fail, incrAmount, putRequest, readValue, refusedPut, urlKey } from "../protocol/http-kv.js";
-import { type ValueBlock, valueBlocks } from "../protocol/memcache/values.js";
-import { ProxyFailure } from "./failover.js";
-import type { ProxyCommands } from "./memcache-front.js";
+import { allowMethods, fail, keyPath, readValue, urlKey } from "../protocol/http-kv.js";
+import {
+  type FailureHooks,
+  type MapFeed,
+  ProxyFailure,
+  readFromReplicas,
+  writeToMaster,
+} from "./failover.js";
+import type { Router } from "./router.js";
+import type { HttpRequest, HttpTransport } from "./transports/http-transport.js";
+
+/** Where a request for a key goes: the runtime's map, transport and failover rules. */
+export interface KvForwarder {
+  /** From a replica of the key's partition; another one when it fails. */
+  read(key: string, req: HttpRequest): Promise<Response>;
+  /** To the key's master; a new master when it fails, until the write wait ends. */
+  write(key: string, req: HttpRequest): Promise<Response>;
+}
+
+/** A node answers 5xx when it cannot serve (engine down, not or no longer the master). */
+const refusedRead = (res: Response): boolean => res.status >= 500;
+const notMaster = (res: Response): boolean => {
+  if (res.status !== 503) return false;
+  void res.body?.cancel();
+  return true;
+};
+
+/** The forwarder of a runtime that has a router, a map feed and a way to report a node. */
+export function httpForwarder(
+  router: Router,
+  transport: HttpTransport,
+  maps: MapFeed,
+  unreachable: FailureHooks<Response>["unreachable"],
+  writeWaitMs: number,
+): KvForwarder {
+  const hooks: FailureHooks<Response> = { unreachable, refused: (_node, res) => void res.body?.cancel() };
+  return {
+    read: (key, req) => readFromReplicas(router, transport, key, req, refusedRead, hooks),
+    write: (key, req) =>
+      writeToMaster(router, transport, maps, key, req, notMaster, hooks, Date.now() + writeWaitMs),
+  };
+}
 
 export interface ProxyHttpOptions {
   maxKey: number;
   maxValue: number;
-  /** Served at /metrics; HTTP requests are counted into it. */
-  metrics?: Registry;
 }
 
-const CRLF = Buffer.from("\r\n");
+/** Request headers a node's key API reads. */
+const FORWARDED = ["If-Match", "If-None-Match", "X-Flare-TTL", "X-Flare-Flags", "Content-Type"];
 
-/** The VALUE blocks of a gets reply, by key. */
-function parseValues(reply: Buffer | Buffer[]): Map<string, ValueBlock> {
-  const blocks = valueBlocks(Array.isArray(reply) ? Buffer.concat(reply) : reply);
-  return new Map(blocks.map((b) => [b.key, b]));
-}
-
-export function createProxyHttpApp(proxy: ProxyCommands, options: ProxyHttpOptions, log: Logger): Hono {
-  const app = new Hono();
-  if (options.metrics !== undefined) {
-    app.use(httpMetrics(options.metrics));
-    app.get("/metrics", metricsRoute(options.metrics));
+function headersOf(c: Context): Headers {
+  const h = new Headers();
+  for (const name of FORWARDED) {
+    const v = c.req.header(name);
+    if (v !== undefined) h.set(name, v);
   }
-  const keyOf = (raw: string | undefined): string => urlKey(raw ?? "", options.maxKey);
-  const lineOf = (reply: Buffer): string => reply.toString("latin1").trimEnd();
-  const gets = (keys: string[]) =>
-    proxy.forwardRead(keys, Buffer.from(`gets ${keys.join(" ")}\r\n`, "latin1"));
+  return h;
+}
 
-  app.get("/healthz", (c) => c.json({ status: "ok" }));
+/** The node's path for the request's key (and any sub-path and query), canonically encoded. */
+function nodePath(c: Context, key: string, rest = ""): string {
+  const url = new URL(c.req.url);
+  return keyPath(key) + rest + url.search;
+}
+
+/**
+ * A node's answer as ours. Headers are copied pair by pair: on Node the answer comes from the
+ * undici package, whose Headers the runtime's Response does not take as its own.
+ */
+const relay = (res: Response): Response => {
+  const headers = new Headers();
+  res.headers.forEach((value, name) => headers.append(name, value));
+  return new Response(res.body, { status: res.status, statusText: res.statusText, headers });
+};
+
+/** Adds the key routes to `app`; `forwarder` gives each request the runtime's way to the nodes. */
+export function mountKvProxy<E extends object>(
+  app: Hono<E>,
+  forwarder: (c: Context<E>) => KvForwarder,
+  options: ProxyHttpOptions,
+  log: Logger,
+): Hono<E> {
+  const keyOf = (c: Context): string => urlKey(c, options.maxKey);
 
   app.get("/v1/kv", async (c) => {
     const keys = (c.req.query("keys") ?? "")
       .split(",")
       .filter((k) => k !== "")
-      .map(keyOf);
+      .map((k) => Buffer.from(k, "utf8").toString("latin1"));
     if (keys.length === 0) throw new ClientError("BAD_KEY", "keys=a,b,... names the keys to read");
-    const items: Record<string, { value: string; flags: number; version: string }> = {};
-    for (const [key, item] of parseValues(await gets(keys))) {
-      items[Buffer.from(key, "latin1").toString("utf8")] = {
-        value: item.value.toString("base64"),
-        flags: item.flags,
-        version: item.version,
-      };
-    }
+    for (const key of keys) if (key.length > options.maxKey) throw new ClientError("BAD_KEY", "key too long");
+    const fwd = forwarder(c);
+    const found = await Promise.all(
+      keys.map(async (key) => {
+        const res = await fwd.read(key, { method: "GET", path: keyPath(key), headers: new Headers() });
+        if (res.status !== 200) {
+          await res.body?.cancel();
+          return undefined;
+        }
+        const value = Buffer.from(await res.arrayBuffer()).toString("base64");
+        const flags = Number(res.headers.get("X-Flare-Flags") ?? 0);
+        const version = (res.headers.get("ETag") ?? "").replaceAll('"', "");
+        return [Buffer.from(key, "latin1").toString("utf8"), { value, flags, version }] as const;
+      }),
+    );
+    const items = Object.fromEntries(found.filter((f) => f !== undefined));
     return c.json({ items, encoding: "base64" });
   });
 
+  // GET and HEAD alike: the node answers HEAD with the length and no body.
   app.get("/v1/kv/:key", async (c) => {
-    const key = keyOf(c.req.param("key"));
-    const item = parseValues(await gets([key])).get(key);
-    if (item === undefined) return fail(c, 404, "NOT_FOUND", "no such key");
-    return c.body(new Uint8Array(item.value), 200, {
-      "Content-Type": "application/octet-stream",
-      ETag: `"${item.version}"`,
-      "X-Flare-Flags": String(item.flags),
-    });
+    const key = keyOf(c);
+    return relay(
+      await forwarder(c).read(key, { method: c.req.method, path: nodePath(c, key), headers: headersOf(c) }),
+    );
   });
 
   app.put("/v1/kv/:key", async (c) => {
-    const key = keyOf(c.req.param("key"));
-    const put = putRequest(c);
+    const key = keyOf(c);
     const value = await readValue(c, options.maxValue);
     if (value instanceof Response) return value;
-    const cas = put.mode === "cas" ? ` ${put.cas}` : "";
-    const head = Buffer.from(
-      `${put.mode} ${key} ${put.flags} ${put.ttl} ${value.length}${cas}\r\n`,
-      "latin1",
-    );
-    const reply = lineOf(await proxy.forwardWrite(key, Buffer.concat([head, value, CRLF])));
-    if (reply === "STORED") return c.json({ stored: true });
-    if (reply === "EXISTS" || reply === "NOT_FOUND" || reply === "NOT_STORED") return refusedPut(c, reply);
-    return fail(c, 503, "UNAVAILABLE", reply);
+    const body = value as Uint8Array<ArrayBuffer>;
+    const req = { method: "PUT", path: nodePath(c, key), headers: headersOf(c), body };
+    return relay(await forwarder(c).write(key, req));
   });
 
   app.delete("/v1/kv/:key", async (c) => {
-    const key = keyOf(c.req.param("key"));
-    const reply = lineOf(await proxy.forwardWrite(key, Buffer.from(`delete ${key}\r\n`, "latin1")));
-    if (reply === "DELETED") return c.body(null, 204);
-    if (reply === "NOT_FOUND") return fail(c, 404, "NOT_FOUND", "no such key");
-    return fail(c, 503, "UNAVAILABLE", reply);
+    const key = keyOf(c);
+    return relay(
+      await forwarder(c).write(key, { method: "DELETE", path: nodePath(c, key), headers: headersOf(c) }),
+    );
   });
+  allowMethods(app as unknown as Hono, "/v1/kv/:key", ["GET", "PUT", "DELETE"]);
 
   app.post("/v1/kv/:key/:op{incr|decr}", async (c) => {
-    const key = keyOf(c.req.param("key"));
-    const by = incrAmount(c);
-    const reply = lineOf(
-      await proxy.forwardWrite(key, Buffer.from(`${c.req.param("op")} ${key} ${by}\r\n`, "latin1")),
-    );
-    if (/^\d+$/.test(reply)) return c.json({ value: reply });
-    if (reply === "NOT_FOUND") return fail(c, 404, "NOT_FOUND", "no such key");
-    if (reply.startsWith("CLIENT_ERROR"))
-      return fail(c, 400, "NON_NUMERIC", "cannot increment or decrement a non-numeric value");
-    return fail(c, 503, "UNAVAILABLE", reply);
+    const key = keyOf(c);
+    const req = { method: "POST", path: nodePath(c, key, `/${c.req.param("op")}`), headers: headersOf(c) };
+    return relay(await forwarder(c).write(key, req));
   });
+  allowMethods(app as unknown as Hono, "/v1/kv/:key/:op{incr|decr}", ["POST"]);
 
   app.notFound((c) => fail(c, 404, "NO_ROUTE", `no route ${c.req.method} ${c.req.path}`));
   app.onError((err, c) => {
     if (err instanceof ClientError) return fail(c, 400, err.code, err.message);
     if (err instanceof ProxyFailure) return fail(c, 503, "UNAVAILABLE", err.message);
     log.error("proxy http request failed", { path: c.req.path, err });
-    return fail(c, 500, "INTERNAL", "internal error");
+    return fail(c, 503, "UNAVAILABLE", err instanceof Error ? err.message : String(err));
   });
   return app;
 }

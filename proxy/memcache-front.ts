@@ -57,7 +57,8 @@ export class ProxyCommands implements CommandHandler {
   private readonly transport: MemcacheTransport;
   private readonly mapWaiters = new Set<() => void>();
   private readonly startedAt = Date.now();
-  private readonly hooks: FailureHooks<Buffer>;
+  /** What the proxy does when a node fails (the HTTP front reports nodes the same way). */
+  readonly hooks: FailureHooks<Buffer>;
   /** What went wrong, for /metrics: requests that failed by command, retries, unreachable nodes. */
   readonly events = {
     failed: new Map<string, number>(),
@@ -65,7 +66,8 @@ export class ProxyCommands implements CommandHandler {
     writeRetries: 0,
     unreachable: new Map<string, number>(),
   };
-  private readonly maps: MapFeed;
+  /** Newer maps as the index pushes them (the HTTP front waits on them too). */
+  readonly maps: MapFeed;
   /** The run the last request started or joined, if the next one may join it. */
   private run: Run | undefined;
 
@@ -195,11 +197,6 @@ export class ProxyCommands implements CommandHandler {
         out.line(req.line);
         return true;
     }
-  }
-
-  /** A read as the HTTP API asks it: the raw get/gets reply, from whichever replica answers. */
-  forwardRead(keys: string[], request: Buffer): Promise<Buffer | Buffer[]> {
-    return this.read(keys, request);
   }
 
   /** A write as the HTTP API asks it: the raw reply line from the key's master. */

@@ -1,19 +1,32 @@
 /** `flare proxy`: the proxy on Node, a memcached TCP front that follows the index's maps. */
+import { Hono } from "hono";
+import { Agent, type RequestInit as UndiciInit, fetch as undiciFetch } from "undici";
 import { clusterSecret, warnIfOpen } from "../common/cluster-secret.js";
 import { ConfigError } from "../common/errors.js";
 import { type HttpServer, serveHttp } from "../common/http-serve.js";
 import type { Logger } from "../common/log.js";
-import { createRegistry, LatencyRecorder } from "../common/metrics.js";
+import { createRegistry, httpMetrics, LatencyRecorder, metricsRoute } from "../common/metrics.js";
 import { VERSION } from "../common/version.js";
 import { ClusterMember } from "../protocol/cluster-member.js";
 import { partitioning } from "../protocol/key-hash.js";
 import { MemcacheServer, newServerCounters } from "../protocol/memcache/server.js";
 import { type NodeEntry, nodeKey } from "../protocol/node-map.js";
 import type { ProxyConfig } from "./config.js";
-import { createProxyHttpApp } from "./http-app.js";
+import { httpForwarder, mountKvProxy } from "./http-app.js";
 import { ProxyCommands } from "./memcache-front.js";
 import { registerProxyMetrics } from "./metrics.js";
 import { Router } from "./router.js";
+import { type Fetch, HttpTransport } from "./transports/http-transport.js";
+
+/**
+ * fetch for the HTTP front on Node: undici's, with kept-alive connections to each node and both
+ * address families tried, as the memcached transport does (a map names nodes as `localhost`).
+ */
+function nodeFetch(): Fetch {
+  const agent = new Agent({ connect: { autoSelectFamily: true } });
+  return (url, init) =>
+    undiciFetch(url, { ...init, dispatcher: agent } as UndiciInit) as unknown as Promise<Response>;
+}
 
 export interface RunningProxy {
   port: number;
@@ -90,9 +103,23 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
   const address = await server.listen();
   let http: HttpServer | undefined;
   if (config["http-port"] !== undefined) {
-    const app = createProxyHttpApp(
-      commands,
-      { maxKey: config["key-max-length"], maxValue: config["item-size-max"], metrics: registry },
+    const app = new Hono();
+    app.use(httpMetrics(registry));
+    app.get("/metrics", metricsRoute(registry));
+    app.get("/healthz", (c) => c.json({ status: "ok", mapVersion: member.version }));
+    const forwarder = httpForwarder(
+      router,
+      new HttpTransport(config["proxy-request-timeout"], nodeFetch()),
+      commands.maps,
+      (node, err) => {
+        commands.hooks.unreachable(node, err);
+      },
+      config["proxy-write-wait"],
+    );
+    mountKvProxy(
+      app,
+      () => forwarder,
+      { maxKey: config["key-max-length"], maxValue: config["item-size-max"] },
       log,
     );
     http = await serveHttp(app, config["bind-address"], config["http-port"]);

@@ -7,7 +7,19 @@ import type { Registry } from "prom-client";
 import { ClientError, FlareError } from "../common/errors.js";
 import type { Logger } from "../common/log.js";
 import { httpMetrics, metricsRoute } from "../common/metrics.js";
-import { fail, incrAmount, putRequest, readValue, refusedPut, urlKey } from "../protocol/http-kv.js";
+import {
+  allowMethods,
+  etagOf,
+  fail,
+  ifMatch,
+  incrAmount,
+  neverMatches,
+  notModified,
+  putRequest,
+  readValue,
+  refusedPut,
+  urlKey,
+} from "../protocol/http-kv.js";
 import type { Item } from "./engine.js";
 import type { Store } from "./store.js";
 
@@ -30,7 +42,7 @@ export function createNodeHttpApp(store: Store, options: HttpAppOptions, log: Lo
     app.use(httpMetrics(options.metrics));
     app.get("/metrics", metricsRoute(options.metrics));
   }
-  const keyOf = (raw: string | undefined): string => urlKey(raw ?? "", options.maxKey);
+  const keyOf = (c: Context): string => urlKey(c, options.maxKey);
   /** Fencing, as on the memcached port: 503 so a proxy asks for the next map. */
   const fenced = (c: Context): Response | undefined => {
     const refusal = options.writeRefusal?.();
@@ -38,7 +50,7 @@ export function createNodeHttpApp(store: Store, options: HttpAppOptions, log: Lo
   };
 
   const itemHeaders = (item: Item): Record<string, string> => ({
-    ETag: `"${item.version}"`,
+    ETag: etagOf(item.version),
     "X-Flare-Flags": String(item.flags),
     ...(item.expiresAt !== 0 ? { "X-Flare-Expires": new Date(item.expiresAt).toISOString() } : {}),
   });
@@ -48,12 +60,16 @@ export function createNodeHttpApp(store: Store, options: HttpAppOptions, log: Lo
       ? c.json({ status: "ok", engine: store.engine.kind })
       : fail(c, 503, "UNAVAILABLE", `${store.engine.kind} engine unavailable`),
   );
+  allowMethods(app, "/healthz", ["GET"]);
 
   app.get("/v1/kv/:key", async (c) => {
-    const item = await store.get(keyOf(c.req.param("key")));
+    const item = await store.get(keyOf(c));
     if (item === undefined) return fail(c, 404, "NOT_FOUND", "no such key");
+    if (notModified(c, item.version)) return c.body(null, 304, itemHeaders(item));
     return c.body(item.value as Uint8Array<ArrayBuffer>, 200, {
       "Content-Type": "application/octet-stream",
+      // HEAD is answered by this route without the body: the length must still be told.
+      "Content-Length": String(item.value.length),
       ...itemHeaders(item),
     });
   });
@@ -61,12 +77,13 @@ export function createNodeHttpApp(store: Store, options: HttpAppOptions, log: Lo
   app.put("/v1/kv/:key", async (c) => {
     const refused = fenced(c);
     if (refused) return refused;
-    const key = keyOf(c.req.param("key"));
+    const key = keyOf(c);
     const put = putRequest(c);
     const value = await readValue(c, options.maxValue);
     if (value instanceof Response) return value;
+    if (put.never) return neverMatches(c);
     const result = await store.storeItem(put.mode, key, value, put.flags, put.ttl, put.cas);
-    if (typeof result === "string") return refusedPut(c, result);
+    if (typeof result === "string") return refusedPut(c, result, put.mode);
     await options.acknowledged?.();
     return c.json({ stored: true, version: String(result.version) }, 200, itemHeaders(result));
   });
@@ -74,15 +91,23 @@ export function createNodeHttpApp(store: Store, options: HttpAppOptions, log: Lo
   app.delete("/v1/kv/:key", async (c) => {
     const refused = fenced(c);
     if (refused) return refused;
-    const result = await store.delete(keyOf(c.req.param("key")), 0, 0n);
+    const key = keyOf(c);
+    const match = ifMatch(c);
+    if (match === "never") return neverMatches(c);
+    const result = await store.delete(key, 0, 0n, typeof match === "bigint" ? match : undefined);
+    if (result === "EXISTS") return fail(c, 412, "CAS_MISMATCH", "the item changed since that version");
     await options.acknowledged?.();
-    return result === "DELETED" ? c.body(null, 204) : fail(c, 404, "NOT_FOUND", "no such key");
+    if (result === "DELETED") return c.body(null, 204);
+    return match === undefined
+      ? fail(c, 404, "NOT_FOUND", "no such key")
+      : fail(c, 412, "NOT_FOUND", "no such key to compare with");
   });
+  allowMethods(app, "/v1/kv/:key", ["GET", "PUT", "DELETE"]);
 
   app.post("/v1/kv/:key/:op{incr|decr}", async (c) => {
     const refused = fenced(c);
     if (refused) return refused;
-    const key = keyOf(c.req.param("key"));
+    const key = keyOf(c);
     const result = await store.arithmetic(key, incrAmount(c), c.req.param("op") === "decr");
     await options.acknowledged?.();
     if (result === "NOT_FOUND") return fail(c, 404, "NOT_FOUND", "no such key");
@@ -90,6 +115,7 @@ export function createNodeHttpApp(store: Store, options: HttpAppOptions, log: Lo
       return fail(c, 400, "NON_NUMERIC", "cannot increment or decrement a non-numeric value");
     return c.json({ value: result.toString() });
   });
+  allowMethods(app, "/v1/kv/:key/:op{incr|decr}", ["POST"]);
 
   app.notFound((c) => fail(c, 404, "NO_ROUTE", `no route ${c.req.method} ${c.req.path}`));
   app.onError((err, c) => {

@@ -16,7 +16,7 @@ import type { Tombstones } from "./tombstones.js";
 
 export type StoreMode = "set" | "add" | "replace" | "append" | "prepend" | "cas";
 export type StoreResult = "STORED" | "NOT_STORED" | "EXISTS" | "NOT_FOUND";
-export type DeleteResult = "DELETED" | "NOT_FOUND";
+export type DeleteResult = "DELETED" | "NOT_FOUND" | "EXISTS";
 export type ArithmeticResult = bigint | "NOT_FOUND" | "NON_NUMERIC";
 export type MaybePromise<T> = T | Promise<T>;
 
@@ -158,10 +158,12 @@ export class Store {
    * delete, with Flare's optional hold (add/replace refused for that many seconds) and version (a
    * replicated delete older than the item is ignored).
    */
-  delete(key: string, holdSeconds: number, version: bigint): MaybePromise<DeleteResult> {
+  /** `expect`: delete only the item of this version (HTTP If-Match), else EXISTS. */
+  delete(key: string, holdSeconds: number, version: bigint, expect?: bigint): MaybePromise<DeleteResult> {
     const c = this.counters;
     return this.run(key, (item, now) => {
       const holdUntil = holdSeconds > 0 ? expiresAt(holdSeconds, now) : 0;
+      if (expect !== undefined && item !== undefined && item.version !== expect) return "EXISTS";
       if (item === undefined || (version !== 0n && version < item.version)) {
         // A versioned delete of an absent key still records the version: a late older write stays dead.
         if (item === undefined && version > (this.tombstones.get(key)?.version ?? 0n)) {

@@ -22,6 +22,7 @@ import { Load, missing } from "./helpers/load.js";
 import { type NodeProcess, startNodeProcess, stopAll } from "./helpers/processes.js";
 import { RawClient } from "./helpers/raw-client.js";
 import { RedisServer, redisAvailable } from "./helpers/redis.js";
+import { startWorker } from "./helpers/worker.js";
 
 afterAll(stopAll);
 
@@ -179,25 +180,31 @@ describe.runIf(redisAvailable || process.env.CI)("a frozen Redis under the maste
     await index.stop();
   }, 60_000);
 
-  it("sync mode: with the slave frozen, an HTTP PUT to the master is held like a memcached set", async () => {
-    const index = await startIndex(["--cluster-token", TOKEN]);
+  it("sync mode: with the slave frozen, an HTTP PUT to the master and one through the Worker are held like a memcached set", async () => {
+    const index = await startIndex(["--cluster-token", TOKEN, "--http-port", "0"]);
     const sync = ["--cluster-token", TOKEN, "--replication-type", "sync", "--http-port", "0"];
     const master = await startNodeProcess(joinArgs(index, sync));
     const slave = await startNodeProcess(joinArgs(index, sync));
     await pairUp(index, TOKEN, master, slave);
-    const put = (key: string) =>
-      fetch(`http://127.0.0.1:${master.httpPort}/v1/kv/${key}`, { method: "PUT", body: "v" });
-    expect((await put("before")).status).toBe(200);
+    const worker = await startWorker(`http://127.0.0.1:${index.httpPort}`);
+    const put = (base: string, key: string) => fetch(`${base}/v1/kv/${key}`, { method: "PUT", body: "v" });
+    const direct = `http://127.0.0.1:${master.httpPort}`;
+    expect((await put(direct, "before")).status).toBe(200);
+    // The Worker has its map before the slave stops.
+    const warm = await put(worker.url, "before-worker");
+    expect(warm.status, await warm.clone().text()).toBe(200);
     slave.proc.kill("SIGSTOP");
     await until("the slave to be stopped", async () => stopped(slave.proc.pid as number));
     const answered: string[] = [];
-    const http = put("held").then((r) => answered.push(`http ${r.status}`));
+    const http = put(direct, "held").then((r) => answered.push(`http ${r.status}`));
+    const edge = put(worker.url, "held-worker").then((r) => answered.push(`worker ${r.status}`));
     const tcp = admin(master.port, "set held-tcp 0 0 1\r\nv").then((r) => answered.push(`tcp ${r.trim()}`));
     await new Promise((r) => setTimeout(r, 1000));
-    // Neither is acknowledged while the slave, still in the map, does not have it.
+    // None is acknowledged while the slave, still in the map, does not have it.
     expect(answered).toEqual([]);
-    await Promise.all([http, tcp]);
-    expect(answered.sort()).toEqual(["http 200", "tcp STORED"]);
+    await Promise.all([http, edge, tcp]);
+    expect(answered.sort()).toEqual(["http 200", "tcp STORED", "worker 200"]);
+    await worker.stop();
     expect(await nodeState(index, slave.port)).toBe("proxy/down");
     slave.proc.kill("SIGCONT");
     await Promise.all([master.stop(), slave.stop()]);

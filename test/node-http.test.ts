@@ -3,6 +3,7 @@ import { validateConfig } from "../common/config.js";
 import { createLogger } from "../common/log.js";
 import { nodeConfigSpec } from "../storage/config.js";
 import { type RunningNode, startNode } from "../storage/node.js";
+import { checkHttpContract } from "./helpers/http-contract.js";
 import { RawClient } from "./helpers/raw-client.js";
 
 let node: RunningNode;
@@ -23,6 +24,16 @@ beforeAll(async () => {
 afterAll(() => node.stop());
 
 describe("node HTTP API", () => {
+  it("the contract the proxy keeps too: conditional requests, HEAD, 405, percent-decoded keys", async () => {
+    await checkHttpContract(`${base}/v1/kv`);
+    // The key %FE names is the byte 0xFE, the same item over memcached.
+    const c = await RawClient.open(node.port);
+    expect(await c.ask("get contract-\xfe\r\n", "END\r\n")).toBe(
+      "VALUE contract-\xfe 0 5\r\nlatin\r\nEND\r\n",
+    );
+    c.close();
+  });
+
   it("PUT then GET returns the bytes, flags and the version as ETag", async () => {
     const put = await fetch(`${base}/v1/kv/user%3A1?flags=42&ttl=100`, { method: "PUT", body: "hello" });
     expect(put.status).toBe(200);

@@ -3,6 +3,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { keyHash, ModularResolver } from "../protocol/key-hash.js";
 import { admin, joinArgs, nodeState, startIndex, until } from "./helpers/cluster.js";
+import { checkHttpContract } from "./helpers/http-contract.js";
 import { startNodeProcess, startRole, stopAll } from "./helpers/processes.js";
 import { RawClient } from "./helpers/raw-client.js";
 
@@ -73,7 +74,7 @@ describe("proxy routing", () => {
 
   it("the HTTP API: PUT/GET with ETag, cas, add, incr, DELETE, multi-get, JSON errors", async () => {
     const index = await startIndex();
-    const a = await startNodeProcess(joinArgs(index));
+    const a = await startNodeProcess(joinArgs(index, ["--http-port", "0"]));
     await admin(index.port, `node role localhost ${a.port} master 1 0`);
     const proxy = await startRole("proxy", "proxy started", joinArgs(index, ["--http-port", "0"]));
     const base = `http://127.0.0.1:${proxy.httpPort}/v1/kv`;
@@ -83,7 +84,8 @@ describe("proxy routing", () => {
     );
 
     const put = await fetch(`${base}/user%3A1?flags=7`, { method: "PUT", body: "hello" });
-    expect(await put.json()).toEqual({ stored: true });
+    // The node's answer, as the node gives it.
+    expect(await put.json()).toEqual({ stored: true, version: expect.stringMatching(/^\d+$/) });
     const get = await fetch(`${base}/user%3A1`);
     expect(await get.text()).toBe("hello");
     expect(get.headers.get("x-flare-flags")).toBe("7");
@@ -113,6 +115,7 @@ describe("proxy routing", () => {
     expect(gone.status).toBe(404);
     expect((await gone.json()).error.code).toBe("NOT_FOUND");
     expect((await fetch(`${base}/a%20b`)).status).toBe(400);
+    await checkHttpContract(base);
   });
 
   it("a write whose master is gone and has no slave fails after proxy-write-wait with a clear error, and so does a read", async () => {

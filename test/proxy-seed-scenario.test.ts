@@ -4,11 +4,11 @@
  * 20-byte values through the proxy; kill -9 of the master mid-loop. Once over the memcached front,
  * once over the HTTP API.
  */
-import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { admin, attachSlave, joinArgs, nodeState, startIndex, until } from "./helpers/cluster.js";
 import { startNodeProcess, startRole, stopAll } from "./helpers/processes.js";
 import { RawClient } from "./helpers/raw-client.js";
+import { startWorker } from "./helpers/worker.js";
 
 afterAll(stopAll);
 
@@ -200,23 +200,6 @@ async function pipelinedScenario(): Promise<void> {
   expect(retries("read_other_replica")).toBeGreaterThan(0);
   expect(acked - before).toBeGreaterThan(1000);
   expect(gets).toBeGreaterThan(1000);
-}
-
-/** proxy/worker.ts under wrangler's local runtime (workerd), offline. */
-async function startWorker(indexUrl: string): Promise<{ url: string; stop: () => Promise<void> }> {
-  process.env.WRANGLER_SEND_METRICS = "false";
-  process.env.WRANGLER_HIDE_BANNER = "true";
-  process.env.CLOUDFLARE_CF_FETCH_ENABLED = "false";
-  process.env.WRANGLER_LOG = "error";
-  const { unstable_startWorker } = await import("wrangler");
-  const worker = await unstable_startWorker({
-    config: fileURLToPath(new URL("../wrangler.toml", import.meta.url)),
-    bindings: { INDEX_URL: { type: "plain_text", value: indexUrl } },
-    dev: { server: { hostname: "127.0.0.1", port: 0 }, inspector: false },
-  });
-  await worker.ready;
-  const url = (await worker.url).origin;
-  return { url, stop: () => worker.dispose() };
 }
 
 describe("the seed scenario through the proxy", () => {

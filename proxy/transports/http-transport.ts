@@ -10,17 +10,24 @@ export interface HttpRequest {
   /** Path and query, as the node's API has them (the proxy's API is the same). */
   path: string;
   headers: Headers;
-  body?: ArrayBuffer;
+  body?: Uint8Array<ArrayBuffer>;
 }
 
+/** The runtime's fetch: a Worker's own; on Node, undici's with a dispatcher of our choosing. */
+export type Fetch = (url: string, init: RequestInit) => Promise<Response>;
+
 export class HttpTransport implements Transport<HttpRequest, Response> {
-  constructor(private readonly timeoutMs: number) {}
+  constructor(
+    private readonly timeoutMs: number,
+    // Called unbound: a Worker's fetch refuses to run with another `this`.
+    private readonly fetchImpl: Fetch = (url, init) => fetch(url, init),
+  ) {}
 
   async request(node: NodeEntry, req: HttpRequest): Promise<Response> {
     const name = nodeKey(node.host, node.port);
     if (node.httpPort === undefined) throw new TransportError(name, "the node announced no HTTP port");
     try {
-      return await fetch(`http://${node.host}:${node.httpPort}${req.path}`, {
+      return await this.fetchImpl(`http://${node.host}:${node.httpPort}${req.path}`, {
         method: req.method,
         headers: req.headers,
         body: req.body,
