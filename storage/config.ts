@@ -1,43 +1,11 @@
-/** flared's configuration keys (flare-notes §7.2) plus flare-ts's own, validated with zod. */
+/** flared's configuration keys (flare-notes §7.2) plus flare-ts's own, validated with zod: a node's. */
 import { z } from "zod";
-import { clusterSecretKeys } from "../common/cluster-secret.js";
 import { type ConfigSpec, cfg } from "../common/config.js";
+import { flaredIgnored, frontKeys } from "../common/flared-config.js";
 
 export const nodeSchema = z.object({
   "data-dir": cfg.str().optional().describe("Directory for the node's data (needed by on-disk engines)."),
-  "server-name": cfg
-    .str()
-    .default("localhost")
-    .describe("The node's name; with server-port it is the node's identity."),
-  "server-port": cfg
-    .int(0, 65535)
-    .default(12121)
-    .describe("memcached text protocol port (0 = any free port)."),
-  "bind-address": cfg.str().default("127.0.0.1").describe("Address the TCP and HTTP servers listen on."),
-  ...clusterSecretKeys,
-  "http-port": cfg
-    .int(0, 65535)
-    .optional()
-    .describe("HTTP API port; unset = no HTTP API, 0 = any free port."),
-  "index-servers": cfg
-    .str()
-    .optional()
-    .describe("Index servers host:port[,host:port]; unset = standalone node."),
-  "index-server-name": cfg.str().optional().describe("Single index server host (Flare style)."),
-  "index-server-port": cfg.int(1, 65535).default(12120).describe("Single index server port."),
-  "index-register-timeout": cfg
-    .int(1, 3600)
-    .default(15)
-    .describe("Seconds a starting node keeps asking the index to register it."),
-  "max-connection": cfg
-    .int(1, 1_000_000)
-    .default(128)
-    .describe("Client connections served at once; more are refused."),
-  "net-read-timeout": cfg
-    .int(1, 2_147_483)
-    .default(600)
-    .describe("Seconds a connection may stay idle or stalled."),
-  "back-log": cfg.int(1, 65535).default(30).describe("Listen backlog."),
+  ...frontKeys,
   "storage-type": z
     .enum(["memory", "leveldb", "redis", "tch", "tcb", "kch"])
     .default("memory")
@@ -58,15 +26,6 @@ export const nodeSchema = z.object({
     .bytes(1024 * 1024, 2 ** 50)
     .default(1024 ** 3)
     .describe("Memory engine byte limit (LRU eviction beyond it)."),
-  "item-size-max": cfg
-    .bytes(1024, 1024 ** 3)
-    .default(1024 * 1024)
-    .describe("Largest value accepted."),
-  "key-max-length": cfg.int(1, 65535).default(250).describe("Longest key accepted, in bytes."),
-  "max-line-length": cfg
-    .bytes(1024, 64 * 1024 ** 2)
-    .default(64 * 1024)
-    .describe("Longest request line; longer closes the connection."),
   "replication-type": z
     .enum(["async", "sync"])
     .default("async")
@@ -105,39 +64,6 @@ export const nodeSchema = z.object({
 });
 
 export type NodeConfig = z.infer<typeof nodeSchema>;
-
-/** flared keys accepted so Flare config files run unchanged; they have no effect here. */
-export const flaredIgnored: ReadonlySet<string> = new Set([
-  "log-facility",
-  "thread-pool-size",
-  "stack-size",
-  "mutex-slot",
-  "proxy-concurrency",
-  "proxy-prior-netmask",
-  "max-total-thread-queue",
-  "noreply-window-limit",
-  "storage-ap",
-  "storage-fp",
-  "storage-bucket-size",
-  "storage-compress",
-  "storage-large",
-  "storage-lmemb",
-  "storage-nmemb",
-  "storage-dfunit",
-  "server-socket",
-  "time-watcher-enabled",
-  "time-watcher-polling-interval-msec",
-  "storage-access-watch-threshold-warn-msec",
-  "storage-access-watch-threshold-ping-ng-msec",
-  "cluster-replication",
-  "cluster-replication-server-name",
-  "cluster-replication-server-port",
-  "cluster-replication-concurrency",
-  "cluster-replication-mode",
-  "daemonize",
-  "pid",
-  "stderr",
-]);
 
 export const nodeConfigSpec: ConfigSpec<typeof nodeSchema.shape> = {
   role: "node",

@@ -3,8 +3,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { parseConfigText, validateConfig } from "../common/config.js";
+import { flaredStorageKeys, frontKeys } from "../common/flared-config.js";
 import type { Logger } from "../common/log.js";
-import { nodeConfigSpec } from "../storage/config.js";
+import { proxySchema } from "../proxy/config.js";
+import { nodeConfigSpec, nodeSchema } from "../storage/config.js";
 import { runFlare, startNodeProcess, stopAll } from "./helpers/processes.js";
 import { RawClient } from "./helpers/raw-client.js";
 
@@ -24,6 +26,12 @@ function recordingLogger(): Logger & { warnings: Record<string, unknown>[] } {
 }
 
 describe("node configuration", () => {
+  it("a node's keys are the front's plus its storage keys, which a proxy accepts with a notice", () => {
+    const nodeOnly = Object.keys(nodeSchema.shape).filter((key) => !Object.hasOwn(frontKeys, key));
+    expect(new Set(nodeOnly)).toEqual(flaredStorageKeys);
+    for (const key of Object.keys(frontKeys)) expect(Object.hasOwn(proxySchema.shape, key), key).toBe(true);
+  });
+
   it("reads Flare's key = value format with comments", () => {
     const raw = parseConfigText("# comment\n\nserver-port = 11211\n  max-connection=10  \n");
     expect(validateConfig(nodeConfigSpec, raw)).toMatchObject({ "server-port": 11211, "max-connection": 10 });

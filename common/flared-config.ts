@@ -1,0 +1,106 @@
+/**
+ * flared's configuration keys that every memcached front reads, node and proxy alike (where it
+ * listens, how it joins the index, its limits), and the flared keys that have no effect here. A
+ * flared config file runs unchanged under either role.
+ */
+import { clusterSecretKeys } from "./cluster-secret.js";
+import { cfg } from "./config.js";
+
+export const frontKeys = {
+  "server-name": cfg
+    .str()
+    .default("localhost")
+    .describe("This process's name; with server-port it is its identity in the cluster."),
+  "server-port": cfg
+    .int(0, 65535)
+    .default(12121)
+    .describe("memcached text protocol port (0 = any free port)."),
+  "bind-address": cfg.str().default("127.0.0.1").describe("Address the TCP and HTTP servers listen on."),
+  ...clusterSecretKeys,
+  "http-port": cfg
+    .int(0, 65535)
+    .optional()
+    .describe("HTTP API port; unset = no HTTP API, 0 = any free port."),
+  "index-servers": cfg
+    .str()
+    .optional()
+    .describe("Index servers host:port[,host:port]; unset = a standalone node."),
+  "index-server-name": cfg.str().optional().describe("Single index server host (Flare style)."),
+  "index-server-port": cfg.int(1, 65535).default(12120).describe("Single index server port."),
+  "index-register-timeout": cfg
+    .int(1, 3600)
+    .default(15)
+    .describe("Seconds a starting node keeps asking the index to register it."),
+  "max-connection": cfg
+    .int(1, 1_000_000)
+    .default(128)
+    .describe("Client connections served at once; more are refused."),
+  "net-read-timeout": cfg
+    .int(1, 2_147_483)
+    .default(600)
+    .describe("Seconds a connection may stay idle or stalled."),
+  "back-log": cfg.int(1, 65535).default(30).describe("Listen backlog."),
+  "item-size-max": cfg
+    .bytes(1024, 1024 ** 3)
+    .default(1024 * 1024)
+    .describe("Largest value accepted."),
+  "key-max-length": cfg.int(1, 65535).default(250).describe("Longest key accepted, in bytes."),
+  "max-line-length": cfg
+    .bytes(1024, 64 * 1024 ** 2)
+    .default(64 * 1024)
+    .describe("Longest request line; longer closes the connection."),
+};
+
+/** flared keys accepted so Flare config files run unchanged; they have no effect here. */
+export const flaredIgnored: ReadonlySet<string> = new Set([
+  "log-facility",
+  "thread-pool-size",
+  "stack-size",
+  "mutex-slot",
+  "proxy-concurrency",
+  "proxy-prior-netmask",
+  "max-total-thread-queue",
+  "noreply-window-limit",
+  "storage-ap",
+  "storage-fp",
+  "storage-bucket-size",
+  "storage-compress",
+  "storage-large",
+  "storage-lmemb",
+  "storage-nmemb",
+  "storage-dfunit",
+  "server-socket",
+  "time-watcher-enabled",
+  "time-watcher-polling-interval-msec",
+  "storage-access-watch-threshold-warn-msec",
+  "storage-access-watch-threshold-ping-ng-msec",
+  "cluster-replication",
+  "cluster-replication-server-name",
+  "cluster-replication-server-port",
+  "cluster-replication-concurrency",
+  "cluster-replication-mode",
+  "daemonize",
+  "pid",
+  "stderr",
+]);
+
+/**
+ * flared's storage and replication keys: a node's own; a proxy accepts them with a notice (its
+ * config test checks this list is exactly the node's keys a front does not have).
+ */
+export const flaredStorageKeys: ReadonlySet<string> = new Set([
+  "data-dir",
+  "storage-type",
+  "redis-url",
+  "redis-prefix",
+  "redis-timeout",
+  "expiry-sweep-interval",
+  "memory-limit",
+  "replication-type",
+  "master-lease",
+  "engine-ping-timeout",
+  "replication-log-size",
+  "reconstruction-interval",
+  "reconstruction-bwlimit",
+  "storage-cache-size",
+]);
