@@ -3,7 +3,7 @@
  * (monitor-interval 1, monitor-threshold 3), a master and a slave, kills the master with -9, and
  * measures how long until the new map has reached the slave (it takes a write).
  */
-import { ask, startCluster } from "./cluster.js";
+import { ask, startCluster } from "../harness/cluster.js";
 
 async function round(): Promise<number> {
   // The seed's layout: master balance 1, slave balance 2.

@@ -7,10 +7,10 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ask, joinArgs, startCluster, startRole } from "./cluster.js";
+import { ask, joinArgs, startCluster, startRole } from "../harness/cluster.js";
+import { cpuSeconds, freePort, startMemcached, waitListening } from "../harness/servers.js";
 import { runHttpLoad } from "./http-load.js";
 import { preload, runLoad } from "./load.js";
-import { cpuSeconds, freePort, startMemcached, waitListening } from "./servers.js";
 
 const KEYS = 10_000;
 const VALUE = 32;

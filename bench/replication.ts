@@ -3,7 +3,7 @@
  * and sync mode, and how many acknowledged writes async mode loses per kill -9 failover.
  */
 import { connect } from "node:net";
-import { ask, startCluster } from "./cluster.js";
+import { ask, startCluster } from "../harness/cluster.js";
 import { runLoad } from "./load.js";
 
 async function throughput(durationMs: number): Promise<void> {

@@ -8,11 +8,17 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import {
+  type BenchServer,
+  cpuSeconds,
+  startFlareNode,
+  startMemcached,
+  startRedis,
+} from "../harness/servers.js";
 import { failoverBench } from "./failover.js";
 import { preload, runLoad } from "./load.js";
 import { proxyBench } from "./proxy.js";
 import { replicationBench } from "./replication.js";
-import { type BenchServer, cpuSeconds, startFlareNode, startMemcached, startRedis } from "./servers.js";
 
 interface Row {
   server: string;

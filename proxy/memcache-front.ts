@@ -156,7 +156,7 @@ export class ProxyCommands implements CommandHandler {
       case "gets":
         if (req.keys.length === 1)
           return this.readRun(run, req.op, req.keys[0] as string, forwarded(req), out, packet);
-        return this.reply(req.op, this.read(req.keys, encodeRequest(req)), out);
+        return this.reply(req.op, this.read(req.op, req.keys, encodeRequest(req)), out);
       case "gat":
       case "gats":
         return this.reply(req.op, this.touchRead(req), out);
@@ -362,7 +362,7 @@ export class ProxyCommands implements CommandHandler {
   }
 
   /** get/gets: one request per partition involved; the replies are put back in request order. */
-  private async read(keys: string[], whole: Buffer): Promise<Buffer | Buffer[]> {
+  private async read(op: "get" | "gets", keys: string[], whole: Buffer): Promise<Buffer | Buffer[]> {
     const groups = new Map<number, string[]>();
     for (const key of keys) {
       const p = this.router.partitionOf(key);
@@ -371,11 +371,8 @@ export class ProxyCommands implements CommandHandler {
       else g.push(key);
     }
     if (groups.size <= 1) return this.readFrom(keys[0] as string, whole);
-    const command = whole.toString("latin1", 0, whole.indexOf(32));
     const replies = await Promise.all(
-      [...groups.values()].map((g) =>
-        this.readFrom(g[0] as string, Buffer.from(`${command} ${g.join(" ")}\r\n`, "latin1")),
-      ),
+      [...groups.values()].map((g) => this.readFrom(g[0] as string, encodeRequest({ op, keys: g }))),
     );
     const blocks = new Map<string, Buffer>();
     for (const r of replies) for (const v of valueBlocks(r)) blocks.set(v.key, v.block);
@@ -397,7 +394,7 @@ export class ProxyCommands implements CommandHandler {
   private async touchRead(req: Extract<Request, { op: "gat" | "gats" }>): Promise<Buffer[]> {
     const replies = await Promise.all(
       req.keys.map((key) =>
-        this.write(key, Buffer.from(`${req.op} ${req.exptime} ${key}\r\n`, "latin1"), "values"),
+        this.write(key, encodeRequest({ op: req.op, exptime: req.exptime, keys: [key] }), "values"),
       ),
     );
     const out: Buffer[] = [];

@@ -2,7 +2,7 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { joinArgs as benchJoinArgs } from "../../bench/cluster.js";
+import { joinArgs as benchJoinArgs } from "../../harness/cluster.js";
 import { type NodeProcess, startIndexProcess, startNodeProcess, startRole } from "./processes.js";
 import { RawClient } from "./raw-client.js";
 

@@ -7,7 +7,7 @@ import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort, spawnRedis, waitListening } from "../../bench/servers.js";
+import { freePort, spawnRedis, waitListening } from "../../harness/servers.js";
 import { hasCommand } from "./tools.js";
 
 export const redisAvailable = hasCommand("redis-server");

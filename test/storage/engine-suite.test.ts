@@ -3,10 +3,10 @@
  * depend on where items live.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import type { Item } from "../storage/engine.js";
-import type { Store } from "../storage/store.js";
-import { type EngineKind, type OpenedStore, openStore } from "./helpers/engines.js";
-import { RedisServer, redisAvailable } from "./helpers/redis.js";
+import type { Item } from "../../storage/engine.js";
+import type { Store } from "../../storage/store.js";
+import { type EngineKind, type OpenedStore, openStore } from "../helpers/engines.js";
+import { RedisServer, redisAvailable } from "../helpers/redis.js";
 
 const v = (s: string) => Buffer.from(s);
 const text = (item: Item | undefined) => (item ? Buffer.from(item.value).toString() : undefined);

@@ -5,10 +5,10 @@
  * once over the HTTP API.
  */
 import { afterAll, describe, expect, it } from "vitest";
-import { admin, attachSlave, joinArgs, nodeState, startIndex, until } from "./helpers/cluster.js";
-import { startNodeProcess, startRole, stopAll } from "./helpers/processes.js";
-import { RawClient } from "./helpers/raw-client.js";
-import { startWorker } from "./helpers/worker.js";
+import { admin, attachSlave, joinArgs, nodeState, startIndex, until } from "../helpers/cluster.js";
+import { startNodeProcess, startRole, stopAll } from "../helpers/processes.js";
+import { RawClient } from "../helpers/raw-client.js";
+import { startWorker } from "../helpers/worker.js";
 
 afterAll(stopAll);
 

@@ -2,8 +2,8 @@
 import { readFileSync } from "node:fs";
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type NodeProcess, startNodeProcess, stopAll } from "./helpers/processes.js";
-import { RawClient } from "./helpers/raw-client.js";
+import { type NodeProcess, startNodeProcess, stopAll } from "../helpers/processes.js";
+import { RawClient } from "../helpers/raw-client.js";
 
 const MAX_CONNECTIONS = 6;
 let node: NodeProcess;

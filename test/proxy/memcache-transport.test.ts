@@ -1,9 +1,9 @@
 /** The proxy's memcached transport against a scripted server on a real socket. */
 import { createServer, type Server } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import type { NodeEntry } from "../protocol/node-map.js";
-import { MemcacheTransport } from "../proxy/transports/memcache-transport.js";
-import { TransportError } from "../proxy/transports/transport.js";
+import type { NodeEntry } from "../../protocol/node-map.js";
+import { MemcacheTransport } from "../../proxy/transports/memcache-transport.js";
+import { TransportError } from "../../proxy/transports/transport.js";
 
 const REPLIES: Record<string, string> = {
   "get a": "VALUE a 0 3\r\na\r\n\r\nEND\r\n",

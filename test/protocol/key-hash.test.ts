@@ -1,6 +1,6 @@
 import { crc32 as crc32Of } from "node:zlib";
 import { describe, expect, it } from "vitest";
-import { keyHash, ModularResolver } from "../protocol/key-hash.js";
+import { keyHash, ModularResolver } from "../../protocol/key-hash.js";
 
 describe("Flare key hashing and the modular resolver", () => {
   it("matches Flare's test vectors (size 1024, hint 1, virtual 4096, simple hash)", () => {

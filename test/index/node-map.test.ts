@@ -1,7 +1,7 @@
 /** Every transition of flare-notes §3.2–3.4 on the pure node map. */
 import { describe, expect, it } from "vitest";
-import { NodeMap } from "../index/node-map.js";
-import { nodeLine, parseNodeLine, statsNodesLines } from "../protocol/node-map.js";
+import { NodeMap } from "../../index/node-map.js";
+import { nodeLine, parseNodeLine, statsNodesLines } from "../../protocol/node-map.js";
 
 const H = "localhost";
 

@@ -1,8 +1,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { AUTH_FAILED, ClusterSecret } from "../protocol/cluster-auth.js";
-import { BAD_FORMAT, LINE_TOO_LONG, RequestParser, TOO_LARGE } from "../protocol/memcache/parser.js";
-import type { Request } from "../protocol/memcache/request.js";
+import { AUTH_FAILED, ClusterSecret } from "../../protocol/cluster-auth.js";
+import { BAD_FORMAT, LINE_TOO_LONG, RequestParser, TOO_LARGE } from "../../protocol/memcache/parser.js";
+import type { Request } from "../../protocol/memcache/request.js";
 
 const limits = { maxLine: 2048, maxValue: 1024, maxKey: 250 };
 

@@ -3,8 +3,8 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { admin, joinArgs, until } from "./helpers/cluster.js";
-import { startIndexProcess, startNodeProcess, stopAll } from "./helpers/processes.js";
+import { admin, joinArgs, until } from "../helpers/cluster.js";
+import { startIndexProcess, startNodeProcess, stopAll } from "../helpers/processes.js";
 
 afterAll(stopAll);
 

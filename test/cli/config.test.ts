@@ -2,13 +2,13 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { parseConfigText, validateConfig } from "../common/config.js";
-import { flaredStorageKeys, frontKeys } from "../common/flared-config.js";
-import type { Logger } from "../common/log.js";
-import { proxySchema } from "../proxy/config.js";
-import { nodeConfigSpec, nodeSchema } from "../storage/config.js";
-import { runFlare, startNodeProcess, stopAll } from "./helpers/processes.js";
-import { RawClient } from "./helpers/raw-client.js";
+import { parseConfigText, validateConfig } from "../../common/config.js";
+import { flaredStorageKeys, frontKeys } from "../../common/flared-config.js";
+import type { Logger } from "../../common/log.js";
+import { proxySchema } from "../../proxy/config.js";
+import { nodeConfigSpec, nodeSchema } from "../../storage/config.js";
+import { runFlare, startNodeProcess, stopAll } from "../helpers/processes.js";
+import { RawClient } from "../helpers/raw-client.js";
 
 afterAll(stopAll);
 

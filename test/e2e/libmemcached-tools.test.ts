@@ -5,9 +5,9 @@
  */
 import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { admin, type SeedLayout, seedLayout } from "./helpers/cluster.js";
-import { stopAll } from "./helpers/processes.js";
-import { requireCommand } from "./helpers/tools.js";
+import { admin, type SeedLayout, seedLayout } from "../helpers/cluster.js";
+import { stopAll } from "../helpers/processes.js";
+import { requireCommand } from "../helpers/tools.js";
 
 afterAll(stopAll);
 

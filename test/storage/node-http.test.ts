@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { validateConfig } from "../common/config.js";
-import { createLogger } from "../common/log.js";
-import { nodeConfigSpec } from "../storage/config.js";
-import { type RunningNode, startNode } from "../storage/node.js";
-import { checkHttpContract } from "./helpers/http-contract.js";
-import { RawClient } from "./helpers/raw-client.js";
+import { validateConfig } from "../../common/config.js";
+import { createLogger } from "../../common/log.js";
+import { nodeConfigSpec } from "../../storage/config.js";
+import { type RunningNode, startNode } from "../../storage/node.js";
+import { checkHttpContract } from "../helpers/http-contract.js";
+import { RawClient } from "../helpers/raw-client.js";
 
 let node: RunningNode;
 let base: string;

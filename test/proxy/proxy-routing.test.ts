@@ -1,15 +1,15 @@
 /** The proxy with real processes: config files, partitions, multi-get order, bounded write waits. */
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
-import { keyHash, ModularResolver } from "../protocol/key-hash.js";
-import { admin, joinArgs, nodeState, startIndex, until } from "./helpers/cluster.js";
-import { checkHttpContract } from "./helpers/http-contract.js";
-import { startNodeProcess, startRole, stopAll } from "./helpers/processes.js";
-import { RawClient } from "./helpers/raw-client.js";
+import { keyHash, ModularResolver } from "../../protocol/key-hash.js";
+import { admin, joinArgs, nodeState, startIndex, until } from "../helpers/cluster.js";
+import { checkHttpContract } from "../helpers/http-contract.js";
+import { startNodeProcess, startRole, stopAll } from "../helpers/processes.js";
+import { RawClient } from "../helpers/raw-client.js";
 
 afterAll(stopAll);
 
-const seedProxyConf = fileURLToPath(new URL("./fixtures/seed-configs/flared_proxy.conf", import.meta.url));
+const seedProxyConf = fileURLToPath(new URL("../fixtures/seed-configs/flared_proxy.conf", import.meta.url));
 
 describe("proxy routing", () => {
   it("starts from the seed's flared_proxy.conf, spreads keys over two partitions and answers multi-gets in order", async () => {

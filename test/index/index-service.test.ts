@@ -3,17 +3,17 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseConfigText, validateConfig } from "../common/config.js";
-import { createLogger } from "../common/log.js";
-import { indexConfigSpec } from "../index/config.js";
-import { type RunningIndex, startIndex } from "../index/index-server.js";
-import { mapFile } from "../index/persistence.js";
-import { nodeConfigSpec } from "../storage/config.js";
-import { runFlare } from "./helpers/processes.js";
-import { RawClient } from "./helpers/raw-client.js";
+import { parseConfigText, validateConfig } from "../../common/config.js";
+import { createLogger } from "../../common/log.js";
+import { indexConfigSpec } from "../../index/config.js";
+import { type RunningIndex, startIndex } from "../../index/index-server.js";
+import { mapFile } from "../../index/persistence.js";
+import { nodeConfigSpec } from "../../storage/config.js";
+import { runFlare } from "../helpers/processes.js";
+import { RawClient } from "../helpers/raw-client.js";
 
 const fixture = (name: string) =>
-  readFileSync(new URL(`./fixtures/seed-configs/${name}`, import.meta.url), "utf8");
+  readFileSync(new URL(`../fixtures/seed-configs/${name}`, import.meta.url), "utf8");
 
 function indexConfig(dir: string, extra: [string, string][] = []) {
   return validateConfig(

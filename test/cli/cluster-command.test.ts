@@ -10,10 +10,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it, onTestFinished } from "vitest";
-import { RawClient } from "./helpers/raw-client.js";
+import { RawClient } from "../helpers/raw-client.js";
 
-const REPO = fileURLToPath(new URL("..", import.meta.url));
-const BIN = fileURLToPath(new URL("../bin/flare", import.meta.url));
+const REPO = fileURLToPath(new URL("../..", import.meta.url));
+const BIN = fileURLToPath(new URL("../../bin/flare", import.meta.url));
 
 function alive(pid: number): boolean {
   try {

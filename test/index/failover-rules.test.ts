@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
-import type { NodeEntry } from "../protocol/node-map.js";
-import { type MapFeed, ProxyFailure, readFromReplicas, writeToMaster } from "../proxy/failover.js";
-import { Router } from "../proxy/router.js";
-import { type Transport, TransportError } from "../proxy/transports/transport.js";
+import type { NodeEntry } from "../../protocol/node-map.js";
+import { type MapFeed, ProxyFailure, readFromReplicas, writeToMaster } from "../../proxy/failover.js";
+import { Router } from "../../proxy/router.js";
+import { type Transport, TransportError } from "../../proxy/transports/transport.js";
 
 const node = (port: number, role: NodeEntry["role"], state: NodeEntry["state"] = "active"): NodeEntry => ({
   host: "localhost",

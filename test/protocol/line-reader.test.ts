@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { LineReader } from "../protocol/line-reader.js";
+import { LineReader } from "../../protocol/line-reader.js";
 
 describe("LineReader", () => {
   it("cuts lines however the bytes are split, with or without CR, and keeps the unfinished one", () => {

@@ -6,9 +6,9 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import Memcached from "memcached";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type NodeProcess, startNodeProcess, stopAll } from "./helpers/processes.js";
-import { RedisServer, redisAvailable } from "./helpers/redis.js";
-import { requireCommand } from "./helpers/tools.js";
+import { type NodeProcess, startNodeProcess, stopAll } from "../helpers/processes.js";
+import { RedisServer, redisAvailable } from "../helpers/redis.js";
+import { requireCommand } from "../helpers/tools.js";
 
 const run = promisify(execFile);
 let node: NodeProcess;

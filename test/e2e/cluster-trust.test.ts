@@ -4,9 +4,9 @@
  * role, a version or a replica. Token mode and open mode alike where it concerns data ports.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { admin, nodeState, peerAdmin, type SeedLayout, seedLayout, until } from "./helpers/cluster.js";
-import { runFlare, startNodeProcess, stopAll } from "./helpers/processes.js";
-import { RawClient } from "./helpers/raw-client.js";
+import { admin, nodeState, peerAdmin, type SeedLayout, seedLayout, until } from "../helpers/cluster.js";
+import { runFlare, startNodeProcess, stopAll } from "../helpers/processes.js";
+import { RawClient } from "../helpers/raw-client.js";
 
 afterAll(stopAll);
 

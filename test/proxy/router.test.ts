@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { partitioning } from "../protocol/key-hash.js";
-import { type NodeEntry, nodeKey } from "../protocol/node-map.js";
-import { Router } from "../proxy/router.js";
+import { partitioning } from "../../protocol/key-hash.js";
+import { type NodeEntry, nodeKey } from "../../protocol/node-map.js";
+import { Router } from "../../proxy/router.js";
 
 const node = (
   port: number,

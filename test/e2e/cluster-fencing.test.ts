@@ -17,12 +17,12 @@ import {
   seedLayout,
   startIndex,
   until,
-} from "./helpers/cluster.js";
-import { Load, missing } from "./helpers/load.js";
-import { type NodeProcess, startNodeProcess, stopAll } from "./helpers/processes.js";
-import { RawClient } from "./helpers/raw-client.js";
-import { RedisServer, redisAvailable } from "./helpers/redis.js";
-import { startWorker } from "./helpers/worker.js";
+} from "../helpers/cluster.js";
+import { Load, missing } from "../helpers/load.js";
+import { type NodeProcess, startNodeProcess, stopAll } from "../helpers/processes.js";
+import { RawClient } from "../helpers/raw-client.js";
+import { RedisServer, redisAvailable } from "../helpers/redis.js";
+import { startWorker } from "../helpers/worker.js";
 
 afterAll(stopAll);
 

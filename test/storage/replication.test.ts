@@ -3,9 +3,9 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { admin, attachSlave, dumpOf, joinArgs, nodeState, startIndex, until } from "./helpers/cluster.js";
-import { startNodeProcess, stopAll } from "./helpers/processes.js";
-import { RawClient } from "./helpers/raw-client.js";
+import { admin, attachSlave, dumpOf, joinArgs, nodeState, startIndex, until } from "../helpers/cluster.js";
+import { startNodeProcess, stopAll } from "../helpers/processes.js";
+import { RawClient } from "../helpers/raw-client.js";
 
 afterAll(stopAll);
 

@@ -3,11 +3,11 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { admin, joinArgs, startIndex } from "./helpers/cluster.js";
-import { type NodeProcess, startNodeProcess, stopAll } from "./helpers/processes.js";
-import { RawClient } from "./helpers/raw-client.js";
+import { admin, joinArgs, startIndex } from "../helpers/cluster.js";
+import { type NodeProcess, startNodeProcess, stopAll } from "../helpers/processes.js";
+import { RawClient } from "../helpers/raw-client.js";
 
-const BIN = fileURLToPath(new URL("../bin/flare", import.meta.url));
+const BIN = fileURLToPath(new URL("../../bin/flare", import.meta.url));
 
 /** Runs `flare admin ...`; stdout as bytes (dump output is binary). */
 async function flareAdmin(

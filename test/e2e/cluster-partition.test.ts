@@ -8,11 +8,11 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
 import { afterAll, describe, expect, it } from "vitest";
-import { dumpOf, startIndex, until } from "./helpers/cluster.js";
-import { Load, missing } from "./helpers/load.js";
-import { startNodeProcess, startRole, stopAll } from "./helpers/processes.js";
-import { RawClient } from "./helpers/raw-client.js";
-import { hasCommand } from "./helpers/tools.js";
+import { dumpOf, startIndex, until } from "../helpers/cluster.js";
+import { Load, missing } from "../helpers/load.js";
+import { startNodeProcess, startRole, stopAll } from "../helpers/processes.js";
+import { RawClient } from "../helpers/raw-client.js";
+import { hasCommand } from "../helpers/tools.js";
 
 const TOKEN = "partition-test-secret";
 const canNetns = process.getuid?.() === 0 && hasCommand("ip");

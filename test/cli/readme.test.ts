@@ -1,13 +1,13 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { clusterSchema } from "../cli/cluster.js";
-import { BEGIN, configReference, END, withReference } from "../cli/docs.js";
-import { indexSchema } from "../index/config.js";
-import { proxySchema } from "../proxy/config.js";
-import { nodeSchema } from "../storage/config.js";
+import { clusterSchema } from "../../cli/cluster.js";
+import { BEGIN, configReference, END, withReference } from "../../cli/docs.js";
+import { indexSchema } from "../../index/config.js";
+import { proxySchema } from "../../proxy/config.js";
+import { nodeSchema } from "../../storage/config.js";
 
-const README = readFileSync(fileURLToPath(new URL("../README.md", import.meta.url)), "utf8");
+const README = readFileSync(fileURLToPath(new URL("../../README.md", import.meta.url)), "utf8");
 
 describe("README", () => {
   it("holds the config reference generated from the schemas (npm run docs rewrites it)", () => {
