@@ -79,7 +79,7 @@ function nodePath(c: Context, key: string, rest = ""): string {
  */
 const relay = (res: Response): Response => {
   const headers = new Headers();
-  res.headers.forEach((value, name) => headers.append(name, value));
+  for (const [name, value] of res.headers) headers.append(name, value);
   return new Response(res.body, { status: res.status, statusText: res.statusText, headers });
 };
 

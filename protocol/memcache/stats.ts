@@ -190,7 +190,8 @@ function threads(source: StatsSource, which: string | undefined, out: ReplyBuffe
   }
   if (which !== "request") {
     // Ids apart from connection numbers, as Flare's thread ids are one sequence.
-    streams.forEach((s, i) => thread(1_000_000 + i, NODE_THREAD, s.peer, "sync", 0, "execute", s.queued));
+    for (const [i, s] of streams.entries())
+      thread(1_000_000 + i, NODE_THREAD, s.peer, "sync", 0, "execute", s.queued);
   }
   return true;
 }
