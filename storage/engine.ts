@@ -70,4 +70,4 @@ export interface TombstoneJournal {
 }
 
 /** Told about items an engine dropped on its own (LRU), so their versions are not forgotten. */
-export type EvictionListener = (key: string, item: Item) => void;
+export type EvictionListener = (key: string, version: bigint) => void;

@@ -19,7 +19,7 @@ export async function openEngine(
       const engine = new MemoryEngine({
         limitBytes: config["memory-limit"],
         // An evicted item's version must not be reused.
-        onEvict: (key, item) => tombstones.set(key, item.version, 0),
+        onEvict: (key, version) => tombstones.set(key, version, 0),
       });
       return { engine, tombstones };
     }

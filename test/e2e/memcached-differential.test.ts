@@ -4,7 +4,7 @@
  */
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type BenchServer, startMemcached } from "../../../harness/servers.js";
+import { type BenchServer, startMemcached } from "../../harness/servers.js";
 import { admin, type SeedLayout, seedLayout } from "../helpers/cluster.js";
 import { type NodeProcess, startNodeProcess, stopAll } from "../helpers/processes.js";
 import { RawClient } from "../helpers/raw-client.js";

@@ -1,0 +1,117 @@
+/**
+ * The memory engine against a model: random writes, reads and deletes of values of every size
+ * class (and values too large for a page) under a small limit. Every key it keeps holds exactly
+ * what was last written, what it holds stays within the limit, and what it evicts is always older
+ * than everything it keeps (LRU).
+ */
+import fc from "fast-check";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { ITEM_OVERHEAD, MemoryEngine } from "../../storage/engines/memory.js";
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+const item = (value: Buffer, version: bigint) => ({
+  value,
+  flags: Number(version % 1000n),
+  version,
+  expiresAt: 0,
+});
+
+describe("memory engine", () => {
+  it("random writes, reads and deletes: exact values, bounded memory, LRU evictions", () => {
+    vi.useFakeTimers();
+    const sizes = fc.oneof(
+      fc.integer({ min: 0, max: 200 }),
+      fc.integer({ min: 200, max: 20_000 }),
+      fc.integer({ min: 60_000, max: 140_000 }),
+    );
+    const op = fc.oneof(
+      fc.record({ kind: fc.constant("put" as const), key: fc.integer({ min: 0, max: 60 }), size: sizes }),
+      fc.record({ kind: fc.constant("get" as const), key: fc.integer({ min: 0, max: 60 }) }),
+      fc.record({ kind: fc.constant("delete" as const), key: fc.integer({ min: 0, max: 60 }) }),
+    );
+    let evictions = 0;
+    fc.assert(
+      fc.property(fc.array(op, { minLength: 50, maxLength: 400, size: "max" }), (ops) => {
+        const limit = 1024 * 1024;
+        const evicted: string[] = [];
+        const engine = new MemoryEngine({ limitBytes: limit, onEvict: (key) => evicted.push(key) });
+        const model = new Map<string, { value: Buffer; version: bigint }>();
+        /** When each key was last written or read: the model's LRU order. */
+        const used = new Map<string, number>();
+        let version = 0n;
+        let clock = 0;
+        for (const o of ops) {
+          // Past the engine's bump interval: every access reorders, so the model's order is exact.
+          vi.advanceTimersByTime(1000);
+          clock++;
+          const key = `k${o.key}`;
+          if (o.kind === "put") {
+            const value = Buffer.alloc(o.size, Number(++version % 251n));
+            if (engine.put(key, item(value, version))) {
+              model.set(key, { value, version });
+              used.set(key, clock);
+            } else {
+              // Refused (larger than the whole limit): the key holds nothing.
+              model.delete(key);
+            }
+          } else if (o.kind === "get") {
+            const got = engine.get(key);
+            const want = model.get(key);
+            if (want !== undefined) {
+              expect(got?.version).toBe(want.version);
+              expect(got?.value.equals(want.value)).toBe(true);
+              used.set(key, clock);
+            }
+          } else {
+            expect(engine.delete(key)).toBe(model.has(key));
+            model.delete(key);
+          }
+          evictions += evicted.length;
+          const gone = new Set(evicted.splice(0));
+          for (const key of gone) {
+            // Older than every key kept (the check must not read the engine: a read reorders it).
+            const at = used.get(key) as number;
+            for (const k of model.keys()) if (!gone.has(k)) expect(used.get(k) as number).toBeGreaterThan(at);
+          }
+          for (const key of gone) model.delete(key);
+          expect(engine.stats().bytes).toBeLessThanOrEqual(limit);
+          expect(engine.stats().items).toBe(model.size);
+        }
+        for (const [key, want] of model) expect(engine.get(key)?.value.equals(want.value)).toBe(true);
+      }),
+      { numRuns: 60 },
+    );
+    // The limit was reached, again and again: evictions were checked, not just allowed.
+    expect(evictions).toBeGreaterThan(1000);
+  });
+
+  it("a full cache: every write evicts in constant time and the newest items stay", () => {
+    const limit = 4 * 1024 * 1024;
+    const engine = new MemoryEngine({ limitBytes: limit });
+    const value = Buffer.alloc(100, 7);
+    const n = 200_000;
+    for (let i = 0; i < n; i++) expect(engine.put(`key:${i}`, item(value, BigInt(i + 1)))).toBe(true);
+    const stats = engine.stats();
+    expect(stats.bytes).toBeLessThanOrEqual(limit);
+    // 104-byte chunks plus the per-item overhead, in whole pages (an eighth of the limit here).
+    expect(stats.items).toBeGreaterThan((limit - limit / 8) / (104 + ITEM_OVERHEAD));
+    expect(stats.evictions).toBe(n - stats.items);
+    for (let i = n - stats.items; i < n; i++) expect(engine.get(`key:${i}`)?.version).toBe(BigInt(i + 1));
+    expect(engine.get(`key:${n - stats.items - 1}`)).toBeUndefined();
+  });
+
+  it("gives a size class's pages to another class when the workload changes", () => {
+    const limit = 2 * 1024 * 1024;
+    const engine = new MemoryEngine({ limitBytes: limit });
+    for (let i = 0; i < 50_000; i++) engine.put(`small:${i}`, item(Buffer.alloc(50), 1n));
+    for (let i = 0; i < 2_000; i++)
+      expect(engine.put(`big:${i}`, item(Buffer.alloc(3000, 1), 2n))).toBe(true);
+    expect(engine.stats().bytes).toBeLessThanOrEqual(limit);
+    // The newest big values are all there; the small ones made room.
+    for (let i = 1_700; i < 2_000; i++) expect(engine.get(`big:${i}`)?.value.length).toBe(3000);
+    expect(engine.get("small:0")).toBeUndefined();
+  });
+});
