@@ -107,6 +107,8 @@ const command = fc.oneof(
 
 /** How many random pipelines the property sends: `npm run fuzz` raises it. */
 const FUZZ_RUNS = Number(process.env.FLARE_FUZZ_RUNS ?? 150);
+/** Or for how long (`FLARE_FUZZ_SECONDS`): as many cases as fit. */
+const FUZZ_SECONDS = Number(process.env.FLARE_FUZZ_SECONDS ?? 0);
 
 /** Sends `stream` cut at `cuts` (fractions), one write each, and returns the replies as `exchange` does. */
 async function exchangeSplit(port: number, stream: Buffer, cuts: number[]): Promise<string> {
@@ -199,7 +201,7 @@ describe("differential: memcached 1.6, a node, the proxy", () => {
   });
 
   it(
-    `random pipelines, cut at random points, answer as memcached does, on a node and through the proxy (${FUZZ_RUNS} cases)`,
+    `random pipelines, cut at random points, answer as memcached does, on a node and through the proxy (${FUZZ_SECONDS > 0 ? `${FUZZ_SECONDS} s` : `${FUZZ_RUNS} cases`})`,
     async () => {
       let cases = 0;
       await fc.assert(
@@ -214,11 +216,18 @@ describe("differential: memcached 1.6, a node, the proxy", () => {
             cases++;
           },
         ),
-        { numRuns: FUZZ_RUNS },
+        FUZZ_SECONDS > 0
+          ? {
+              numRuns: Number.MAX_SAFE_INTEGER,
+              interruptAfterTimeLimit: FUZZ_SECONDS * 1000,
+              markInterruptAsFailure: false,
+            }
+          : { numRuns: FUZZ_RUNS },
       );
+      if (FUZZ_SECONDS === 0) expect(cases).toBe(FUZZ_RUNS);
       console.log(`differential fuzz: ${cases} random pipelines, node and proxy, no difference`);
     },
-    60_000 + FUZZ_RUNS * 100,
+    60_000 + (FUZZ_SECONDS > 0 ? FUZZ_SECONDS * 1000 : FUZZ_RUNS * 100),
   );
 
   it.each(streams)("%s", async (_what, stream, onSlave) => {
