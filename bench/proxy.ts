@@ -1,14 +1,8 @@
-/**
- * `npm run bench -- proxy`: the same load straight to a node, through the flare-ts proxy, and
- * through twemproxy (nutcracker) in front of memcached; throughput, p99 and the CPU each hop spends
- * per operation.
- */
-import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ask, joinArgs, startCluster, startRole } from "../harness/cluster.js";
-import { cpuSeconds, freePort, startMemcached, waitListening } from "../harness/servers.js";
+import { cpuSeconds, startMemcached, startTwemproxy } from "../harness/servers.js";
 import { runHttpLoad } from "./http-load.js";
 import { preload, runLoad } from "./load.js";
 
@@ -57,28 +51,6 @@ async function measureHttp(
     rows.push({ path, op, opsPerSecond: r.opsPerSecond, p99us: r.p99us, hopCpuUs: cpu });
   }
   return rows;
-}
-
-async function startTwemproxy(
-  backendPort: number,
-): Promise<{ port: number; pid: number; stop: () => Promise<void> }> {
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), "flare-twemproxy-"));
-  const conf = join(dir, "nutcracker.yml");
-  writeFileSync(
-    conf,
-    `pool:\n  listen: 127.0.0.1:${port}\n  hash: fnv1a_64\n  distribution: ketama\n  timeout: 1000\n  server_connections: 2\n  servers:\n   - 127.0.0.1:${backendPort}:1\n`,
-  );
-  const proc = spawn("nutcracker", ["-c", conf, "-s", String(await freePort())], { stdio: "ignore" });
-  await waitListening(proc, port, "nutcracker");
-  return {
-    port,
-    pid: proc.pid as number,
-    stop: async () => {
-      proc.kill("SIGTERM");
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
 }
 
 /**

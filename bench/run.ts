@@ -17,6 +17,8 @@ import {
 } from "../harness/servers.js";
 import { failoverBench } from "./failover.js";
 import { preload, runLoad } from "./load.js";
+import { memoryBench } from "./memory.js";
+import { oneInFlightBench } from "./one-in-flight.js";
 import { proxyBench } from "./proxy.js";
 import { replicationBench } from "./replication.js";
 
@@ -125,6 +127,16 @@ export async function runBench(): Promise<void> {
   }
   if (process.argv.includes("proxy")) {
     await proxyBench(arg("duration", 3) * 1000);
+    return;
+  }
+  if (process.argv.includes("one-in-flight")) {
+    await oneInFlightBench(arg("duration", 5), arg("connections", 50));
+    return;
+  }
+  if (process.argv.includes("memory")) {
+    const items = process.argv.includes("--items") ? arg("items", 0) : undefined;
+    const limit = process.argv.includes("--limit") ? arg("limit", 1024) : undefined;
+    await memoryBench(items, limit);
     return;
   }
   if (process.argv.includes("replication")) {

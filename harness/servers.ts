@@ -1,7 +1,7 @@
 /** Servers the bench runs: flare-ts nodes and the real programs they are compared with. */
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -63,9 +63,23 @@ export async function startFlareNode(
   };
 }
 
-export async function startMemcached(): Promise<BenchServer> {
+/** memcached with one worker thread and `megabytes` of item memory. */
+export async function startMemcached(megabytes = 1024): Promise<BenchServer> {
   const port = await freePort();
-  const args = ["-t", "1", "-p", String(port), "-l", "127.0.0.1", "-U", "0", "-m", "1024", "-u", "root"];
+  const args = [
+    "-t",
+    "1",
+    "-p",
+    String(port),
+    "-l",
+    "127.0.0.1",
+    "-U",
+    "0",
+    "-m",
+    String(megabytes),
+    "-u",
+    "root",
+  ];
   const proc = spawn("memcached", args, { stdio: "ignore" });
   await waitListening(proc, port, "memcached");
   return { name: "memcached -t 1", port, pid: proc.pid as number, stop: () => stopChild(proc) };
@@ -99,6 +113,29 @@ export async function startRedis(): Promise<{ url: string; pid: number; stop: ()
     pid: proc.pid as number,
     stop: async () => {
       await stopChild(proc);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** twemproxy (nutcracker) in front of one memcached-protocol server. */
+export async function startTwemproxy(
+  backendPort: number,
+): Promise<{ port: number; pid: number; stop: () => Promise<void> }> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "flare-twemproxy-"));
+  const conf = join(dir, "nutcracker.yml");
+  writeFileSync(
+    conf,
+    `pool:\n  listen: 127.0.0.1:${port}\n  hash: fnv1a_64\n  distribution: ketama\n  timeout: 1000\n  server_connections: 2\n  servers:\n   - 127.0.0.1:${backendPort}:1\n`,
+  );
+  const proc = spawn("nutcracker", ["-c", conf, "-s", String(await freePort())], { stdio: "ignore" });
+  await waitListening(proc, port, "nutcracker");
+  return {
+    port,
+    pid: proc.pid as number,
+    stop: async () => {
+      proc.kill("SIGTERM");
       rmSync(dir, { recursive: true, force: true });
     },
   };
