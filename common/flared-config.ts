@@ -39,7 +39,10 @@ export const frontKeys = {
     .int(1, 2_147_483)
     .default(600)
     .describe("Seconds a connection may stay idle or stalled."),
-  "back-log": cfg.int(1, 65535).default(30).describe("Listen backlog."),
+  "back-log": cfg
+    .int(1, 65535)
+    .default(1024)
+    .describe("Listen backlog: connections waiting to be accepted (Flare: 30, memcached: 1024)."),
   "item-size-max": cfg
     .bytes(1024, 1024 ** 3)
     .default(1024 * 1024)

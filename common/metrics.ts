@@ -58,6 +58,8 @@ class Buckets {
 /** Request latencies by command, recorded on the hot path, exported as one prom-client histogram. */
 export class LatencyRecorder {
   private readonly byCommand = new Map<string, Buckets>();
+  private lastCommand = "";
+  private lastBuckets: Buckets | undefined;
 
   constructor(registry: Registry, name: string, help: string) {
     const recorder = this;
@@ -77,11 +79,14 @@ export class LatencyRecorder {
 
   /** `n` requests of `command` that each took `seconds`. */
   record(command: string, seconds: number, n = 1): void {
-    let b = this.byCommand.get(command);
+    // Packets mostly repeat one command: skip the lookup then.
+    let b = command === this.lastCommand ? this.lastBuckets : this.byCommand.get(command);
     if (b === undefined) {
       b = new Buckets();
       this.byCommand.set(command, b);
     }
+    this.lastCommand = command;
+    this.lastBuckets = b;
     let i = 0;
     while (i < BOUNDS.length && seconds > (BOUNDS[i] as number)) i++;
     b.counts[i] = (b.counts[i] as number) + n;

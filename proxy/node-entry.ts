@@ -90,6 +90,7 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
       maxConnections: config["max-connection"],
       readTimeoutSeconds: config["net-read-timeout"],
       secret,
+      keepRaw: true,
       limits: {
         maxLine: config["max-line-length"],
         maxValue: config["item-size-max"],

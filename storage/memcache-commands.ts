@@ -88,6 +88,15 @@ export class MemcacheCommands implements CommandHandler {
    * or a promise of that when the engine answers later (the reply is in `out` when it settles).
    */
   execute(req: Request, out: ReplyBuffer, stream?: () => Promise<void>): Execution {
+    // The hot path: a read is neither fenced nor replicated.
+    if (req.op === "get" || req.op === "gets") {
+      try {
+        const r = this.apply(req, out);
+        return typeof r === "boolean" ? r : r.catch((err: unknown) => this.fail(req, out, err));
+      } catch (err) {
+        return this.fail(req, out, err);
+      }
+    }
     const repl = this.replication;
     if (repl?.replicator.active && WRITE_OPS.has(req.op)) return this.replicated(req, out, repl);
     if (req.op === "dump") {

@@ -67,6 +67,8 @@ export class RequestParser {
     private readonly secret?: ClusterSecret,
     /** Where refused oversized values are counted (`stats` store_too_large). */
     private readonly counts: { storeTooLarge: number } = { storeTooLarge: 0 },
+    /** Keep each get's and set's bytes as they arrived (`raw`): a proxy forwards them as they are. */
+    private readonly keepRaw = false,
   ) {}
 
   /** Whether the connection proved it is a cluster peer (else it is a plain memcached client). */
@@ -163,7 +165,7 @@ export class RequestParser {
       const proxied = from !== undefined;
       let req = this.parseHot(data, lineStart, lineEnd);
       if (req === undefined) req = this.parseLine(data.latin1Slice(lineStart, lineEnd));
-      else if (req !== null && (req.op === "get" || req.op === "gets") && !proxied)
+      else if (this.keepRaw && req !== null && (req.op === "get" || req.op === "gets") && !proxied)
         req.raw = data.subarray(lineStart, pos);
       if (proxied) markProxied(req ?? this.pending, from as string, seq);
       if (req !== null) {
@@ -184,7 +186,8 @@ export class RequestParser {
       const need = this.pendingBytes;
       if (end - pos >= need + 2) {
         this.pending = null;
-        if (this.pendingHot && !proxied) pending.raw = data.subarray(lineStart, pos + need + 2);
+        if (this.keepRaw && this.pendingHot && !proxied)
+          pending.raw = data.subarray(lineStart, pos + need + 2);
         this.finishValue(pending, data.subarray(pos, pos + need), data[pos + need], data[pos + need + 1]);
         pos += need + 2;
       } else {

@@ -10,9 +10,13 @@ const CRLF = Buffer.from("\r\n");
 
 const NONE = Buffer.alloc(0);
 
+const VALUE_ = Buffer.from("VALUE ");
+
 export class ReplyBuffer {
   /** Allocated on first use: a reply held back in a slot is often one small line. */
   private chunk: Buffer = NONE;
+  /** Bytes of `chunk` before `start` were handed over; those up to `used` are collected. */
+  private start = 0;
   private used = 0;
 
   /**
@@ -28,7 +32,7 @@ export class ReplyBuffer {
   private done: Buffer[] = [];
 
   get empty(): boolean {
-    return this.used === 0 && this.done.length === 0;
+    return this.used === this.start && this.done.length === 0;
   }
 
   /** Writes `text` and CRLF; `text` is latin1 (keys are kept as latin1 strings: one char, one byte). */
@@ -43,13 +47,30 @@ export class ReplyBuffer {
     this.used = at;
   }
 
-  /** `VALUE <key> <flags> <bytes>[ <cas>]` + data block. */
+  /**
+   * `VALUE <key> <flags> <bytes>[ <cas>]` + data block, written straight into the chunk: the
+   * reply of every get hit, so no string is built for it.
+   */
   value(key: string, flags: number, data: Uint8Array, cas?: bigint): void {
-    this.line(
-      cas === undefined
-        ? `VALUE ${key} ${flags} ${data.length}`
-        : `VALUE ${key} ${flags} ${data.length} ${cas}`,
-    );
+    const casText = cas === undefined ? "" : cas.toString();
+    const need = 6 + key.length + 24 + casText.length + 2;
+    if (this.used + need > this.chunk.length) this.grow(need);
+    const c = this.chunk;
+    let at = this.used;
+    VALUE_.copy(c, at);
+    at += 6;
+    at += c.latin1Write(key, at);
+    c[at++] = 32;
+    at = writeDigits(c, at, flags);
+    c[at++] = 32;
+    at = writeDigits(c, at, data.length);
+    if (cas !== undefined) {
+      c[at++] = 32;
+      at += c.latin1Write(casText, at);
+    }
+    c[at++] = 13;
+    c[at++] = 10;
+    this.used = at;
     this.bytes(data);
     this.bytes(CRLF);
   }
@@ -91,16 +112,46 @@ export class ReplyBuffer {
     return out;
   }
 
+  /**
+   * The collected bytes when they are one piece (a packet's replies usually are), handed over as
+   * `take` would; undefined when there are none or several (then `take`). No array is made.
+   */
+  takeOne(): Buffer | undefined {
+    if (this.done.length > 0 || this.used === this.start) return undefined;
+    const piece = this.chunk.subarray(this.start, this.used);
+    this.handedOver();
+    return piece;
+  }
+
   private seal(): void {
-    if (this.used === 0) return;
-    this.done.push(this.chunk.subarray(0, this.used));
-    this.chunk = this.chunk.subarray(this.used);
-    this.used = 0;
-    if (this.chunk.length < 256) this.chunk = NONE;
+    if (this.used === this.start) return;
+    this.done.push(this.chunk.subarray(this.start, this.used));
+    this.handedOver();
+  }
+
+  private handedOver(): void {
+    this.start = this.used;
+    if (this.chunk.length - this.used < 256) {
+      this.chunk = NONE;
+      this.start = this.used = 0;
+    }
   }
 
   private grow(need: number): void {
     this.seal();
     this.chunk = Buffer.allocUnsafe(Math.max(this.chunkSize, need));
+    this.start = this.used = 0;
   }
+}
+
+/** Writes `n` (a non-negative integer) in decimal at `at`; returns the end. */
+function writeDigits(c: Buffer, at: number, n: number): number {
+  if (n < 10) {
+    c[at] = 48 + n;
+    return at + 1;
+  }
+  let end = at;
+  for (let x = n; x > 0; x = Math.floor(x / 10)) end++;
+  for (let i = end - 1, x = n; i >= at; i--, x = Math.floor(x / 10)) c[i] = 48 + (x % 10);
+  return end;
 }

@@ -100,6 +100,7 @@ export interface ConnectionView {
   /** host:port of the client. */
   readonly peer: string;
   readonly openedAt: number;
+  /** performance.now() when it last sent anything. */
   readonly lastCommandAt: number;
   /** The last command it sent ("" before the first). */
   readonly lastOp: string;
@@ -123,12 +124,15 @@ export interface MemcacheServerOptions {
   limits: ParserLimits;
   /** The cluster's secret: connections that prove it may send cluster traffic. */
   secret: ClusterSecret;
+  /** Keep requests' bytes as they arrived (a proxy forwards them). */
+  keepRaw?: boolean;
 }
 
 export class MemcacheServer {
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
   private readonly open = new Set<Connection>();
+  private sweeper: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly options: MemcacheServerOptions,
@@ -148,7 +152,25 @@ export class MemcacheServer {
     this.server = createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.accept(socket));
   }
 
+  /**
+   * Closes connections idle (or stalled mid-request) past net-read-timeout. One sweep a second for
+   * all of them, instead of a socket timer that every read and write would re-arm.
+   */
+  private kickIdle(): void {
+    const now = performance.now();
+    const limit = this.options.readTimeoutSeconds * 1000;
+    for (const c of this.open) {
+      if (now - c.lastCommandAt > limit) {
+        this.info.connections.idleKicks++;
+        c.close();
+      }
+    }
+  }
+
   listen(): Promise<AddressInfo> {
+    const every = Math.min(1000, this.options.readTimeoutSeconds * 250);
+    this.sweeper = setInterval(() => this.kickIdle(), every);
+    this.sweeper.unref();
     return new Promise((resolve, reject) => {
       this.server.once("error", reject);
       this.server.listen(
@@ -162,6 +184,7 @@ export class MemcacheServer {
   }
 
   close(): Promise<void> {
+    clearInterval(this.sweeper);
     return new Promise((resolve) => {
       this.server.close(() => resolve());
       for (const socket of this.sockets) socket.destroy();
@@ -217,7 +240,8 @@ class Connection implements ConnectionView {
   readonly id = ++connectionIds;
   readonly peer: string;
   readonly openedAt = Date.now();
-  lastCommandAt = this.openedAt;
+  /** performance.now() of the last bytes read or streamed: idle connections are closed by it. */
+  lastCommandAt = performance.now();
   lastOp = "";
   private readonly out = new ReplyBuffer();
   private readonly parser: RequestParser;
@@ -257,11 +281,8 @@ class Connection implements ConnectionView {
       },
       options.secret,
       info.traffic,
+      options.keepRaw,
     );
-    socket.setTimeout(options.readTimeoutSeconds * 1000, () => {
-      info.connections.idleKicks++;
-      socket.destroy();
-    });
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
     socket.on("end", () => {
       this.quit();
@@ -280,6 +301,10 @@ class Connection implements ConnectionView {
    */
   get owed(): number {
     return this.waiting.length;
+  }
+
+  close(): void {
+    this.socket.destroy();
   }
 
   private handle(req: Request): void {
@@ -329,20 +354,27 @@ class Connection implements ConnectionView {
   /** Requests answered at once in this packet, as runs of one command (pipelines repeat one). */
   private runOp = "";
   private runLength = 0;
-  private readonly runs: [string, number][] = [];
+  /** Earlier runs of the packet, as parallel lists kept from packet to packet (no allocation). */
+  private readonly runOps: string[] = [];
+  private readonly runCounts: number[] = [];
+  private runs = 0;
 
   private startRun(op: string): void {
-    if (this.runLength > 0) this.runs.push([this.runOp, this.runLength]);
+    if (this.runLength > 0) {
+      this.runOps[this.runs] = this.runOp;
+      this.runCounts[this.runs++] = this.runLength;
+    }
     this.runOp = op;
     this.runLength = 1;
   }
 
   private recordRuns(latency: LatencyRecorder): void {
-    this.startRun("");
-    this.runLength = 0;
     const seconds = (performance.now() - this.packetStart) / 1000;
-    for (const [op, n] of this.runs) latency.record(op, seconds, n);
-    this.runs.length = 0;
+    for (let i = 0; i < this.runs; i++) latency.record(this.runOps[i] as string, seconds, this.runCounts[i]);
+    latency.record(this.runOp, seconds, this.runLength);
+    this.runs = 0;
+    this.runOp = "";
+    this.runLength = 0;
   }
 
   private timeSlot(slot: Slot, op: string): void {
@@ -352,6 +384,7 @@ class Connection implements ConnectionView {
 
   /** For a long reply at the head of the line (dump): send what is ready, then wait for the socket. */
   private readonly stream = (): Promise<void> => {
+    this.lastCommandAt = performance.now();
     this.flush();
     const socket = this.socket;
     if (!socket.writableNeedDrain || socket.destroyed) return Promise.resolve();
@@ -410,10 +443,12 @@ class Connection implements ConnectionView {
 
   private onData(chunk: Buffer): void {
     this.info.traffic.bytesRead += chunk.length;
-    this.lastCommandAt = Date.now();
     packets++;
+    // One clock read a packet, for latency and for the idle check alike.
+    const now = performance.now();
+    this.lastCommandAt = now;
+    this.packetStart = now;
     const latency = this.info.latency;
-    if (latency !== undefined) this.packetStart = performance.now();
     this.parser.push(chunk);
     this.flush();
     if (latency !== undefined && this.runLength > 0) this.recordRuns(latency);
@@ -426,16 +461,16 @@ class Connection implements ConnectionView {
   }
 
   private flush(): void {
-    const pieces = this.out.take();
-    if (pieces.length === 0) return;
     const socket = this.socket;
     let ok: boolean;
     let n = 0;
-    if (pieces.length === 1) {
-      const piece = pieces[0] as Buffer;
-      n = piece.length;
-      ok = socket.write(piece);
+    const one = this.out.takeOne();
+    if (one !== undefined) {
+      n = one.length;
+      ok = socket.write(one);
     } else {
+      const pieces = this.out.take();
+      if (pieces.length === 0) return;
       socket.cork();
       ok = true;
       for (const piece of pieces) {

@@ -133,7 +133,7 @@ function pairs(list: StatPairs, out: ReplyBuffer): void {
 function conns(server: ServerCounters, out: ReplyBuffer): void {
   const listing = server.listing?.();
   if (listing === undefined) return;
-  const now = Date.now();
+  const now = performance.now();
   out.line(`STAT 0:addr tcp:${listing.listen}`);
   out.line("STAT 0:state conn_listening");
   out.line("STAT 0:secs_since_last_cmd 0");

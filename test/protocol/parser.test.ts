@@ -209,13 +209,15 @@ describe("memcached request parser", () => {
     expect(requests).toEqual([]);
   });
 
-  it("keeps the bytes of plain gets and sets to forward as they came; never for noreply or proxied ones", () => {
+  it("keeps the bytes of plain gets and sets to forward as they came (a proxy's parser); never for noreply or proxied ones", () => {
     const raws: (string | undefined)[] = [];
     const parser = new RequestParser(
       limits,
       (r) => raws.push("raw" in r && r.raw !== undefined ? r.raw.toString("latin1") : undefined),
       () => {},
       new ClusterSecret(undefined),
+      { storeTooLarge: 0 },
+      true,
     );
     parser.session.peer = "node";
     const plainGet = "get a b\r\n";
@@ -230,6 +232,15 @@ describe("memcached request parser", () => {
     parser.push(Buffer.from("set s 0 0 2\r\n", "latin1"));
     parser.push(Buffer.from("ab\r\n", "latin1"));
     expect(raws).toEqual([plainGet, "gets a\n", plainSet, undefined, undefined, undefined, undefined]);
+    // A node's parser keeps nothing: the views would cost an allocation a request for nothing.
+    const kept: unknown[] = [];
+    const plain = new RequestParser(
+      limits,
+      (r) => kept.push("raw" in r ? r.raw : undefined),
+      () => {},
+    );
+    plain.push(Buffer.from(`${plainGet}${plainSet}`, "latin1"));
+    expect(kept).toEqual([undefined, undefined]);
   });
 
   it("parses Flare's version field and sync options from a cluster peer", () => {

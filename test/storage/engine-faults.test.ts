@@ -119,6 +119,7 @@ describe.skipIf(!redisAvailable)("redis engine faults", () => {
       for (let i = 0; running; i++) {
         const t0 = performance.now();
         const reply = await l.ask(`set load${i % 100} 0 0 2\r\nok\r\n`);
+        if (l.closed) throw new Error(`the node closed the connection (exit code ${node.proc.exitCode})`);
         slowest = Math.max(slowest, performance.now() - t0);
         answers.push(reply.trimEnd());
       }
