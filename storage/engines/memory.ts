@@ -1,14 +1,16 @@
 /**
- * In-memory engine with memory that is known in advance, laid out as memcached lays it out:
+ * In-memory engine whose memory is known in advance, laid out as memcached lays it out:
  *
- * - Values live in 1 MiB pages cut into chunks of one size class (sizes grow by 1.25×), so the
- *   engine holds a few large Buffers instead of one object and one Buffer per item. A value larger
- *   than half a page gets a Buffer of its own.
- * - Per item, the rest is a slot in typed arrays (flags, version, expiry, LRU links) and the key
- *   string in the index Map; together about ITEM_OVERHEAD bytes, counted against the limit.
- * - `memory-limit` bounds pages + large values + items × ITEM_OVERHEAD: what the engine holds.
- *   When a write needs room the least recently used item goes (one global LRU, O(1) per eviction);
- *   a page whose items all went returns to a pool any size class can take.
+ * - An item's key and value live together in a chunk of a 1 MiB page, pages being cut into chunks
+ *   of one size class (sizes grow by 1.25×). The engine holds a few large Buffers, not an object,
+ *   a Buffer and a string per item. An item too large for half a page gets a Buffer of its own.
+ * - The rest of an item is a slot in typed arrays (flags, version, expiry, LRU links, hash), and
+ *   keys are found through an open-addressing hash table, itself a typed array. Nothing per item
+ *   lives on the JavaScript heap, so items that come and go leave no garbage for V8 to collect.
+ * - `memory-limit` bounds pages + own buffers + items × ITEM_OVERHEAD (the typed-array slots and
+ *   the hash table): what the engine holds. When a write needs room the least recently used item
+ *   goes (one global LRU, O(1) per eviction); a page whose items all went returns to a pool any
+ *   size class can take.
  * - An item moves to the young end at most once a second (memcached's ITEM_UPDATE_INTERVAL), so
  *   hot reads do not pay for reordering on every hit.
  *
@@ -22,14 +24,13 @@ const MAX_PAGE = 1 << 20;
 const MIN_CHUNK = 48;
 const GROWTH = 1.25;
 /**
- * What an item costs beside its value: its Map entry and key string (V8: about 70 bytes for keys
- * up to 24 bytes) and its typed-array slots (44 bytes, arrays grown by 1.5×). Measured with
- * 1 M items (README, Performance).
+ * What an item costs beside its chunk: 44 bytes of typed-array slots (grown by 1.25×) and its
+ * share of the hash table (kept at most half full), rounded up.
  */
-export const ITEM_OVERHEAD = 144;
+export const ITEM_OVERHEAD = 72;
 const BUMP_INTERVAL_S = 1;
 const NONE = -1;
-/** pageOf value of an item whose value has a Buffer of its own. */
+/** pageOf value of an item with a Buffer of its own. */
 const LARGE = -2;
 
 interface Page {
@@ -66,12 +67,18 @@ function sizeClasses(page: number): SizeClass[] {
   }
 }
 
+/** FNV-1a over the key's bytes (latin1: one char, one byte). */
+function hashKey(key: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
 export class MemoryEngine implements SyncEngine {
   readonly kind = "memory";
   readonly sync = true;
-  private readonly index = new Map<string, number>();
   private readonly page: number;
-  /** Values above this get a Buffer of their own instead of a chunk. */
+  /** Items above this (key and value) get a Buffer of their own instead of a chunk. */
   private readonly maxChunk: number;
   private readonly classes: SizeClass[];
   private readonly pages: (Page | undefined)[] = [];
@@ -81,17 +88,21 @@ export class MemoryEngine implements SyncEngine {
   private pageBytes = 0;
   private largeBytes = 0;
   private evictions = 0;
+  private count = 0;
   /** Seconds since start, for the LRU's once-a-second moves: a tick a second, not a clock read per get. */
   private clock = 0;
   private readonly ticker: NodeJS.Timeout;
 
   // Items, as slots of parallel arrays (struct of arrays: no object per item).
   private capacity = 0;
-  private keys: (string | undefined)[] = [];
   private large: (Buffer | undefined)[] = [];
   private pageOf = new Int32Array(0);
   private chunkOf = new Int32Array(0);
-  private length = new Int32Array(0);
+  private keyLength = new Uint16Array(0);
+  /** 1 while the slot holds an item. */
+  private live = new Uint8Array(0);
+  private valueLength = new Int32Array(0);
+  private hashes = new Uint32Array(0);
   private flags = new Uint32Array(0);
   private versions = new BigUint64Array(0);
   private expires = new Float64Array(0);
@@ -103,6 +114,8 @@ export class MemoryEngine implements SyncEngine {
   /** LRU ends: head is the most recently used. */
   private head = NONE;
   private tail = NONE;
+  /** Linear-probing hash table of item ids + 1 (0: empty), at most half full. */
+  private table = new Int32Array(1024);
 
   constructor(private readonly options: MemoryEngineOptions) {
     this.page = Math.min(MAX_PAGE, 2 ** Math.floor(Math.log2(options.limitBytes / 8)));
@@ -113,9 +126,9 @@ export class MemoryEngine implements SyncEngine {
   }
 
   get(key: string): Item | undefined {
-    const id = this.index.get(key);
-    if (id === undefined) return undefined;
-    const now = this.seconds();
+    const id = this.find(key, hashKey(key));
+    if (id === NONE) return undefined;
+    const now = this.clock;
     if (now - (this.bumped[id] as number) >= BUMP_INTERVAL_S) {
       this.bumped[id] = now;
       if (this.head !== id) {
@@ -127,58 +140,67 @@ export class MemoryEngine implements SyncEngine {
   }
 
   put(key: string, item: Item): boolean {
-    const n = item.value.length;
-    const cls = n > this.maxChunk ? NONE : this.classOf(n);
-    if ((cls === NONE ? n : this.page) + ITEM_OVERHEAD > this.options.limitBytes) return false;
-    let id = this.index.get(key);
-    if (id !== undefined && cls !== NONE && this.pageOf[id] !== LARGE) {
+    const need = key.length + item.value.length;
+    const cls = need > this.maxChunk ? NONE : this.classOf(need);
+    if ((cls === NONE ? need : this.page) + ITEM_OVERHEAD > this.options.limitBytes) return false;
+    const hash = hashKey(key);
+    let id = this.find(key, hash);
+    if (id !== NONE && cls !== NONE && this.pageOf[id] !== LARGE) {
       const page = this.pages[this.pageOf[id] as number] as Page;
       if (page.cls === cls) {
         // Same size class: the value is overwritten where it is.
-        this.fill(id, page.buf, (this.chunkOf[id] as number) * (this.classes[cls] as SizeClass).size, item);
+        this.fill(
+          id,
+          page.buf,
+          (this.chunkOf[id] as number) * (this.classes[cls] as SizeClass).size,
+          key,
+          item,
+        );
         this.touchLru(id);
         return true;
       }
     }
-    if (id !== undefined) {
-      // Out of the LRU while room is made, so making room cannot evict it.
+    if (id !== NONE) {
+      // Out of the LRU and the table while room is made, so making room cannot evict it.
       this.unlink(id);
       this.release(id);
+      this.unindex(id);
     } else {
-      id = this.newId(key);
+      id = this.newId();
     }
-    if (!this.place(id, cls, item)) {
-      // Nothing left to evict and still no room: the key is gone (memcached unlinks it too).
-      this.index.delete(key);
-      this.keys[id] = undefined;
+    this.hashes[id] = hash;
+    if (!this.place(id, cls, key, item)) {
+      // Nothing left to evict and still no room: the key holds nothing (memcached unlinks it too).
       this.freeIds.push(id);
       return false;
     }
-    this.bumped[id] = this.seconds();
+    this.index(id);
+    this.bumped[id] = this.clock;
     this.linkHead(id);
     return true;
   }
 
   delete(key: string): boolean {
-    const id = this.index.get(key);
-    if (id === undefined) return false;
+    const id = this.find(key, hashKey(key));
+    if (id === NONE) return false;
     this.remove(id);
     return true;
   }
 
   clear(): void {
-    this.index.clear();
     for (const c of this.classes) c.partial = [];
     this.pages.length = 0;
     this.freePageSlots.length = 0;
     this.pool.length = 0;
     this.pageBytes = 0;
     this.largeBytes = 0;
-    this.keys = [];
     this.large = [];
     this.freeIds.length = 0;
     this.nextId = 0;
+    this.count = 0;
     this.head = this.tail = NONE;
+    this.table = new Int32Array(1024);
+    this.live.fill(0);
   }
 
   settled(): undefined {
@@ -189,12 +211,12 @@ export class MemoryEngine implements SyncEngine {
     return true;
   }
 
+  /** Every item, slot by slot; items written meanwhile may be missed or seen twice. */
   async *scan(): AsyncIterable<[string, Item]> {
     let n = 0;
-    for (const [key, id] of this.index) {
-      // Still there: the Map iterator goes on across deletes, but the slot may hold another key.
-      if (this.keys[id] !== key) continue;
-      yield [key, this.item(id)];
+    for (let id = 0; id < this.nextId; id++) {
+      if (this.live[id] !== 1) continue;
+      yield [this.keyOf(id), this.item(id)];
       // Let writes and other connections in between batches.
       if (++n % 1000 === 0) await new Promise<void>((resolve) => setImmediate(resolve));
     }
@@ -202,7 +224,7 @@ export class MemoryEngine implements SyncEngine {
 
   stats(): EngineStats {
     return {
-      items: this.index.size,
+      items: this.count,
       bytes: this.used(),
       limitBytes: this.options.limitBytes,
       evictions: this.evictions,
@@ -214,13 +236,9 @@ export class MemoryEngine implements SyncEngine {
     this.clear();
   }
 
-  /** What the engine holds: pages (in use or pooled), values of their own, items' overhead. */
+  /** What the engine holds: pages (in use or pooled), items' own buffers, items' overhead. */
   private used(): number {
-    return this.pageBytes + this.largeBytes + this.index.size * ITEM_OVERHEAD;
-  }
-
-  private seconds(): number {
-    return this.clock;
+    return this.pageBytes + this.largeBytes + this.count * ITEM_OVERHEAD;
   }
 
   private classOf(n: number): number {
@@ -235,16 +253,28 @@ export class MemoryEngine implements SyncEngine {
     return lo;
   }
 
-  private item(id: number): Item {
-    const n = this.length[id] as number;
-    const value = Buffer.allocUnsafe(n);
+  /** The buffer holding item `id`: its key, then its value, from `offsetOf(id)`. */
+  private bufOf(id: number): Buffer {
     const page = this.pageOf[id] as number;
-    if (page === LARGE) (this.large[id] as Buffer).copy(value, 0, 0, n);
-    else {
-      const p = this.pages[page] as Page;
-      const at = (this.chunkOf[id] as number) * (this.classes[p.cls] as SizeClass).size;
-      p.buf.copy(value, 0, at, at + n);
-    }
+    return page === LARGE ? (this.large[id] as Buffer) : (this.pages[page] as Page).buf;
+  }
+
+  private offsetOf(id: number): number {
+    const page = this.pageOf[id] as number;
+    if (page === LARGE) return 0;
+    return (this.chunkOf[id] as number) * (this.classes[(this.pages[page] as Page).cls] as SizeClass).size;
+  }
+
+  private keyOf(id: number): string {
+    const at = this.offsetOf(id);
+    return this.bufOf(id).latin1Slice(at, at + (this.keyLength[id] as number));
+  }
+
+  private item(id: number): Item {
+    const n = this.valueLength[id] as number;
+    const from = this.offsetOf(id) + (this.keyLength[id] as number);
+    const value = Buffer.allocUnsafe(n);
+    this.bufOf(id).copy(value, 0, from, from + n);
     return {
       value,
       flags: this.flags[id] as number,
@@ -253,29 +283,97 @@ export class MemoryEngine implements SyncEngine {
     };
   }
 
-  private fill(id: number, buf: Buffer, at: number, item: Item): void {
-    buf.set(item.value, at);
-    this.length[id] = item.value.length;
+  private fill(id: number, buf: Buffer, at: number, key: string, item: Item): void {
+    const k = buf.latin1Write(key, at);
+    buf.set(item.value, at + k);
+    this.keyLength[id] = k;
+    this.valueLength[id] = item.value.length;
     this.flags[id] = item.flags;
     this.versions[id] = item.version;
     this.expires[id] = item.expiresAt;
   }
 
+  /** The id of `key`, or NONE. */
+  private find(key: string, hash: number): number {
+    const table = this.table;
+    const mask = table.length - 1;
+    for (let i = hash & mask; ; i = (i + 1) & mask) {
+      const slot = table[i] as number;
+      if (slot === 0) return NONE;
+      const id = slot - 1;
+      if (this.hashes[id] === hash && this.keyIs(id, key)) return id;
+    }
+  }
+
+  private keyIs(id: number, key: string): boolean {
+    if (this.keyLength[id] !== key.length) return false;
+    const buf = this.bufOf(id);
+    const at = this.offsetOf(id);
+    for (let i = 0; i < key.length; i++) if (buf[at + i] !== key.charCodeAt(i)) return false;
+    return true;
+  }
+
+  private index(id: number): void {
+    if ((this.count + 1) * 2 > this.table.length) this.rehash(this.table.length * 2);
+    const table = this.table;
+    const mask = table.length - 1;
+    let i = (this.hashes[id] as number) & mask;
+    while (table[i] !== 0) i = (i + 1) & mask;
+    table[i] = id + 1;
+    this.live[id] = 1;
+    this.count++;
+  }
+
+  /** Takes `id` out of the table, moving later entries of its probe run back (no tombstones). */
+  private unindex(id: number): void {
+    const table = this.table;
+    const mask = table.length - 1;
+    let i = (this.hashes[id] as number) & mask;
+    while (table[i] !== id + 1) i = (i + 1) & mask;
+    let hole = i;
+    for (let j = (hole + 1) & mask; table[j] !== 0; j = (j + 1) & mask) {
+      const home = (this.hashes[(table[j] as number) - 1] as number) & mask;
+      // The entry at j may fill the hole unless its home lies cyclically in (hole, j].
+      if (hole <= j ? home <= hole || home > j : home <= hole && home > j) {
+        table[hole] = table[j] as number;
+        hole = j;
+      }
+    }
+    table[hole] = 0;
+    this.live[id] = 0;
+    this.count--;
+  }
+
+  private rehash(size: number): void {
+    const old = this.table;
+    const table = new Int32Array(size);
+    const mask = size - 1;
+    for (const slot of old) {
+      if (slot === 0) continue;
+      let i = (this.hashes[slot - 1] as number) & mask;
+      while (table[i] !== 0) i = (i + 1) & mask;
+      table[i] = slot;
+    }
+    this.table = table;
+  }
+
   /** Keeps an overwritten item's LRU place unless it is due a move to the young end. */
   private touchLru(id: number): void {
-    const now = this.seconds();
+    const now = this.clock;
     if (now - (this.bumped[id] as number) < BUMP_INTERVAL_S || this.head === id) return;
     this.bumped[id] = now;
     this.unlink(id);
     this.linkHead(id);
   }
 
-  /** Stores the value of item `id` (out of the LRU), evicting the oldest items until it fits. */
-  private place(id: number, cls: number, item: Item): boolean {
+  /** Stores item `id` (out of the LRU and the table), evicting the oldest items until it fits. */
+  private place(id: number, cls: number, key: string, item: Item): boolean {
     const limit = this.options.limitBytes;
-    const n = item.value.length;
+    // Counted while room is made: the table slot it will take is part of what it costs.
+    const overhead = ITEM_OVERHEAD;
     if (cls === NONE) {
-      while (this.used() + n > limit) {
+      const n = key.length + item.value.length;
+      while (this.used() + n + overhead > limit) {
         if (this.pool.length > 0) this.dropPooledPage();
         else if (!this.evictOldest()) return false;
       }
@@ -283,22 +381,22 @@ export class MemoryEngine implements SyncEngine {
       this.large[id] = buf;
       this.largeBytes += n;
       this.pageOf[id] = LARGE;
-      this.fill(id, buf, 0, item);
+      this.fill(id, buf, 0, key, item);
       return true;
     }
     const sc = this.classes[cls] as SizeClass;
     for (;;) {
-      if (this.used() <= limit) {
+      if (this.used() + overhead <= limit) {
         const page = sc.partial[sc.partial.length - 1];
         if (page !== undefined) {
           const chunk = page.free[--page.top] as number;
           if (page.top === 0) this.leavePartial(page);
           this.pageOf[id] = page.id;
           this.chunkOf[id] = chunk;
-          this.fill(id, page.buf, chunk * sc.size, item);
+          this.fill(id, page.buf, chunk * sc.size, key, item);
           return true;
         }
-        if (this.pool.length > 0 || this.used() + this.page <= limit) {
+        if (this.pool.length > 0 || this.used() + overhead + this.page <= limit) {
           this.addPage(cls);
           continue;
         }
@@ -333,11 +431,11 @@ export class MemoryEngine implements SyncEngine {
     page.partialAt = NONE;
   }
 
-  /** Gives back the value's memory of item `id`; a page left empty goes to the pool. */
+  /** Gives back item `id`'s memory; a page left empty goes to the pool. */
   private release(id: number): void {
     const pageId = this.pageOf[id] as number;
     if (pageId === LARGE) {
-      this.largeBytes -= this.length[id] as number;
+      this.largeBytes -= (this.large[id] as Buffer).length;
       this.large[id] = undefined;
       return;
     }
@@ -364,7 +462,7 @@ export class MemoryEngine implements SyncEngine {
   private evictOldest(): boolean {
     const id = this.tail;
     if (id === NONE) return false;
-    const key = this.keys[id] as string;
+    const key = this.keyOf(id);
     const version = this.versions[id] as bigint;
     this.remove(id);
     this.evictions++;
@@ -374,26 +472,23 @@ export class MemoryEngine implements SyncEngine {
 
   private remove(id: number): void {
     this.unlink(id);
+    this.unindex(id);
     this.release(id);
-    this.index.delete(this.keys[id] as string);
-    this.keys[id] = undefined;
     this.freeIds.push(id);
   }
 
-  private newId(key: string): number {
-    let id = this.freeIds.pop();
-    if (id === undefined) {
-      id = this.nextId++;
-      if (id >= this.capacity) this.grow();
-    }
-    this.keys[id] = key;
-    this.index.set(key, id);
-    return id;
+  private newId(): number {
+    const id = this.freeIds.pop();
+    if (id !== undefined) return id;
+    if (this.nextId >= this.capacity) this.grow();
+    return this.nextId++;
   }
 
   private grow(): void {
-    const cap = Math.max(1024, Math.ceil(this.capacity * 1.5));
-    const resize = <T extends Int32Array | Uint32Array | Float64Array | BigUint64Array>(
+    const cap = Math.max(1024, Math.ceil(this.capacity * GROWTH));
+    const resize = <
+      T extends Uint8Array | Uint16Array | Int32Array | Uint32Array | Float64Array | BigUint64Array,
+    >(
       old: T,
       make: (n: number) => T,
     ): T => {
@@ -403,7 +498,10 @@ export class MemoryEngine implements SyncEngine {
     };
     this.pageOf = resize(this.pageOf, (n) => new Int32Array(n));
     this.chunkOf = resize(this.chunkOf, (n) => new Int32Array(n));
-    this.length = resize(this.length, (n) => new Int32Array(n));
+    this.keyLength = resize(this.keyLength, (n) => new Uint16Array(n));
+    this.live = resize(this.live, (n) => new Uint8Array(n));
+    this.valueLength = resize(this.valueLength, (n) => new Int32Array(n));
+    this.hashes = resize(this.hashes, (n) => new Uint32Array(n));
     this.flags = resize(this.flags, (n) => new Uint32Array(n));
     this.versions = resize(this.versions, (n) => new BigUint64Array(n));
     this.expires = resize(this.expires, (n) => new Float64Array(n));
