@@ -69,5 +69,9 @@ export interface TombstoneJournal {
   saveFloor(floor: bigint): void;
 }
 
-/** Told about items an engine dropped on its own (LRU), so their versions are not forgotten. */
+/**
+ * Told about items an engine dropped on its own (LRU), so their versions are not forgotten: the
+ * store raises the floor every new version starts above, as when a tombstone is forgotten, so an
+ * evicted key written again goes on above its old version and no per-key record is kept.
+ */
 export type EvictionListener = (key: string, version: bigint) => void;

@@ -19,7 +19,7 @@ export async function openEngine(
       const engine = new MemoryEngine({
         limitBytes: config["memory-limit"],
         // An evicted item's version must not be reused.
-        onEvict: (key, version) => tombstones.set(key, version, 0),
+        onEvict: (_key, version) => tombstones.raiseFloor(version),
       });
       return { engine, tombstones };
     }

@@ -253,7 +253,8 @@ describe("memory engine limits", () => {
     expect(s.get("k0")).toBeUndefined();
     expect(s.get("k199")).toBeDefined();
     s.store("set", "k0", value, 0, 0, 0n);
-    expect((s.get("k0") as Item).version).toBe(2n);
+    // Its version goes on above the one it had (1): evictions raise the floor new versions start above.
+    expect((s.get("k0") as Item).version).toBeGreaterThan(1n);
     await close();
   });
 
