@@ -6,14 +6,6 @@ import { loadConfig } from "../common/config.js";
 import { FlareError } from "../common/errors.js";
 import { createLogger } from "../common/log.js";
 import { VERSION } from "../common/version.js";
-import { indexConfigSpec } from "../index/config.js";
-import { startIndex } from "../index/index-server.js";
-import { proxyConfigSpec } from "../proxy/config.js";
-import { startProxy } from "../proxy/node-entry.js";
-import { nodeConfigSpec } from "../storage/config.js";
-import { startNode } from "../storage/node.js";
-import { runAdmin } from "./admin.js";
-import { clusterConfigSpec, runCluster } from "./cluster.js";
 
 const USAGE = `usage: flare <command> [-f config-file] [--key value ...]
 
@@ -41,8 +33,14 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${VERSION}\n`);
     return 0;
   }
+  // Each command loads only its own role: a node's process does not hold the proxy's, the
+  // index's or the admin's libraries.
   switch (command) {
     case "node": {
+      const [{ nodeConfigSpec }, { startNode }] = await Promise.all([
+        import("../storage/config.js"),
+        import("../storage/node.js"),
+      ]);
       const log = createLogger({ role: "node" });
       const config = loadConfig(nodeConfigSpec, rest, log);
       const node = await startNode(
@@ -54,6 +52,10 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case "index": {
+      const [{ indexConfigSpec }, { startIndex }] = await Promise.all([
+        import("../index/config.js"),
+        import("../index/index-server.js"),
+      ]);
       const log = createLogger({ role: "index" });
       const config = loadConfig(indexConfigSpec, rest, log);
       const index = await startIndex(config, log);
@@ -62,6 +64,10 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case "proxy": {
+      const [{ proxyConfigSpec }, { startProxy }] = await Promise.all([
+        import("../proxy/config.js"),
+        import("../proxy/node-entry.js"),
+      ]);
       const log = createLogger({ role: "proxy" });
       const config = loadConfig(proxyConfigSpec, rest, log);
       const proxy = await startProxy(
@@ -72,10 +78,14 @@ async function main(argv: string[]): Promise<number> {
       await proxy.stop();
       return 0;
     }
-    case "cluster":
+    case "cluster": {
+      const { clusterConfigSpec, runCluster } = await import("./cluster.js");
       return runCluster(loadConfig(clusterConfigSpec, rest), untilSignal);
-    case "admin":
+    }
+    case "admin": {
+      const { runAdmin } = await import("./admin.js");
       return runAdmin(rest);
+    }
     case "bench": {
       const { runBench } = await import("../bench/run.js");
       await runBench();

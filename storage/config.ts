@@ -25,7 +25,9 @@ export const nodeSchema = z.object({
   "memory-limit": cfg
     .bytes(1024 * 1024, 2 ** 50)
     .default(1024 ** 3)
-    .describe("Memory engine: bytes its items may hold, pages and metadata (the least recently used go beyond it)."),
+    .describe(
+      "Memory engine: bytes its items may hold, pages and metadata (the least recently used go beyond it).",
+    ),
   "replication-type": z
     .enum(["async", "sync"])
     .default("async")

@@ -1,7 +1,7 @@
 /** A storage node: one engine, the store above it, and its TCP and HTTP front ends. */
 import { clusterSecret, warnIfOpen } from "../common/cluster-secret.js";
 import { ConfigError } from "../common/errors.js";
-import { type HttpServer, serveHttp } from "../common/http-serve.js";
+import type { HttpServer } from "../common/http-serve.js";
 import type { Logger } from "../common/log.js";
 import { createRegistry, LatencyRecorder } from "../common/metrics.js";
 import { VERSION } from "../common/version.js";
@@ -12,7 +12,6 @@ import { MemcacheServer, newServerCounters } from "../protocol/memcache/server.j
 import type { NodeConfig } from "./config.js";
 import { Counters } from "./counters.js";
 import { openEngine } from "./engines/open.js";
-import { createNodeHttpApp } from "./http-app.js";
 import { MemcacheCommands, type NodeInfo } from "./memcache-commands.js";
 import { registerNodeMetrics } from "./metrics.js";
 import { reconstruct } from "./reconstruction.js";
@@ -88,6 +87,11 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
   let http: HttpServer | undefined;
   if (config["http-port"] !== undefined) {
     const writeRefusal = member === undefined ? undefined : () => member.writeRefusal(undefined);
+    // Loaded only for a node with an HTTP API: a memcached-only node's process stays smaller.
+    const [{ createNodeHttpApp }, { serveHttp }] = await Promise.all([
+      import("./http-app.js"),
+      import("../common/http-serve.js"),
+    ]);
     const app = createNodeHttpApp(
       store,
       {

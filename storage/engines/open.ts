@@ -1,12 +1,14 @@
-/** Builds the engine a node's config asks for, with the tombstones that go with it. */
+/**
+ * Builds the engine a node's config asks for, with the tombstones that go with it. The on-disk and
+ * Redis engines (and their libraries) are loaded only when asked for: a memory node's process
+ * stays smaller.
+ */
 import { ConfigError } from "../../common/errors.js";
 import type { Logger } from "../../common/log.js";
 import type { NodeConfig } from "../config.js";
 import type { Engine } from "../engine.js";
 import { Tombstones } from "../tombstones.js";
-import { LevelDbEngine } from "./leveldb.js";
 import { MemoryEngine } from "./memory.js";
-import { RedisEngine } from "./redis.js";
 
 export async function openEngine(
   config: NodeConfig,
@@ -36,6 +38,7 @@ export async function openEngine(
       }
       const dir = config["data-dir"];
       if (dir === undefined) throw new ConfigError("data-dir: required with storage-type = leveldb");
+      const { LevelDbEngine } = await import("./leveldb.js");
       const { engine, tombstones: kept, floor } = await LevelDbEngine.open(dir);
       const tombstones = new Tombstones(limit, engine);
       tombstones.load(kept, floor);
@@ -43,6 +46,7 @@ export async function openEngine(
     }
     case "redis": {
       const prefix = config["redis-prefix"] ?? `flare:${config["server-name"]}:${config["server-port"]}:`;
+      const { RedisEngine } = await import("./redis.js");
       const engine = await RedisEngine.open(
         { url: config["redis-url"], prefix, commandTimeoutMs: config["redis-timeout"] },
         log,
