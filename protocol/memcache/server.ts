@@ -130,7 +130,6 @@ export interface MemcacheServerOptions {
 
 export class MemcacheServer {
   private readonly server: Server;
-  private readonly sockets = new Set<Socket>();
   private readonly open = new Set<Connection>();
   private sweeper: NodeJS.Timeout | undefined;
 
@@ -187,13 +186,13 @@ export class MemcacheServer {
     clearInterval(this.sweeper);
     return new Promise((resolve) => {
       this.server.close(() => resolve());
-      for (const socket of this.sockets) socket.destroy();
+      for (const connection of this.open) connection.close();
     });
   }
 
   private accept(socket: Socket): void {
     const conns = this.info.connections;
-    if (this.sockets.size >= this.options.maxConnections) {
+    if (this.open.size >= this.options.maxConnections) {
       conns.rejected++;
       socket.on("error", () => {});
       socket.end("ERROR Too many open connections\r\n");
@@ -201,12 +200,10 @@ export class MemcacheServer {
     }
     conns.current++;
     conns.total++;
-    this.sockets.add(socket);
     const connection = new Connection(socket, this.options, this.commands, this.info, this.log);
     this.open.add(connection);
     socket.once("close", () => {
       conns.current--;
-      this.sockets.delete(socket);
       this.open.delete(connection);
     });
   }
