@@ -37,7 +37,8 @@ export function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
 }
 
-async function stopChild(proc: ChildProcess): Promise<void> {
+/** SIGTERM, then SIGKILL after 5 s if it is still there; resolves once it exited. */
+export async function stopChild(proc: ChildProcess): Promise<void> {
   if (proc.exitCode !== null || proc.signalCode !== null) return;
   const exited = once(proc, "exit");
   proc.kill("SIGTERM");

@@ -69,8 +69,9 @@ function headersOf(c: Context): Headers {
 
 /** The node's path for the request's key (and any sub-path and query), canonically encoded. */
 function nodePath(c: Context, key: string, rest = ""): string {
-  const url = new URL(c.req.url);
-  return keyPath(key) + rest + url.search;
+  const url = c.req.url;
+  const query = url.indexOf("?");
+  return keyPath(key) + rest + (query < 0 ? "" : url.slice(query));
 }
 
 /**

@@ -147,18 +147,22 @@ export class ProxyCommands implements CommandHandler {
   }
 
   private dispatch(req: Request, out: ReplyBuffer, packet: number): Execution | Later | typeof FOLLOWS {
-    this.count(req);
     // A run of requests for one node lasts while requests that can join it come one after another.
     const run = this.run;
     this.run = undefined;
+    // Commands are counted as memcached counts them (hits and misses: each node's stats).
+    const c = this.cmds;
     switch (req.op) {
       case "get":
       case "gets":
+        c.get += req.keys.length;
         if (req.keys.length === 1)
           return this.readRun(run, req.op, req.keys[0] as string, forwarded(req), out, packet);
         return this.reply(req.op, this.read(req.op, req.keys, encodeRequest(req)), out);
       case "gat":
       case "gats":
+        c.get += req.keys.length;
+        c.touch += req.keys.length;
         return this.reply(req.op, this.touchRead(req), out);
       case "set":
       case "add":
@@ -166,12 +170,17 @@ export class ProxyCommands implements CommandHandler {
       case "append":
       case "prepend":
       case "cas":
+        c.set++;
+        return this.writeRun(run, req.op, req.key, forwarded(req), out, req.noreply, packet);
+      case "touch":
+        c.touch++;
+        return this.writeRun(run, req.op, req.key, forwarded(req), out, req.noreply, packet);
       case "incr":
       case "decr":
       case "delete":
-      case "touch":
         return this.writeRun(run, req.op, req.key, forwarded(req), out, req.noreply, packet);
       case "flush_all":
+        c.flush++;
         return this.reply(req.op, this.flushAll(encodeRequest(req)), out, req.noreply);
       case "stats":
         writeStats(req.args, this.statsSource, out);
@@ -460,37 +469,8 @@ export class ProxyCommands implements CommandHandler {
     });
   }
 
-  /** Commands the proxy was sent, as memcached counts them (hits and misses: each node's stats). */
+  /** Commands the proxy was sent, as memcached counts them. */
   private readonly cmds = { get: 0, set: 0, touch: 0, flush: 0 };
-
-  private count(req: Request): void {
-    const c = this.cmds;
-    switch (req.op) {
-      case "get":
-      case "gets":
-        c.get += req.keys.length;
-        return;
-      case "gat":
-      case "gats":
-        c.get += req.keys.length;
-        c.touch += req.keys.length;
-        return;
-      case "set":
-      case "add":
-      case "replace":
-      case "append":
-      case "prepend":
-      case "cas":
-        c.set++;
-        return;
-      case "touch":
-        c.touch++;
-        return;
-      case "flush_all":
-        c.flush++;
-        return;
-    }
-  }
 
   /** What `stats` reports of the proxy. */
   private readonly statsSource: StatsSource = {

@@ -74,4 +74,4 @@ export interface TombstoneJournal {
  * store raises the floor every new version starts above, as when a tombstone is forgotten, so an
  * evicted key written again goes on above its old version and no per-key record is kept.
  */
-export type EvictionListener = (key: string, version: bigint) => void;
+export type EvictionListener = (version: bigint) => void;

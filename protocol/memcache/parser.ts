@@ -434,7 +434,7 @@ export class RequestParser {
   ): Request {
     if (tokens.length <= first) return { op: "reply", line: "ERROR" };
     const keys = first === 1 ? tokens.slice(1) : tokens.slice(first);
-    for (const key of keys) if (!this.validKey(key)) return badFormat();
+    for (const key of keys) if (!this.validKey(key)) return refuse(BAD_FORMAT, false);
     return op === "get" || op === "gets" ? { op, keys } : { op, exptime, keys };
   }
 
@@ -453,26 +453,23 @@ export class RequestParser {
     const exptime = strtol32(tokens[3]);
     let version = 0n;
     let i = 5;
-    if (!this.trusted && op !== "cas") {
-      // memcached: one more word is `noreply` or ignored (a client's number is never a version);
-      // two or more make the line an ERROR and the data block is read as commands.
-      if (tokens.length > 6) return { op: "reply", line: "ERROR" };
-      if (tokens.length === 6 && tokens[5] !== "noreply" && tokens[5] !== "sync" && tokens[5] !== "async")
-        tokens = tokens.slice(0, 5);
-    } else if (!this.trusted) {
-      if (tokens.length > 7) return { op: "reply", line: "ERROR" };
-      if (tokens.length === 7 && tokens[6] !== "noreply" && tokens[6] !== "sync" && tokens[6] !== "async")
-        tokens = tokens.slice(0, 6);
+    if (!this.trusted) {
+      // memcached: one word past the cas unique (or past the length) is `noreply` or ignored, a
+      // client's number is never a version; two or more make the line an ERROR and the data
+      // block is read as commands.
+      const words = op === "cas" ? 6 : 5;
+      if (tokens.length > words + 1) return { op: "reply", line: "ERROR" };
+      if (tokens.length === words + 1 && !isOption(tokens[words] as string)) tokens = tokens.slice(0, words);
     }
     if (op === "cas" || (tokens[5] !== undefined && isDigits(tokens[5]))) {
       const v = op === "cas" ? strtoull(tokens[5]) : parseUint64(tokens[5]);
-      if (v === null) return this.refuseBlock(bytes, quiet ? NOTHING : BAD_REPLY);
+      if (v === null) return this.refuseBlock(bytes, quiet);
       version = v;
       i = 6;
     }
     const opts = parseOptions(tokens, i);
     if (!this.validKey(key) || flags === null || exptime === null || opts === null) {
-      return this.refuseBlock(bytes, quiet ? NOTHING : BAD_REPLY);
+      return this.refuseBlock(bytes, quiet);
     }
     if (bytes > this.limits.maxValue) return this.tooLarge(op, key, opts.noreply, bytes);
     this.pending = {
@@ -490,10 +487,10 @@ export class RequestParser {
     return null;
   }
 
-  /** Skips a data block we will not store, so the next request is read from the right place. */
-  private refuseBlock(bytes: number, reply: Request): null {
+  /** Skips a data block we will not store, so the next request is read from the right place; its refusal is silent under noreply. */
+  private refuseBlock(bytes: number, quiet: boolean): null {
     this.skip = bytes + 2;
-    this.skipThen = [reply];
+    this.skipThen = [refuse(BAD_FORMAT, quiet)];
     return null;
   }
 
@@ -571,15 +568,10 @@ export class RequestParser {
 const NO_VALUE = Buffer.alloc(0);
 /** A refusal of a noreply request: nothing is emitted. */
 const NOTHING: Request = { op: "reply", line: "" };
-const BAD_REPLY: Request = { op: "reply", line: BAD_FORMAT };
 /** How much longer than max-line-length a get/gets/gat line may be (64 KB → 2 MB by default). */
 const GET_LINE_FACTOR = 32;
 /** A node map larger than this is not a node map. */
 const MAX_SYNC_NODES = 100_000;
-
-function badFormat(): Request {
-  return { op: "reply", line: BAD_FORMAT };
-}
 
 /** What a refused request gets: `line`, or nothing when the client asked for no reply. */
 function refuse(line: string, quiet: boolean): Request {
@@ -633,14 +625,19 @@ function parseUint64(s: string | undefined): bigint | null {
   return n <= UINT64_MAX ? n : null;
 }
 
+/** `noreply`, or Flare's per-request `sync` / `async`. */
+function isOption(word: string): boolean {
+  return word === "noreply" || word === "sync" || word === "async";
+}
+
 function parseOptions(tokens: string[], from: number): { noreply: boolean; sync: SyncOption } | null {
   let noreply = false;
   let sync: SyncOption;
   for (let i = from; i < tokens.length; i++) {
-    const t = tokens[i];
+    const t = tokens[i] as string;
+    if (!isOption(t)) return null;
     if (t === "noreply") noreply = true;
-    else if (t === "sync" || t === "async") sync = t;
-    else return null;
+    else sync = t as SyncOption;
   }
   return { noreply, sync };
 }

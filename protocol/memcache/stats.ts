@@ -81,9 +81,8 @@ export function writeStats(args: readonly string[], source: StatsSource, out: Re
       out.line("END");
       return;
   }
-  if (sub === "threads" && rest.length === 1) {
-    if (!threads(source, rest[0] as string, out)) return;
-    out.line("END");
+  if (sub === "threads" && rest.length <= 1) {
+    if (threads(source, rest[0], out)) out.line("END");
     return;
   }
   if (rest.length > 0) {
@@ -114,9 +113,6 @@ export function writeStats(args: readonly string[], source: StatsSource, out: Re
       break;
     case "conns":
       conns(source.server(), out);
-      break;
-    case "threads":
-      threads(source, undefined, out);
       break;
     default:
       out.line("ERROR");

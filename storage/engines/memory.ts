@@ -465,11 +465,10 @@ export class MemoryEngine implements SyncEngine {
   private evictOldest(): boolean {
     const id = this.tail;
     if (id === NONE) return false;
-    const key = this.keyOf(id);
     const version = this.versions[id] as bigint;
     this.remove(id);
     this.evictions++;
-    this.options.onEvict?.(key, version);
+    this.options.onEvict?.(version);
     return true;
   }
 

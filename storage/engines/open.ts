@@ -21,7 +21,7 @@ export async function openEngine(
       const engine = new MemoryEngine({
         limitBytes: config["memory-limit"],
         // An evicted item's version must not be reused.
-        onEvict: (_key, version) => tombstones.raiseFloor(version),
+        onEvict: (version) => tombstones.raiseFloor(version),
       });
       return { engine, tombstones };
     }

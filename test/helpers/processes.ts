@@ -2,6 +2,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
+import { stopChild } from "../../harness/servers.js";
 
 const BIN = fileURLToPath(new URL("../../bin/flare", import.meta.url));
 const running = new Set<ChildProcess>();
@@ -85,20 +86,11 @@ export async function startRole(
     port: started.port,
     httpPort: started.httpPort,
     stderr: () => stderr,
-    stop: () => stopProcess(proc),
+    stop: () => stopChild(proc),
   };
-}
-
-export async function stopProcess(proc: ChildProcess): Promise<void> {
-  if (proc.exitCode !== null || proc.signalCode !== null) return;
-  const exited = once(proc, "exit");
-  proc.kill("SIGTERM");
-  const timer = setTimeout(() => proc.kill("SIGKILL"), 5_000);
-  await exited;
-  clearTimeout(timer);
 }
 
 /** Safety net for a failed test: nothing we started outlives the test file. */
 export async function stopAll(): Promise<void> {
-  await Promise.all([...running].map(stopProcess));
+  await Promise.all([...running].map(stopChild));
 }

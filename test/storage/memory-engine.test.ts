@@ -37,7 +37,12 @@ describe("memory engine", () => {
       fc.property(fc.array(op, { minLength: 50, maxLength: 400, size: "max" }), (ops) => {
         const limit = 1024 * 1024;
         const evicted: string[] = [];
-        const engine = new MemoryEngine({ limitBytes: limit, onEvict: (key) => evicted.push(key) });
+        /** Every put has a version of its own: an evicted version names its key. */
+        const keyOfVersion = new Map<bigint, string>();
+        const engine = new MemoryEngine({
+          limitBytes: limit,
+          onEvict: (v) => evicted.push(keyOfVersion.get(v) as string),
+        });
         const model = new Map<string, { value: Buffer; version: bigint }>();
         /** When each key was last written or read: the model's LRU order. */
         const used = new Map<string, number>();
@@ -50,6 +55,7 @@ describe("memory engine", () => {
           const key = `k${o.key}`;
           if (o.kind === "put") {
             const value = Buffer.alloc(o.size, Number(++version % 251n));
+            keyOfVersion.set(version, key);
             if (engine.put(key, item(value, version))) {
               model.set(key, { value, version });
               used.set(key, clock);
