@@ -8,6 +8,7 @@
  * the same key queue behind each other (KeyLocks), so a read-modify-write is never interleaved.
  */
 import { ServerError } from "../common/errors.js";
+import { strtoull } from "../protocol/memcache/numbers.js";
 import type { Counters } from "./counters.js";
 import type { Engine, Item } from "./engine.js";
 import { expiresAt, isExpired } from "./expiry.js";
@@ -422,27 +423,10 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
  * memcached reads a counter with strtoull: decimal digits, optionally followed by spaces (its own
  * in-place decr pads with them), at most 2^64-1. Anything else is not a number.
  */
+/** A stored value as a counter, read as memcached's incr reads it (safe_strtoull over the data). */
 function parseCounter(value: Uint8Array): bigint | null {
-  // As memcached's strtoull: leading white space, an optional +, digits, then the end or white
-  // space ("99 0", left by a padded decr and an append, counts as 99).
-  const n = value.length;
-  let i = 0;
-  while (i < n && isSpace(value[i] as number)) i++;
-  if (value[i] === 43) i++;
-  const start = i;
-  while (i < n && (value[i] as number) >= 48 && (value[i] as number) <= 57) i++;
-  if (i === start || i - start > MAX_COUNTER_DIGITS || (i < n && !isSpace(value[i] as number))) return null;
-  const v = BigInt(Buffer.from(value.buffer, value.byteOffset + start, i - start).toString("latin1"));
-  return v > UINT64_MASK ? null : v;
+  return strtoull(Buffer.from(value.buffer, value.byteOffset, value.length).toString("latin1"));
 }
-
-/** C's isspace: space, \t, \n, \v, \f, \r. */
-function isSpace(c: number): boolean {
-  return c === 32 || (c >= 9 && c <= 13);
-}
-
-/** Leading zeros are allowed, but a number this long is not one. */
-const MAX_COUNTER_DIGITS = 64;
 
 /** Versions are cas values: 64-bit unsigned, as memcached's, and never wrap. */
 const MAX_VERSION = (1n << 64n) - 1n;

@@ -33,11 +33,18 @@ function scan(s: string): { negative: boolean; digits: string } | null {
   return { negative, digits: s.slice(start, i) };
 }
 
+/** Digits after leading zeros: past 20 (19 signed) a number is out of range whatever they are. */
+function significant(digits: string): number {
+  let i = 0;
+  while (i < digits.length - 1 && digits.charCodeAt(i) === 48) i++;
+  return digits.length - i;
+}
+
 /** safe_strtoull: an unsigned 64-bit number; a negative sign only when the result stays below 2^63. */
 export function strtoull(s: string | undefined): bigint | null {
   if (s === undefined) return null;
   const read = scan(s);
-  if (read === null) return null;
+  if (read === null || significant(read.digits) > 20) return null;
   const magnitude = BigInt(read.digits);
   if (magnitude > UINT64_MAX) return null;
   if (!read.negative) return magnitude;
@@ -57,6 +64,7 @@ export function strtol32(s: string | undefined): number | null {
   const read = scan(s);
   if (read === null) return null;
   if (read.digits.length <= 9 && s.length === read.digits.length) return Number(read.digits);
+  if (significant(read.digits) > 19) return null;
   const magnitude = BigInt(read.digits);
   const value = read.negative ? -magnitude : magnitude;
   if (value > INT64_MAX || value < INT64_MIN) return null;

@@ -62,7 +62,12 @@ const ordered: [string, string][] = [
 
 /** Random pipelines over three keys, for a sequential model: memcached itself. */
 const key = fc.constantFrom("a", "b", "c");
-const value = fc.oneof(fc.stringMatching(/^[0-9a-z]{0,4}$/), fc.integer({ min: 0, max: 999 }).map(String));
+/** Values, and counters in every form memcached's incr reads: padded, signed, with trailing text. */
+const value = fc.oneof(
+  fc.stringMatching(/^[0-9a-z]{0,4}$/),
+  fc.integer({ min: 0, max: 999 }).map(String),
+  fc.constantFrom(" 7", "+3", "-0", "-5", "7 x", "\t9"),
+);
 const noreply = fc.constantFrom("", " noreply");
 /** Numbers memcached's strtoul/strtol take: signs, 64-bit flags that wrap to 32 bits. */
 const flags = fc.constantFrom("0", "7", "+5", "-0", "4294967295", "4294967296", "18446744073709551615");
