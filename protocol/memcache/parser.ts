@@ -51,6 +51,11 @@ export class RequestParser {
   halted = false;
   /** The connection's first byte was seen. */
   private started = false;
+  /**
+   * Set when a request kept a view of the bytes pushed (a value, or the raw bytes a proxy
+   * forwards): the reader must not reuse that memory for its next read. Cleared by the reader.
+   */
+  retained = false;
 
   /** This connection's cluster authentication: cluster traffic parses only once it proved itself. */
   readonly session: AuthSession = {};
@@ -165,8 +170,10 @@ export class RequestParser {
       const proxied = from !== undefined;
       let req = this.parseHot(data, lineStart, lineEnd);
       if (req === undefined) req = this.parseLine(data.latin1Slice(lineStart, lineEnd));
-      else if (this.keepRaw && req !== null && (req.op === "get" || req.op === "gets") && !proxied)
+      else if (this.keepRaw && req !== null && (req.op === "get" || req.op === "gets") && !proxied) {
         req.raw = data.subarray(lineStart, pos);
+        this.retained = true;
+      }
       if (proxied) markProxied(req ?? this.pending, from as string, seq);
       if (req !== null) {
         this.emit(req);
@@ -204,6 +211,7 @@ export class RequestParser {
     const used = Math.min(need, data.length);
     this.parts.push(used === data.length ? data : data.subarray(0, used));
     this.partsLength += used;
+    this.retained = true;
     if (used === need) {
       const block =
         this.parts.length === 1 ? (this.parts[0] as Buffer) : Buffer.concat(this.parts, this.partsLength);
@@ -227,6 +235,7 @@ export class RequestParser {
       return;
     }
     req.value = value;
+    this.retained = true;
     this.emit(req);
   }
 
