@@ -26,6 +26,11 @@ export function accessOf(req: Request): Access {
 
 export class ConnectionOrder {
   private inflight = 0;
+  /**
+   * The one request in flight, while it is alone (the usual traffic: one request at a time): it is
+   * kept as it is and goes into the maps only once another joins it.
+   */
+  private alone: NonNullable<Access> | undefined;
   private readonly reads = new Map<string, number>();
   private readonly writes = new Map<string, number>();
   private flushes = 0;
@@ -38,6 +43,7 @@ export class ConnectionOrder {
   mustWait(access: NonNullable<Access>): boolean {
     if (this.held > 0) return true;
     if (this.inflight === 0) return false;
+    if (this.alone !== undefined) return conflicts(this.alone, access);
     if (access.kind === "all" || this.flushes > 0) return true;
     for (const key of access.keys) {
       if (this.writes.has(key)) return true;
@@ -64,18 +70,29 @@ export class ConnectionOrder {
 
   /** A request of `access` was sent; `end` (returned) is called once it is answered. */
   begin(access: NonNullable<Access>): () => void {
-    this.inflight++;
+    if (this.inflight++ === 0) this.alone = access;
+    else {
+      if (this.alone !== undefined) {
+        this.count(this.alone);
+        this.alone = undefined;
+      }
+      this.count(access);
+    }
+    return () => this.end(access);
+  }
+
+  private count(access: NonNullable<Access>): void {
     if (access.kind === "all") this.flushes++;
     else {
       const counts = access.kind === "read" ? this.reads : this.writes;
       for (const key of access.keys) counts.set(key, (counts.get(key) ?? 0) + 1);
     }
-    return () => this.end(access);
   }
 
   private end(access: NonNullable<Access>): void {
     this.inflight--;
-    if (access.kind === "all") this.flushes--;
+    if (this.alone === access) this.alone = undefined;
+    else if (access.kind === "all") this.flushes--;
     else {
       const counts = access.kind === "read" ? this.reads : this.writes;
       for (const key of access.keys) {
@@ -95,4 +112,12 @@ export class ConnectionOrder {
     if (this.inflight === 0) return Promise.resolve();
     return new Promise((resolve) => this.idle.push(resolve));
   }
+}
+
+/** Whether `next` must wait for `inflight`: a flush and anything, a write and anything on its key. */
+function conflicts(inflight: NonNullable<Access>, next: NonNullable<Access>): boolean {
+  if (inflight.kind === "all" || next.kind === "all") return true;
+  if (inflight.kind === "read" && next.kind === "read") return false;
+  for (const key of next.keys) if (inflight.keys.includes(key)) return true;
+  return false;
 }

@@ -35,7 +35,7 @@ import {
   writeToMaster,
 } from "./failover.js";
 import type { Router } from "./router.js";
-import { MemcacheTransport, type ReplyShape } from "./transports/memcache-transport.js";
+import { MemcacheTransport, type ReplyShape, type Sent } from "./transports/memcache-transport.js";
 import { TransportError } from "./transports/transport.js";
 
 export interface ProxyOptions {
@@ -228,7 +228,7 @@ export class ProxyCommands implements CommandHandler {
     packet: number,
   ): Execution | Later | typeof FOLLOWS {
     const partition = this.router.partitionOf(key);
-    if (prev !== undefined && joins(prev, packet, op, partition, false) && prev.add(bytes)) {
+    if (prev !== undefined && joins(prev, packet, op, partition, false) && this.joined(prev, bytes)) {
       prev.keys.push(key);
       prev.bytes.push(bytes);
       this.run = prev;
@@ -245,10 +245,10 @@ export class ProxyCommands implements CommandHandler {
       noreply: false,
       keys: [key],
       bytes: [bytes],
-      add: NO_ADD,
+      sent: undefined,
       later,
     };
-    run.add = this.transport.send(node, bytes, "values", (reply, start, end, serverErrors) => {
+    run.sent = this.transport.send(node, bytes, "values", (reply, start, end, serverErrors) => {
       const n = run.keys.length;
       if (!(reply instanceof TransportError) && serverErrors === 0) {
         out.range(reply, start, end);
@@ -285,7 +285,7 @@ export class ProxyCommands implements CommandHandler {
       prev !== undefined &&
       joins(prev, packet, op, partition, true) &&
       prev.noreply === noreply &&
-      prev.add(bytes)
+      this.joined(prev, bytes)
     ) {
       prev.keys.push(key);
       prev.bytes.push(bytes);
@@ -304,10 +304,10 @@ export class ProxyCommands implements CommandHandler {
       noreply,
       keys: [key],
       bytes: [bytes],
-      add: NO_ADD,
+      sent: undefined,
       later,
     };
-    run.add = this.transport.send(master, bytes, "line", (reply, start, end, serverErrors) => {
+    run.sent = this.transport.send(master, bytes, "line", (reply, start, end, serverErrors) => {
       const n = run.keys.length;
       if (!(reply instanceof TransportError) && serverErrors === 0) {
         if (!noreply) out.range(reply, start, end);
@@ -332,6 +332,11 @@ export class ProxyCommands implements CommandHandler {
     });
     this.run = run;
     return later;
+  }
+
+  /** Adds `bytes` to the run's request to its node, if that is not written yet. */
+  private joined(run: Run, bytes: Buffer): boolean {
+    return run.sent !== undefined && this.transport.add(run.sent, bytes);
   }
 
   close(): void {
@@ -536,15 +541,14 @@ interface Run {
   noreply: boolean;
   keys: string[];
   bytes: Buffer[];
-  /** Adds a request to the run's request to the node; false once that has been written. */
-  add: (bytes: Buffer) => boolean;
+  /** The run's request to the node, which later requests may join until it is written. */
+  sent: Sent | undefined;
   /** Done when the run's reply (every request in it) is written. */
   later: Later;
 }
 
 /** Longest run: bounds one reply held in memory (and one slot's size). */
 const MAX_RUN = 256;
-const NO_ADD = (): boolean => false;
 
 /** Can a request of `op` for `partition`, next in `packet`, join `run`? */
 const joins = (run: Run, packet: number, op: string, partition: number, write: boolean): boolean =>

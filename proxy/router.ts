@@ -86,12 +86,14 @@ export class Router {
   ): NodeEntry | undefined {
     const p = this.partitions[partition];
     if (p === undefined) return undefined;
+    // The hot path tried nothing yet: no node names to build and look up.
+    const skips = tried.size > 0;
     let total = 0;
-    for (const r of p.readers) if (!tried.has(nodeKey(r.node.host, r.node.port))) total += r.weight;
+    for (const r of p.readers) if (!skips || !tried.has(nodeKey(r.node.host, r.node.port))) total += r.weight;
     if (total === 0) return undefined;
     let point = random * total;
     for (const r of p.readers) {
-      if (tried.has(nodeKey(r.node.host, r.node.port))) continue;
+      if (skips && tried.has(nodeKey(r.node.host, r.node.port))) continue;
       point -= r.weight;
       if (point < 0) return r.node;
     }

@@ -21,8 +21,11 @@ export class Later {
   private listener: ((keep: boolean, count: number) => void) | undefined;
   private result: boolean | undefined;
   private count = 1;
-  /** Told when it is done, after the listener (the proxy's per-connection order). */
-  private finished: (() => void)[] | undefined;
+  /**
+   * Told when it is done, after the listener (the proxy's per-connection order): usually one, kept
+   * without an array.
+   */
+  private finished: (() => void) | (() => void)[] | undefined;
 
   /** `count`: how many requests' replies were written (this one and those that FOLLOW it). */
   done(keep = true, count = 1): void {
@@ -32,14 +35,17 @@ export class Later {
     } else this.listener(keep, count);
     const finished = this.finished;
     this.finished = undefined;
-    if (finished !== undefined) for (const f of finished) f();
+    if (typeof finished === "function") finished();
+    else if (finished !== undefined) for (const f of finished) f();
   }
 
   /** Calls `f` once done (at once if it already is). */
   also(f: () => void): void {
+    const finished = this.finished;
     if (this.result !== undefined) f();
-    else if (this.finished === undefined) this.finished = [f];
-    else this.finished.push(f);
+    else if (finished === undefined) this.finished = f;
+    else if (typeof finished === "function") this.finished = [finished, f];
+    else finished.push(f);
   }
 
   listen(listener: (keep: boolean, count: number) => void): void {
@@ -260,6 +266,8 @@ interface Slot {
 /** Small enough to come from Node's buffer pool: most held-back replies are a line or one value. */
 const SLOT_CHUNK = 512;
 
+const RESOLVED = Promise.resolve();
+
 /** Numbers every packet read, by any connection (see CommandHandler.execute). */
 let packets = 0;
 
@@ -471,7 +479,9 @@ class Connection implements ConnectionView, Reader {
       // Replies that finish together (one engine batch, one node's packet) leave together, in one write.
       if (!this.releaseQueued) {
         this.releaseQueued = true;
-        queueMicrotask(this.release);
+        // A resolved promise, not queueMicrotask: Node wraps each queueMicrotask callback in an
+        // AsyncResource, a cost paid on every reply of the proxy.
+        RESOLVED.then(this.release);
       }
     };
     if (r instanceof Later) r.listen(finish);

@@ -28,11 +28,13 @@ export interface Sent {
   done: OnReply;
   deadline: number;
   count: number;
+  /** The connection they went out on. */
+  conn: BackendConnection;
 }
 
 const MAX_REPLY = 64 * 1024 * 1024;
 
-class BackendConnection {
+export class BackendConnection {
   private socket: Socket | undefined;
   private readonly queue: Sent[] = [];
   private buf: Buffer = Buffer.alloc(0);
@@ -58,7 +60,7 @@ class BackendConnection {
 
   send(bytes: Buffer, shape: ReplyShape, done: OnReply): Sent {
     if (this.socket === undefined) this.open();
-    const sent: Sent = { shape, done, deadline: Date.now() + this.timeoutMs, count: 1 };
+    const sent: Sent = { shape, done, deadline: Date.now() + this.timeoutMs, count: 1, conn: this };
     this.queue.push(sent);
     // Everything sent to this node in one turn of the event loop (all the client packets read in
     // it) leaves in one write: one syscall for many requests.
@@ -221,14 +223,14 @@ class Backend {
     private readonly timeoutMs: number,
   ) {}
 
-  send(bytes: Buffer, shape: ReplyShape, done: OnReply): { conn: BackendConnection; sent: Sent } {
+  send(bytes: Buffer, shape: ReplyShape, done: OnReply): Sent {
     let conn = this.current;
     if (conn === undefined || conn.dead) {
       conn = this.pick();
       this.current = conn;
       setImmediate(this.endTurn);
     }
-    return { conn, sent: conn.send(bytes, shape, done) };
+    return conn.send(bytes, shape, done);
   }
 
   /** `send` as a promise, for the paths that are not hot (retries, fan-outs). */
@@ -276,13 +278,14 @@ export class MemcacheTransport implements Transport<MemcacheRequest, Buffer> {
     private readonly timeoutMs: number,
   ) {}
 
-  /**
-   * The hot path: the reply goes to a callback, no promise is made. The result adds more requests
-   * to the same reply (see BackendConnection.add).
-   */
-  send(node: NodeEntry, bytes: Buffer, shape: ReplyShape, done: OnReply): (bytes: Buffer) => boolean {
-    const { conn, sent } = this.backend(node).send(bytes, shape, done);
-    return (more) => conn.add(sent, more);
+  /** The hot path: the reply goes to a callback, no promise is made. */
+  send(node: NodeEntry, bytes: Buffer, shape: ReplyShape, done: OnReply): Sent {
+    return this.backend(node).send(bytes, shape, done);
+  }
+
+  /** Adds a request to what `sent` sent, answered with it; false once that has been written. */
+  add(sent: Sent, bytes: Buffer): boolean {
+    return sent.conn.add(sent, bytes);
   }
 
   request(node: NodeEntry, req: MemcacheRequest): Promise<Buffer> {
