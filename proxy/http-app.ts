@@ -74,16 +74,6 @@ function nodePath(c: Context, key: string, rest = ""): string {
   return keyPath(key) + rest + (query < 0 ? "" : url.slice(query));
 }
 
-/**
- * A node's answer as ours. Headers are copied pair by pair: on Node the answer comes from the
- * undici package, whose Headers the runtime's Response does not take as its own.
- */
-const relay = (res: Response): Response => {
-  const headers = new Headers();
-  for (const [name, value] of res.headers) headers.append(name, value);
-  return new Response(res.body, { status: res.status, statusText: res.statusText, headers });
-};
-
 /** Adds the key routes to `app`; `forwarder` gives each request the runtime's way to the nodes. */
 export function mountKvProxy<E extends object>(
   app: Hono<E>,
@@ -121,9 +111,7 @@ export function mountKvProxy<E extends object>(
   // GET and HEAD alike: the node answers HEAD with the length and no body.
   app.get("/v1/kv/:key", async (c) => {
     const key = keyOf(c);
-    return relay(
-      await forwarder(c).read(key, { method: c.req.method, path: nodePath(c, key), headers: headersOf(c) }),
-    );
+    return forwarder(c).read(key, { method: c.req.method, path: nodePath(c, key), headers: headersOf(c) });
   });
 
   app.put("/v1/kv/:key", async (c) => {
@@ -132,21 +120,19 @@ export function mountKvProxy<E extends object>(
     if (value instanceof Response) return value;
     const body = value as Uint8Array<ArrayBuffer>;
     const req = { method: "PUT", path: nodePath(c, key), headers: headersOf(c), body };
-    return relay(await forwarder(c).write(key, req));
+    return forwarder(c).write(key, req);
   });
 
   app.delete("/v1/kv/:key", async (c) => {
     const key = keyOf(c);
-    return relay(
-      await forwarder(c).write(key, { method: "DELETE", path: nodePath(c, key), headers: headersOf(c) }),
-    );
+    return forwarder(c).write(key, { method: "DELETE", path: nodePath(c, key), headers: headersOf(c) });
   });
   allowMethods(app as unknown as Hono, "/v1/kv/:key", ["GET", "PUT", "DELETE"]);
 
   app.post("/v1/kv/:key/:op{incr|decr}", async (c) => {
     const key = keyOf(c);
     const req = { method: "POST", path: nodePath(c, key, `/${c.req.param("op")}`), headers: headersOf(c) };
-    return relay(await forwarder(c).write(key, req));
+    return forwarder(c).write(key, req);
   });
   allowMethods(app as unknown as Hono, "/v1/kv/:key/:op{incr|decr}", ["POST"]);
 

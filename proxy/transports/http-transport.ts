@@ -13,26 +13,29 @@ export interface HttpRequest {
   body?: Uint8Array<ArrayBuffer>;
 }
 
-/** The runtime's fetch: a Worker's own; on Node, undici's with a dispatcher of our choosing. */
-export type Fetch = (url: string, init: RequestInit) => Promise<Response>;
+/**
+ * How the runtime sends a request, given up after `timeoutMs`: a Worker's fetch; on Node, undici's
+ * request API (see node-entry.ts).
+ */
+export type Fetch = (url: string, init: RequestInit, timeoutMs: number) => Promise<Response>;
 
 export class HttpTransport implements Transport<HttpRequest, Response> {
   constructor(
     private readonly timeoutMs: number,
     // Called unbound: a Worker's fetch refuses to run with another `this`.
-    private readonly fetchImpl: Fetch = (url, init) => fetch(url, init),
+    private readonly fetchImpl: Fetch = (url, init, timeoutMs) =>
+      fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) }),
   ) {}
 
   async request(node: NodeEntry, req: HttpRequest): Promise<Response> {
     const name = nodeKey(node.host, node.port);
     if (node.httpPort === undefined) throw new TransportError(name, "the node announced no HTTP port");
     try {
-      return await this.fetchImpl(`http://${node.host}:${node.httpPort}${req.path}`, {
-        method: req.method,
-        headers: req.headers,
-        body: req.body,
-        signal: AbortSignal.timeout(this.timeoutMs),
-      });
+      return await this.fetchImpl(
+        `http://${node.host}:${node.httpPort}${req.path}`,
+        { method: req.method, headers: req.headers, body: req.body },
+        this.timeoutMs,
+      );
     } catch (err) {
       throw new TransportError(name, err instanceof Error ? err.message : String(err));
     }
