@@ -43,6 +43,12 @@ export const indexSchema = z.object({
     .int(1, 10_000_000)
     .default(4096)
     .describe("Modular resolver virtual buckets."),
+  "partition-auto-activate": cfg
+    .bool()
+    .default(true)
+    .describe(
+      "Activate a new partition as soon as its master has copied its keys (ready); off: wait for `node state <host> <port> active`, as Flare does.",
+    ),
   "key-hash-algorithm": z
     .enum(HASH_ALGORITHMS)
     .default("simple")

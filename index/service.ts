@@ -73,8 +73,16 @@ export class IndexService {
     return this.apply(this.map.setRole(host, port, role, balance, partition), "node role");
   }
 
+  /**
+   * A new partition's master reports `ready` once it copied its keys; with partition-auto-activate
+   * the index activates it at once, so every node and proxy moves to one more partition.
+   */
   setState(host: string, port: number, state: NodeState): Change {
-    return this.apply(this.map.setState(host, port, state), "node state");
+    const change = this.apply(this.map.setState(host, port, state), "node state");
+    const node = this.map.get(host, port);
+    if (change.ok && state === "ready" && node?.role === "master" && this.config["partition-auto-activate"])
+      return this.apply(this.map.setState(host, port, "active"), "partition activation");
+    return change;
   }
 
   remove(host: string, port: number): Change {

@@ -92,12 +92,18 @@ export class ClusterMember {
    * not fenced and holds its lease; a slave (active or rebuilding) takes the writes replicated by
    * `from`, the peer that sent them, only when its map names that peer master of its partition.
    */
-  writeRefusal(from: string | undefined): string | undefined {
+  writeRefusal(from: string | undefined, key?: string): string | undefined {
     const me = this.self();
     if (from !== undefined) {
       if (me?.role === "slave" && me.state !== "down") {
         const master = this.masterOf(me.partition);
         if (master !== undefined && nodeKey(master.host, master.port) === from) return undefined;
+      }
+      // A partition being added takes the moved keys' writes from the masters that held them.
+      if (me?.role === "master" && (me.state === "prepare" || me.state === "ready")) {
+        const source = this.nodes.find((n) => nodeKey(n.host, n.port) === from);
+        if (source?.role === "master" && source.state === "active" && source.partition < me.partition)
+          return undefined;
       }
       // `stale master`: the sender compares the version with its own to tell who is behind.
       return `stale master: map version ${this.version} does not make ${from} master of this node`;
@@ -107,10 +113,35 @@ export class ClusterMember {
         return `${NOT_A_MASTER} (fenced: a peer has map version ${this.fencedBelow}, this node ${this.version})`;
       if (this.leaseMs > 0 && performance.now() - this.heardAt > this.leaseMs)
         return `${NOT_A_MASTER} (master lease expired: no word from the index for ${this.leaseMs} ms)`;
+      // A key another partition owns now (one was added): its writes go to that partition's master.
+      if (key !== undefined && this.partitions > 1 && this.keyPartition !== undefined) {
+        const owner = this.keyPartition(key, this.partitions);
+        if (owner !== me.partition) return `${NOT_A_MASTER} (the key belongs to partition ${owner})`;
+      }
       return undefined;
     }
     return `${NOT_A_MASTER} (role ${me?.role ?? "unknown"}, state ${me?.state ?? "unknown"})`;
   }
+
+  /**
+   * Which keys this node's partition owns under the current map, when that is not every key (one
+   * partition, or not a member of one): a partition being added owns what it will own.
+   */
+  owned(): ((key: string) => boolean) | undefined {
+    const me = this.self();
+    const keyPartition = this.keyPartition;
+    if (me === undefined || me.partition < 0 || keyPartition === undefined) return undefined;
+    const partitions = Math.max(this.partitions, me.partition + 1);
+    if (partitions <= 1) return undefined;
+    const mine = me.partition;
+    return (key) => keyPartition(key, partitions) === mine;
+  }
+
+  /** The partition of a key among `partitions` (the index's hash and resolver), once known. */
+  keyPartition: ((key: string, partitions: number) => number) | undefined;
+
+  /** The serving partitions of the current map (see partitionCount), kept for the write path. */
+  private partitions = 1;
 
   /**
    * A slave refused our replication naming its map version: if it is newer than ours, another map
@@ -137,8 +168,9 @@ export class ClusterMember {
     if (sent > this.heardAt) this.heardAt = sent;
   }
 
+  /** Counts a slave's progress; a new partition's master takes several masters' streams: not counted. */
   replicated(seq: number): void {
-    if (seq > this.replicationSeq) this.replicationSeq = seq;
+    if (this.masterKey !== "" && seq > this.replicationSeq) this.replicationSeq = seq;
   }
 
   get selfKey(): string {
@@ -156,6 +188,17 @@ export class ClusterMember {
   partitionCount(): number {
     return this.nodes.filter((n) => n.role === "master" && (n.state === "active" || n.state === "down"))
       .length;
+  }
+
+  /**
+   * The master of a partition being added (preparing or ready): an active master sends it the
+   * writes of the keys that will move to it.
+   */
+  addedMaster(): NodeEntry | undefined {
+    const count = this.partitions;
+    return this.nodes.find(
+      (n) => n.role === "master" && n.partition === count && (n.state === "prepare" || n.state === "ready"),
+    );
   }
 
   masterOf(partition: number): NodeEntry | undefined {
@@ -274,6 +317,7 @@ export class ClusterMember {
     const before = this.self();
     this.nodes = nodes;
     this.version = version;
+    this.partitions = this.partitionCount();
     const after = this.self();
     // A new master numbers its writes from 1 again.
     const master = after?.role === "slave" ? this.masterOf(after.partition) : undefined;

@@ -36,10 +36,15 @@ export class Router {
         p.totalWeight += n.balance;
       }
     }
-    // Serving partitions are contiguous from 0; a hole means an incomplete map.
+    // Serving partitions are contiguous from 0; a hole means an incomplete map. A partition being
+    // added (its master preparing or ready) serves nothing until it is activated: its keys are
+    // still read and written where they were.
     this.partitions = [];
-    for (let i = 0; i < parts.length && parts[i] !== undefined; i++)
-      this.partitions.push(parts[i] as Partition);
+    for (let i = 0; i < parts.length; i++) {
+      const p = parts[i];
+      if (p === undefined || (p.master?.state !== "active" && p.master?.state !== "down")) break;
+      this.partitions.push(p);
+    }
     for (const p of this.partitions) {
       // A live master with balance 0 still serves its partition (Flare does).
       if (p.readers.length === 0 && p.master?.state === "active") {

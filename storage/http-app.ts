@@ -31,7 +31,7 @@ export interface HttpAppOptions {
   /** In a cluster: the replication wait of the write just applied (the memcached port's too). */
   acknowledged?: () => Promise<void> | undefined;
   /** In a cluster: why this node takes no client writes now (not the active master). */
-  writeRefusal?: () => string | undefined;
+  writeRefusal?: (key: string) => string | undefined;
   /** Served at /metrics; HTTP requests are counted into it. */
   metrics?: Registry;
 }
@@ -44,8 +44,8 @@ export function createNodeHttpApp(store: Store, options: HttpAppOptions, log: Lo
   }
   const keyOf = (c: Context): string => urlKey(c, options.maxKey);
   /** Fencing, as on the memcached port: 503 so a proxy asks for the next map. */
-  const fenced = (c: Context): Response | undefined => {
-    const refusal = options.writeRefusal?.();
+  const fenced = (c: Context, key: string): Response | undefined => {
+    const refusal = options.writeRefusal?.(key);
     return refusal === undefined ? undefined : fail(c, 503, "NOT_MASTER", refusal);
   };
 
@@ -75,9 +75,9 @@ export function createNodeHttpApp(store: Store, options: HttpAppOptions, log: Lo
   });
 
   app.put("/v1/kv/:key", async (c) => {
-    const refused = fenced(c);
-    if (refused) return refused;
     const key = keyOf(c);
+    const refused = fenced(c, key);
+    if (refused) return refused;
     const put = putRequest(c);
     const value = await readValue(c, options.maxValue);
     if (value instanceof Response) return value;
@@ -89,9 +89,9 @@ export function createNodeHttpApp(store: Store, options: HttpAppOptions, log: Lo
   });
 
   app.delete("/v1/kv/:key", async (c) => {
-    const refused = fenced(c);
-    if (refused) return refused;
     const key = keyOf(c);
+    const refused = fenced(c, key);
+    if (refused) return refused;
     const match = ifMatch(c);
     if (match === "never") return neverMatches(c);
     const result = await store.delete(key, 0, 0n, typeof match === "bigint" ? match : undefined);
@@ -105,9 +105,9 @@ export function createNodeHttpApp(store: Store, options: HttpAppOptions, log: Lo
   allowMethods(app, "/v1/kv/:key", ["GET", "PUT", "DELETE"]);
 
   app.post("/v1/kv/:key/:op{incr|decr}", async (c) => {
-    const refused = fenced(c);
-    if (refused) return refused;
     const key = keyOf(c);
+    const refused = fenced(c, key);
+    if (refused) return refused;
     const result = await store.arithmetic(key, incrAmount(c), c.req.param("op") === "decr");
     await options.acknowledged?.();
     if (result === "NOT_FOUND") return fail(c, 404, "NOT_FOUND", "no such key");

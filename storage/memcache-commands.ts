@@ -52,8 +52,13 @@ export interface NodeInfo extends ServerCounters {
 
 /** What the commands need of a node's cluster membership (absent on a standalone node). */
 export interface Membership {
-  /** Why a write is refused here (undefined: allowed); `from`: the peer that replicated it. */
-  writeRefusal(from: string | undefined): string | undefined;
+  /** Why a write of `key` is refused here (undefined: allowed); `from`: the peer that replicated it. */
+  writeRefusal(from: string | undefined, key?: string): string | undefined;
+  /**
+   * Which keys this node's partition owns now, when that is not all it holds: keys left behind
+   * by a partition that was added hold old values and must not be copied anywhere.
+   */
+  owned(): ((key: string) => boolean) | undefined;
   /** The index pinged this node at `sentAt` (its clock, ms), over an authenticated connection. */
   heardFromIndex(sentAt: number): void;
   /** A replicated write numbered `seq` by the master arrived (in order). */
@@ -166,9 +171,11 @@ export class MemcacheCommands implements CommandHandler {
     let bytes = 0;
     let count = 0;
     let owedMs = 0;
+    const owns = this.member?.owned();
     for await (const [key, item] of this.store.engine.scan()) {
       const now = Date.now();
       if (item.expiresAt !== 0 && item.expiresAt <= now) continue;
+      if (owns !== undefined && !owns(key)) continue;
       if (
         req.partition >= 0 &&
         this.partitioning.resolver.resolve(keyHash(key, this.partitioning.algorithm), req.size) !==
@@ -218,7 +225,7 @@ export class MemcacheCommands implements CommandHandler {
     const member = this.member;
     if (member === undefined || !WRITE_OPS.has(req.op)) return this.apply(req, out);
     const from = "proxied" in req ? req.proxied : undefined;
-    const refusal = member.writeRefusal(from);
+    const refusal = member.writeRefusal(from, "key" in req ? req.key : undefined);
     if (refusal !== undefined) {
       if (!("noreply" in req && req.noreply)) out.line(`SERVER_ERROR ${refusal}`);
       return true;

@@ -7,7 +7,7 @@ import { createRegistry, LatencyRecorder } from "../common/metrics.js";
 import { VERSION } from "../common/version.js";
 import type { ClusterSecret } from "../protocol/cluster-auth.js";
 import { ClusterMember } from "../protocol/cluster-member.js";
-import { partitioning } from "../protocol/key-hash.js";
+import { keyHash, partitioning } from "../protocol/key-hash.js";
 import { MemcacheServer, newServerCounters } from "../protocol/memcache/server.js";
 import type { NodeConfig } from "./config.js";
 import { Counters } from "./counters.js";
@@ -86,7 +86,8 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
   const address = await tcp.listen();
   let http: HttpServer | undefined;
   if (config["http-port"] !== undefined) {
-    const writeRefusal = member === undefined ? undefined : () => member.writeRefusal(undefined);
+    const writeRefusal =
+      member === undefined ? undefined : (key: string) => member.writeRefusal(undefined, key);
     // Loaded only for a node with an HTTP API: a memcached-only node's process stays smaller.
     const [{ createNodeHttpApp }, { serveHttp }] = await Promise.all([
       import("./http-app.js"),
@@ -110,7 +111,10 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
     member.listening(address.port, http?.address.port);
     try {
       await member.register();
-      commands.partitioning = partitioning(member.meta);
+      const keys = partitioning(member.meta);
+      commands.partitioning = keys;
+      member.keyPartition = (key, partitions) =>
+        keys.resolver.resolve(keyHash(key, keys.algorithm), partitions);
     } catch (err) {
       await Promise.all([tcp.close(), http?.close()]);
       await engine.close();
@@ -182,7 +186,9 @@ function clusterMember(config: NodeConfig, secret: ClusterSecret, log: Logger): 
 
 /**
  * What a node does when the map changes: as master it replicates to its slaves; made a slave of a
- * partition (prepare), it drops what it held and rebuilds from the master, then reports active.
+ * partition (prepare), it drops what it held and rebuilds from the master, then reports active;
+ * made master of a new partition (prepare), it copies the keys that move to it from every master,
+ * then reports ready.
  */
 function followCluster(
   member: ClusterMember,
@@ -192,15 +198,22 @@ function followCluster(
   secret: ClusterSecret,
   log: Logger,
 ): void {
+  const name = config["server-name"];
   member.onMap((nodes, before, after) => {
-    replicator.follow(member.selfKey, nodes);
-    const startsRebuild =
-      after?.role === "slave" &&
+    replicator.follow(member.selfKey, nodes, member.addedMaster(), member.keyPartition);
+    const entering = (role: "slave" | "master"): boolean =>
+      after?.role === role &&
       after.state === "prepare" &&
-      !(before?.role === "slave" && before.state === "prepare");
-    if (!startsRebuild) return;
+      !(before?.role === role && before.state === "prepare");
+    if (entering("master") && after !== undefined) {
+      void copyPartition(member, store, replicator, config, secret, log, after.partition, after.port);
+      return;
+    }
+    if (!entering("slave") || after === undefined) return;
     const master = member.masterOf(after.partition);
     if (master === undefined) return;
+    // A slave of a partition being added dumps its master's keys as they will be partitioned.
+    const partitions = Math.max(member.partitionCount(), after.partition + 1);
     // Nothing this node held may survive: what the master deleted meanwhile must not come back.
     const cleared = store.flush(0);
     void (async () => {
@@ -214,23 +227,83 @@ function followCluster(
             host: master.host,
             port: master.port,
             partition: after.partition,
-            partitions: member.partitionCount(),
+            partitions,
             interval: config["reconstruction-interval"],
             bwlimit: config["reconstruction-bwlimit"],
           },
           log,
         );
         log.info("reconstruction done", { items, ms: Date.now() - started });
-        const reply = await member.tellIndex(`node state ${config["server-name"]} ${after.port} active`);
+        const reply = await member.tellIndex(`node state ${name} ${after.port} active`);
         if (reply !== "OK") log.warn("index refused activation", { reply });
       } catch (err) {
         log.error("reconstruction failed", { err });
         // Give the role back only while still rebuilding: an operator (or the index) may have moved on.
         const now = member.self();
         if (now?.role === "slave" && now.state === "prepare") {
-          await member.tellIndex(`node role ${config["server-name"]} ${after.port} proxy`).catch(() => "");
+          await member.tellIndex(`node role ${name} ${after.port} proxy`).catch(() => "");
         }
       }
     })();
   });
+}
+
+/**
+ * Flare's reconstruction of a new partition: from each master, `dump` of the keys that partition
+ * `partition` of `partition + 1` will own; each item is kept only if newer than what arrived
+ * meanwhile (the masters also send each write of those keys as it happens). Then `ready`, which
+ * the index turns into active (partition-auto-activate) or an operator does, once this node's
+ * slaves have what it copied. A failed copy gives the role back: the old partitions still hold
+ * every key.
+ */
+async function copyPartition(
+  member: ClusterMember,
+  store: Store,
+  replicator: Replicator,
+  config: NodeConfig,
+  secret: ClusterSecret,
+  log: Logger,
+  partition: number,
+  port: number,
+): Promise<void> {
+  const name = config["server-name"];
+  const sources = member.map.filter(
+    (n) => n.role === "master" && n.state === "active" && n.partition < partition,
+  );
+  const started = Date.now();
+  log.info("partition copy started", { partition, sources: sources.map((n) => `${n.host}:${n.port}`) });
+  try {
+    await store.flush(0);
+    const counts = await Promise.all(
+      sources.map((source) =>
+        reconstruct(
+          store,
+          {
+            credentials: { secret, role: "node" },
+            host: source.host,
+            port: source.port,
+            partition,
+            partitions: partition + 1,
+            interval: config["reconstruction-interval"],
+            bwlimit: config["reconstruction-bwlimit"],
+          },
+          log,
+        ),
+      ),
+    );
+    const items = counts.reduce((a, b) => a + b, 0);
+    // Ready means the partition holds its keys: its slaves too, for the reads they will take.
+    await replicator.waitAll(replicator.seq);
+    log.info("partition copy done", { partition, items, ms: Date.now() - started });
+    const now = member.self();
+    if (now?.role !== "master" || now.state !== "prepare") return;
+    const reply = await member.tellIndex(`node state ${name} ${port} ready`);
+    if (reply !== "OK") log.warn("index refused ready", { reply });
+  } catch (err) {
+    log.error("partition copy failed", { partition, err });
+    const now = member.self();
+    if (now?.role === "master" && now.state === "prepare") {
+      await member.tellIndex(`node role ${name} ${port} proxy`).catch(() => "");
+    }
+  }
 }

@@ -31,8 +31,12 @@ export class ReplicationRefused extends ServerError {}
 
 interface Entry {
   seq: number;
+  key: string;
   text: Buffer;
 }
+
+/** Which keys' writes a link carries: all (a slave), or those moving to a partition being added. */
+type KeyFilter = ((key: string) => boolean) | undefined;
 
 /** Bytes sent to a slave in one write before its replies are awaited. */
 const SEND_CHUNK = 256 * 1024;
@@ -78,41 +82,71 @@ export class Replicator {
     store.onApplied = (key, item, version, expiryOnly) => this.applied(key, item, version, expiryOnly);
   }
 
-  /** Follows the map: as an active master, replicate to the slaves of the partition. */
-  follow(selfKey: string, nodes: NodeEntry[]): void {
+  /**
+   * Follows the map: as master (active, or of a partition being added), replicate to the slaves of
+   * the partition; as an active master while a partition is being added (`added`, its master),
+   * also send that master the writes of the keys moving to it (`keyPartition` tells which).
+   */
+  follow(
+    selfKey: string,
+    nodes: NodeEntry[],
+    added?: NodeEntry,
+    keyPartition?: (key: string, partitions: number) => number,
+  ): void {
     this.self = selfKey;
     const me = nodes.find((n) => nodeKey(n.host, n.port) === selfKey);
-    const wanted = new Map<string, NodeEntry>();
-    const master = me?.role === "master" && me.state === "active";
+    const wanted = new Map<string, { node: NodeEntry; accepts: KeyFilter }>();
+    const master = me?.role === "master" && me.state !== "down";
     if (master) {
       for (const n of nodes) {
         if (n.role === "slave" && n.partition === me.partition && n.state !== "down")
-          wanted.set(nodeKey(n.host, n.port), n);
+          wanted.set(nodeKey(n.host, n.port), { node: n, accepts: undefined });
+      }
+      if (me.state === "active" && added !== undefined && keyPartition !== undefined) {
+        const target = added.partition;
+        wanted.set(nodeKey(added.host, added.port), {
+          node: added,
+          accepts: (key) => keyPartition(key, target + 1) === target,
+        });
       }
     }
     // A slave that left the map no longer holds up writes; but a node that stopped being master
-    // must not acknowledge the sync writes still waiting: no slave may have them.
+    // must not acknowledge the sync writes still waiting: no slave may have them. Nor may a write
+    // of a moving key be acknowledged once its link to the new partition ends (activated, or the
+    // new master gone): the client retries it where the map now puts the key.
     const demoted = master
       ? undefined
       : new ReplicationRefused(
           "UNAVAILABLE",
           `${NOT_A_MASTER} (role ${me?.role ?? "unknown"}, state ${me?.state ?? "unknown"})`,
         );
+    const moved = new ReplicationRefused("UNAVAILABLE", `${NOT_A_MASTER} (the key moved to a new partition)`);
     for (const [key, link] of this.links) {
-      if (!wanted.has(key)) {
-        link.close(demoted);
+      const want = wanted.get(key);
+      if (want === undefined || (want.accepts === undefined) !== (link.accepts === undefined)) {
+        link.close(link.accepts === undefined ? demoted : moved);
         this.links.delete(key);
-        this.log.info("replication stopped", { slave: key });
+        this.log.info("replication stopped", { slave: key, moving: link.accepts !== undefined });
       }
     }
-    for (const [key, n] of wanted) {
+    for (const [key, { node: n, accepts }] of wanted) {
       if (this.links.has(key)) continue;
-      // A new slave is rebuilt by its own dump; replication starts with what comes next.
+      // A new slave is rebuilt by its own dump, a new partition by its copy; replication starts
+      // with what comes next.
       this.links.set(
         key,
-        new SlaveLink(this, this.options, key, n.host, n.port, this.seq, this.log.child({ slave: key })),
+        new SlaveLink(
+          this,
+          this.options,
+          key,
+          n.host,
+          n.port,
+          this.seq,
+          accepts,
+          this.log.child({ slave: key }),
+        ),
       );
-      this.log.info("replication started", { slave: key, fromSeq: this.seq });
+      this.log.info("replication started", { slave: key, fromSeq: this.seq, moving: accepts !== undefined });
     }
     if (this.links.size === 0) this.trim(true);
   }
@@ -137,7 +171,15 @@ export class Replicator {
    */
   acknowledged(mode: "async" | "sync"): Promise<void> | undefined {
     if (this.links.size === 0) return undefined;
-    return mode === "sync" ? this.waitAll(this.seq) : this.waitCapacity();
+    if (mode === "sync") return this.waitAll(this.seq);
+    // A write of a key moving to a new partition is acknowledged once that partition has it, in
+    // either mode: the old master stops taking the key when the partition goes live.
+    const seq = this.seq;
+    const moving = [...this.links.values()].filter((l) => l.accepts !== undefined).map((l) => l.waitFor(seq));
+    const capacity = this.waitCapacity();
+    if (moving.length === 0) return capacity;
+    if (capacity !== undefined) moving.push(capacity);
+    return Promise.all(moving).then(() => undefined);
   }
 
   /** Resolves when no slave lags more than the log can hold: async writers wait here (backpressure). */
@@ -168,10 +210,11 @@ export class Replicator {
     return this.entries.slice(this.head + (seq + 1 - first.seq));
   }
 
-  /** Everything the store holds, as writes, for a slave that fell out of the log. */
-  async *everything(): AsyncIterable<Buffer> {
+  /** Everything the store holds (that `accepts`), as writes, for a link that fell out of the log. */
+  async *everything(accepts: KeyFilter): AsyncIterable<Buffer> {
     for await (const [key, item] of this.store.engine.scan())
-      yield encodeWrite(this.self, key, item, item.version, Date.now());
+      if (accepts === undefined || accepts(key))
+        yield encodeWrite(this.self, key, item, item.version, Date.now());
   }
 
   private applied(key: string, item: Item | null, version: bigint, expiryOnly: boolean): void {
@@ -179,6 +222,7 @@ export class Replicator {
     this.seq++;
     this.entries.push({
       seq: this.seq,
+      key,
       text: encodeWrite(this.self, key, item, version, Date.now(), this.seq, expiryOnly),
     });
     this.trim(false);
@@ -219,6 +263,7 @@ class SlaveLink {
     private readonly host: string,
     private readonly port: number,
     from: number,
+    readonly accepts: KeyFilter,
     private readonly log: Logger,
   ) {
     this.acked = from;
@@ -252,10 +297,19 @@ class SlaveLink {
     if (entries.length === 0) return;
     socket.cork();
     let bytes = 0;
+    const accepts = this.accepts;
     for (const e of entries) {
+      this.sent = e.seq;
+      if (accepts !== undefined && !accepts(e.key)) {
+        // Not sent: acknowledged with the reply to the last write sent before it (acks are
+        // cumulative), or at once when none is awaited.
+        const last = this.inflight.length - 1;
+        if (last < 0) this.ack(e.seq);
+        else this.inflight[last] = e.seq;
+        continue;
+      }
       socket.write(e.text);
       this.inflight.push(e.seq);
-      this.sent = e.seq;
       bytes += e.text.length;
       if (bytes >= SEND_CHUNK) break;
     }
@@ -364,7 +418,7 @@ class SlaveLink {
     const upTo = this.replicator.seq;
     this.log.warn("slave fell out of the replication log: sending every item", { lag: upTo - this.acked });
     try {
-      for await (const text of this.replicator.everything()) {
+      for await (const text of this.replicator.everything(this.accepts)) {
         if (this.socket !== socket || this.closed) return;
         this.inflight.push(0);
         if (!socket.write(text)) await new Promise((r) => socket.once("drain", r));

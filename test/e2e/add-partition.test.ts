@@ -1,0 +1,204 @@
+/**
+ * Adding partitions while the cluster serves (Flare's `node role <host> <port> master 1 N`): the
+ * new master copies the keys that move to it from every master while those masters send it each
+ * write of those keys, reports ready, and the index activates it; then every proxy and node moves
+ * to one more partition. Under a set/delete/get load through the proxy, checked against a model of
+ * acknowledged writes, key by key.
+ */
+import { afterAll, describe, expect, it } from "vitest";
+import { keyHash, partitioning } from "../../protocol/key-hash.js";
+import { admin, dumpOf, joinArgs, nodeState, pairUp, startIndex, until } from "../helpers/cluster.js";
+import { type NodeProcess, startNodeProcess, startRole, stopAll } from "../helpers/processes.js";
+import { RawClient } from "../helpers/raw-client.js";
+
+afterAll(stopAll);
+
+const KEYS = 3000;
+const CLIENTS = 3;
+
+/**
+ * Clients that each own every CLIENTS-th key, one request in flight: a key's acknowledged writes
+ * come from one client in order, so the model is exact. Sets, deletes, and gets checked against
+ * the model.
+ */
+class ModelLoad {
+  /** Last acknowledged value of each key written (null: deleted). */
+  readonly model = new Map<string, string | null>();
+  readonly failed: string[] = [];
+  readonly wrong: string[] = [];
+  ops = 0;
+  private running = true;
+  private readonly done: Promise<void>[] = [];
+
+  async start(port: number): Promise<void> {
+    for (let c = 0; c < CLIENTS; c++) {
+      const conn = await RawClient.open(port);
+      this.done.push(this.run(conn, c));
+    }
+  }
+
+  private async run(conn: RawClient, client: number): Promise<void> {
+    let seed = client + 1;
+    const next = () => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed >>> 8;
+    };
+    for (let i = 0; this.running; i++) {
+      const key = `ap_${(next() % (KEYS / CLIENTS)) * CLIENTS + client}`;
+      const dice = next() % 10;
+      this.ops++;
+      if (dice < 6) {
+        const value = `${client}-${i}-${"v".repeat(next() % 40)}`;
+        const reply = await conn.ask(`set ${key} 0 0 ${value.length}\r\n${value}\r\n`);
+        if (reply === "STORED\r\n") this.model.set(key, value);
+        else this.failed.push(`set ${key}: ${reply.trim()}`);
+      } else if (dice < 7) {
+        const reply = await conn.ask(`delete ${key}\r\n`);
+        if (reply === "DELETED\r\n" || reply === "NOT_FOUND\r\n") this.model.set(key, null);
+        else this.failed.push(`delete ${key}: ${reply.trim()}`);
+      } else {
+        const reply = await conn.ask(`get ${key}\r\n`, "END\r\n");
+        const want = this.model.get(key);
+        const expected =
+          typeof want === "string" ? `VALUE ${key} 0 ${want.length}\r\n${want}\r\nEND\r\n` : "END\r\n";
+        // A key never written may hold nothing or anything earlier runs left: only known keys count.
+        if (want !== undefined && reply !== expected)
+          this.wrong.push(`get ${key}: ${reply.trim()} (want ${want})`);
+      }
+    }
+    conn.close();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await Promise.all(this.done);
+  }
+}
+
+/** The index's partitioning: which of `partitions` a key belongs to. */
+const keys = partitioning(new Map());
+const partitionOf = (key: string, partitions: number): number =>
+  keys.resolver.resolve(keyHash(key, keys.algorithm), partitions);
+
+interface Growth {
+  /** Partitions to add, one after another. */
+  add: number;
+  /** Each new partition gets a slave: while its master copies, or once it is active. */
+  slaves: "while-copying" | "after";
+  /** flare-tools' way: poll `stats nodes` for ready, then `node state <host> <port> active`. */
+  manual: boolean;
+}
+
+/** The seed's pair, a proxy and a load; then `add` partitions as asked; then every check. */
+async function growUnderLoad(g: Growth): Promise<void> {
+  const index = await startIndex(g.manual ? ["--partition-auto-activate", "off"] : []);
+  const nodeArgs = joinArgs(index, ["--replication-type", "sync"]);
+  const master = await startNodeProcess(nodeArgs);
+  const slave = await startNodeProcess(nodeArgs);
+  await pairUp(index, undefined, master, slave);
+  const proxy = await startRole("proxy", "proxy started", joinArgs(index));
+  await until(
+    "the proxy to take writes",
+    async () => (await admin(proxy.port, "set warm 0 0 1\r\nx")) === "STORED\r\n",
+  );
+  const load = new ModelLoad();
+  await load.start(proxy.port);
+  await new Promise((r) => setTimeout(r, 1000));
+
+  const masters: NodeProcess[] = [master];
+  const slaves: NodeProcess[] = [slave];
+  const timings: number[] = [];
+  const state = (p: NodeProcess) => nodeState(index, p.port);
+  for (let partition = 1; partition <= g.add; partition++) {
+    const added = await startNodeProcess(nodeArgs);
+    const second = await startNodeProcess(nodeArgs);
+    const started = Date.now();
+    expect(await admin(index.port, `node role localhost ${added.port} master 1 ${partition}`)).toBe("OK\r\n");
+    if (g.slaves === "while-copying")
+      expect(await admin(index.port, `node role localhost ${second.port} slave 1 ${partition}`)).toBe(
+        "OK\r\n",
+      );
+    if (g.manual) {
+      await until(
+        `partition ${partition} to be ready`,
+        async () => (await state(added)) === "master/ready",
+        60_000,
+      );
+      // Ready is not serving: the proxy still routes over the old partitions until activation.
+      await new Promise((r) => setTimeout(r, 300));
+      expect(await state(added)).toBe("master/ready");
+      expect(await admin(index.port, `node state localhost ${added.port} active`)).toBe("OK\r\n");
+    }
+    await until(
+      `partition ${partition} to be active`,
+      async () => (await state(added)) === "master/active",
+      60_000,
+    );
+    timings.push(Date.now() - started);
+    if (g.slaves === "after")
+      expect(await admin(index.port, `node role localhost ${second.port} slave 1 ${partition}`)).toBe(
+        "OK\r\n",
+      );
+    await until(
+      `the slave of partition ${partition}`,
+      async () => (await state(second)) === "slave/active",
+      60_000,
+    );
+    masters.push(added);
+    slaves.push(second);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  await load.stop();
+  console.log(
+    `add partition (${g.manual ? "manual" : "auto"} activation, slaves ${g.slaves}): ${load.ops} requests under load, 1 -> ${g.add + 1} partitions, each active ${timings.join(", ")} ms after its node role; ${load.failed.length} failed, ${load.wrong.length} wrong gets`,
+  );
+  expect(load.failed).toEqual([]);
+  expect(load.wrong).toEqual([]);
+  expect(load.model.size).toBeGreaterThan(KEYS / 2);
+
+  // Every key through the proxy, then on the master and the slave of the partition that owns it.
+  const c = await RawClient.open(proxy.port);
+  const wrong: string[] = [];
+  for (const [key, want] of load.model) {
+    const reply = await c.ask(`get ${key}\r\n`, "END\r\n");
+    const expected = want === null ? "END\r\n" : `VALUE ${key} 0 ${want.length}\r\n${want}\r\nEND\r\n`;
+    if (reply !== expected) wrong.push(`${key}: ${reply.trim()} (want ${want})`);
+  }
+  c.close();
+  expect(wrong).toEqual([]);
+  const partitions = masters.length;
+  const held = await Promise.all([...masters, ...slaves].map((m) => dumpOf(m.port)));
+  const misplaced: string[] = [];
+  const perPartition = masters.map(() => 0);
+  for (const [key, want] of load.model) {
+    const owner = partitionOf(key, partitions);
+    if (want !== null) perPartition[owner] = (perPartition[owner] ?? 0) + 1;
+    for (const [copy, items] of [held[owner], held[partitions + owner]].entries()) {
+      const item = items?.get(key);
+      const value = item?.slice(item.indexOf(" ") + 1);
+      if ((want === null && item !== undefined) || (want !== null && value !== want))
+        misplaced.push(
+          `${key} on the ${copy === 0 ? "master" : "slave"} of partition ${owner}: ${value} (want ${want})`,
+        );
+    }
+  }
+  expect(misplaced).toEqual([]);
+  console.log(`keys per partition: ${perPartition.join(", ")}`);
+  // The resolver moves about 1/n of the keys to each new partition: within 10% of even.
+  const even = load.model.size / partitions;
+  const live = perPartition.reduce((a, b) => a + b, 0);
+  for (const n of perPartition) expect(Math.abs(n - live / partitions)).toBeLessThan(even * 0.1);
+  // The old master takes no write of a key it gave away: the proxy's retry goes to the owner.
+  const moved = [...load.model.keys()].find((k) => partitionOf(k, partitions) !== 0) as string;
+  expect(await admin(master.port, `set ${moved} 0 0 1\r\nz`)).toMatch(/^SERVER_ERROR not a master/);
+}
+
+describe("adding partitions online", () => {
+  it("grows 1 -> 2 -> 3 -> 4 partitions under load, slaves added after: no request fails, every key as acknowledged on its owner", async () => {
+    await growUnderLoad({ add: 3, slaves: "after", manual: false });
+  }, 240_000);
+
+  it("as flare-tools does it (auto-activation off: ready, then node state active), a slave rebuilding meanwhile", async () => {
+    await growUnderLoad({ add: 1, slaves: "while-copying", manual: true });
+  }, 120_000);
+});
