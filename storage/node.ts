@@ -199,8 +199,15 @@ function followCluster(
   log: Logger,
 ): void {
   const name = config["server-name"];
+  let serving = member.partitionCount();
   member.onMap((nodes, before, after) => {
     replicator.follow(member.selfKey, nodes, member.addedMaster(), member.keyPartition);
+    const count = member.partitionCount();
+    if (count > serving && after?.state === "active") {
+      // Not at once: a proxy the new map has not reached yet still reads those keys here.
+      setTimeout(() => void dropGivenAway(member, store, log), MOVED_KEYS_GRACE_MS).unref();
+    }
+    serving = count;
     const entering = (role: "slave" | "master"): boolean =>
       after?.role === role &&
       after.state === "prepare" &&
@@ -305,5 +312,31 @@ async function copyPartition(
     if (now?.role === "master" && now.state === "prepare") {
       await member.tellIndex(`node role ${name} ${port} proxy`).catch(() => "");
     }
+  }
+}
+
+/** How long a node keeps the keys that moved away after the map that moved them. */
+const MOVED_KEYS_GRACE_MS = 5000;
+
+/**
+ * Once a partition was added, the keys that moved to it are dropped where they were (Flare left
+ * them forever: memory held for nothing, and old values a later copy could bring back). Local
+ * only, master and slaves each on their own: the new partition has the keys, so nothing is
+ * replicated and no version is recorded. The scan yields between batches.
+ */
+async function dropGivenAway(member: ClusterMember, store: Store, log: Logger): Promise<void> {
+  const owns = member.owned();
+  if (owns === undefined) return;
+  const started = Date.now();
+  let dropped = 0;
+  try {
+    for await (const [key] of store.engine.scan()) {
+      if (owns(key)) continue;
+      await store.engine.delete(key);
+      dropped++;
+    }
+    log.info("moved keys dropped", { dropped, ms: Date.now() - started });
+  } catch (err) {
+    log.warn("dropping moved keys failed", { dropped, err });
   }
 }
