@@ -9,6 +9,7 @@ import type { ClusterSecret } from "../protocol/cluster-auth.js";
 import { ClusterMember } from "../protocol/cluster-member.js";
 import { keyHash, partitioning } from "../protocol/key-hash.js";
 import { MemcacheServer, newServerCounters } from "../protocol/memcache/server.js";
+import type { NodeEntry } from "../protocol/node-map.js";
 import type { NodeConfig } from "./config.js";
 import { Counters } from "./counters.js";
 import { openEngine } from "./engines/open.js";
@@ -66,7 +67,7 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
       log,
     );
     commands.replication = { replicator, mode: config["replication-type"] };
-    followCluster(member, store, replicator, config, secret, log);
+    followCluster({ member, store, replicator, config, secret, log });
   }
   registerNodeMetrics(registry, store, info, member, () => replicator);
   const tcp = new MemcacheServer(
@@ -184,21 +185,24 @@ function clusterMember(config: NodeConfig, secret: ClusterSecret, log: Logger): 
   );
 }
 
+/** What a node brings to the cluster's changes. */
+interface Follower {
+  member: ClusterMember;
+  store: Store;
+  replicator: Replicator;
+  config: NodeConfig;
+  secret: ClusterSecret;
+  log: Logger;
+}
+
 /**
  * What a node does when the map changes: as master it replicates to its slaves; made a slave of a
  * partition (prepare), it drops what it held and rebuilds from the master, then reports active;
  * made master of a new partition (prepare), it copies the keys that move to it from every master,
  * then reports ready.
  */
-function followCluster(
-  member: ClusterMember,
-  store: Store,
-  replicator: Replicator,
-  config: NodeConfig,
-  secret: ClusterSecret,
-  log: Logger,
-): void {
-  const name = config["server-name"];
+function followCluster(f: Follower): void {
+  const { member, store, replicator, log } = f;
   let serving = member.partitionCount();
   member.onMap((nodes, before, after) => {
     replicator.follow(member.selfKey, nodes, member.addedMaster(), member.keyPartition);
@@ -212,47 +216,68 @@ function followCluster(
       after?.role === role &&
       after.state === "prepare" &&
       !(before?.role === role && before.state === "prepare");
-    if (entering("master") && after !== undefined) {
-      void copyPartition(member, store, replicator, config, secret, log, after.partition, after.port);
-      return;
-    }
-    if (!entering("slave") || after === undefined) return;
-    const master = member.masterOf(after.partition);
-    if (master === undefined) return;
-    // A slave of a partition being added dumps its master's keys as they will be partitioned.
-    const partitions = Math.max(member.partitionCount(), after.partition + 1);
-    // Nothing this node held may survive: what the master deleted meanwhile must not come back.
-    const cleared = store.flush(0);
-    void (async () => {
-      try {
-        await cleared;
-        const started = Date.now();
-        const items = await reconstruct(
-          store,
-          {
-            credentials: { secret, role: "node" },
-            host: master.host,
-            port: master.port,
-            partition: after.partition,
-            partitions,
-            interval: config["reconstruction-interval"],
-            bwlimit: config["reconstruction-bwlimit"],
-          },
-          log,
-        );
-        log.info("reconstruction done", { items, ms: Date.now() - started });
-        const reply = await member.tellIndex(`node state ${name} ${after.port} active`);
-        if (reply !== "OK") log.warn("index refused activation", { reply });
-      } catch (err) {
-        log.error("reconstruction failed", { err });
-        // Give the role back only while still rebuilding: an operator (or the index) may have moved on.
-        const now = member.self();
-        if (now?.role === "slave" && now.state === "prepare") {
-          await member.tellIndex(`node role ${name} ${after.port} proxy`).catch(() => "");
-        }
-      }
-    })();
+    if (after === undefined) return;
+    if (entering("master")) void copyPartition(f, after.partition, after.port);
+    else if (entering("slave")) void rebuildSlave(f, after.partition, after.port);
   });
+}
+
+/** `dump` of `partition` of `partitions` from `source` into the store; the number of items. */
+function dumpFrom(f: Follower, source: NodeEntry, partition: number, partitions: number): Promise<number> {
+  return reconstruct(
+    f.store,
+    {
+      credentials: { secret: f.secret, role: "node" },
+      host: source.host,
+      port: source.port,
+      partition,
+      partitions,
+      interval: f.config["reconstruction-interval"],
+      bwlimit: f.config["reconstruction-bwlimit"],
+    },
+    f.log,
+  );
+}
+
+/**
+ * Tells the index how a rebuild ended: `done` (active, ready) or, when it failed and the node is
+ * still preparing as `role` (an operator or the index may have moved on), the role given back.
+ */
+async function report(
+  f: Follower,
+  port: number,
+  role: "slave" | "master",
+  done: string | Error,
+): Promise<void> {
+  const name = f.config["server-name"];
+  if (typeof done === "string") {
+    const now = f.member.self();
+    if (now?.role !== role || now.state !== "prepare") return;
+    const reply = await f.member.tellIndex(`node state ${name} ${port} ${done}`);
+    if (reply !== "OK") f.log.warn(`index refused ${done}`, { reply });
+    return;
+  }
+  f.log.error(role === "slave" ? "reconstruction failed" : "partition copy failed", { err: done });
+  const now = f.member.self();
+  if (now?.role === role && now.state === "prepare")
+    await f.member.tellIndex(`node role ${name} ${port} proxy`).catch(() => "");
+}
+
+async function rebuildSlave(f: Follower, partition: number, port: number): Promise<void> {
+  const master = f.member.masterOf(partition);
+  if (master === undefined) return;
+  // A slave of a partition being added dumps its master's keys as they will be partitioned.
+  const partitions = Math.max(f.member.partitionCount(), partition + 1);
+  try {
+    // Nothing this node held may survive: what the master deleted meanwhile must not come back.
+    await f.store.flush(0);
+    const started = Date.now();
+    const items = await dumpFrom(f, master, partition, partitions);
+    f.log.info("reconstruction done", { items, ms: Date.now() - started });
+    await report(f, port, "slave", "active");
+  } catch (err) {
+    await report(f, port, "slave", err as Error);
+  }
 }
 
 /**
@@ -263,55 +288,22 @@ function followCluster(
  * slaves have what it copied. A failed copy gives the role back: the old partitions still hold
  * every key.
  */
-async function copyPartition(
-  member: ClusterMember,
-  store: Store,
-  replicator: Replicator,
-  config: NodeConfig,
-  secret: ClusterSecret,
-  log: Logger,
-  partition: number,
-  port: number,
-): Promise<void> {
-  const name = config["server-name"];
-  const sources = member.map.filter(
+async function copyPartition(f: Follower, partition: number, port: number): Promise<void> {
+  const sources = f.member.map.filter(
     (n) => n.role === "master" && n.state === "active" && n.partition < partition,
   );
   const started = Date.now();
-  log.info("partition copy started", { partition, sources: sources.map((n) => `${n.host}:${n.port}`) });
+  f.log.info("partition copy started", { partition, sources: sources.map((n) => `${n.host}:${n.port}`) });
   try {
-    await store.flush(0);
-    const counts = await Promise.all(
-      sources.map((source) =>
-        reconstruct(
-          store,
-          {
-            credentials: { secret, role: "node" },
-            host: source.host,
-            port: source.port,
-            partition,
-            partitions: partition + 1,
-            interval: config["reconstruction-interval"],
-            bwlimit: config["reconstruction-bwlimit"],
-          },
-          log,
-        ),
-      ),
-    );
+    await f.store.flush(0);
+    const counts = await Promise.all(sources.map((source) => dumpFrom(f, source, partition, partition + 1)));
     const items = counts.reduce((a, b) => a + b, 0);
     // Ready means the partition holds its keys: its slaves too, for the reads they will take.
-    await replicator.waitAll(replicator.seq);
-    log.info("partition copy done", { partition, items, ms: Date.now() - started });
-    const now = member.self();
-    if (now?.role !== "master" || now.state !== "prepare") return;
-    const reply = await member.tellIndex(`node state ${name} ${port} ready`);
-    if (reply !== "OK") log.warn("index refused ready", { reply });
+    await f.replicator.waitAll(f.replicator.seq);
+    f.log.info("partition copy done", { partition, items, ms: Date.now() - started });
+    await report(f, port, "master", "ready");
   } catch (err) {
-    log.error("partition copy failed", { partition, err });
-    const now = member.self();
-    if (now?.role === "master" && now.state === "prepare") {
-      await member.tellIndex(`node role ${name} ${port} proxy`).catch(() => "");
-    }
+    await report(f, port, "master", err as Error);
   }
 }
 
