@@ -114,10 +114,8 @@ export class ClusterMember {
       if (this.leaseMs > 0 && performance.now() - this.heardAt > this.leaseMs)
         return `${NOT_A_MASTER} (master lease expired: no word from the index for ${this.leaseMs} ms)`;
       // A key another partition owns now (one was added): its writes go to that partition's master.
-      if (key !== undefined && this.partitions > 1 && this.keyPartition !== undefined) {
-        const owner = this.keyPartition(key, this.partitions);
-        if (owner !== me.partition) return `${NOT_A_MASTER} (the key belongs to partition ${owner})`;
-      }
+      if (key !== undefined && this.owned()?.(key) === false)
+        return `${NOT_A_MASTER} (the key belongs to another partition)`;
       return undefined;
     }
     return `${NOT_A_MASTER} (role ${me?.role ?? "unknown"}, state ${me?.state ?? "unknown"})`;
@@ -128,17 +126,32 @@ export class ClusterMember {
    * partition, or not a member of one): a partition being added owns what it will own.
    */
   owned(): ((key: string) => boolean) | undefined {
-    const me = this.self();
-    const keyPartition = this.keyPartition;
-    if (me === undefined || me.partition < 0 || keyPartition === undefined) return undefined;
-    const partitions = Math.max(this.partitions, me.partition + 1);
-    if (partitions <= 1) return undefined;
-    const mine = me.partition;
-    return (key) => keyPartition(key, partitions) === mine;
+    if (this.ownedBy === null) {
+      const me = this.self();
+      const keyPartition = this.keyPartition;
+      const partitions = Math.max(this.partitions, (me?.partition ?? 0) + 1);
+      const mine = me?.partition ?? -1;
+      this.ownedBy =
+        mine < 0 || keyPartition === undefined || partitions <= 1
+          ? undefined
+          : (key) => keyPartition(key, partitions) === mine;
+    }
+    return this.ownedBy;
   }
 
+  /** owned()'s answer for the current map; null: not worked out since the map or hash changed. */
+  private ownedBy: ((key: string) => boolean) | undefined | null = null;
+  private hashOf: ((key: string, partitions: number) => number) | undefined;
+
   /** The partition of a key among `partitions` (the index's hash and resolver), once known. */
-  keyPartition: ((key: string, partitions: number) => number) | undefined;
+  get keyPartition(): ((key: string, partitions: number) => number) | undefined {
+    return this.hashOf;
+  }
+
+  set keyPartition(f: ((key: string, partitions: number) => number) | undefined) {
+    this.hashOf = f;
+    this.ownedBy = null;
+  }
 
   /** The serving partitions of the current map (see partitionCount), kept for the write path. */
   private partitions = 1;
@@ -318,6 +331,7 @@ export class ClusterMember {
     this.nodes = nodes;
     this.version = version;
     this.partitions = this.partitionCount();
+    this.ownedBy = null;
     const after = this.self();
     // A new master numbers its writes from 1 again.
     const master = after?.role === "slave" ? this.masterOf(after.partition) : undefined;

@@ -148,8 +148,13 @@ export class Replicator {
       );
       this.log.info("replication started", { slave: key, fromSeq: this.seq, moving: accepts !== undefined });
     }
+    // Only one partition is added at a time: at most one link carries moving keys.
+    this.moving = [...this.links.values()].find((l) => l.accepts !== undefined);
     if (this.links.size === 0) this.trim(true);
   }
+
+  /** The link to the master of a partition being added, if any. */
+  private moving: SlaveLink | undefined;
 
   get active(): boolean {
     return this.links.size > 0;
@@ -174,12 +179,10 @@ export class Replicator {
     if (mode === "sync") return this.waitAll(this.seq);
     // A write of a key moving to a new partition is acknowledged once that partition has it, in
     // either mode: the old master stops taking the key when the partition goes live.
-    const seq = this.seq;
-    const moving = [...this.links.values()].filter((l) => l.accepts !== undefined).map((l) => l.waitFor(seq));
     const capacity = this.waitCapacity();
-    if (moving.length === 0) return capacity;
-    if (capacity !== undefined) moving.push(capacity);
-    return Promise.all(moving).then(() => undefined);
+    if (this.moving === undefined) return capacity;
+    const moved = this.moving.waitFor(this.seq);
+    return capacity === undefined ? moved : Promise.all([moved, capacity]).then(() => undefined);
   }
 
   /** Resolves when no slave lags more than the log can hold: async writers wait here (backpressure). */

@@ -30,8 +30,13 @@ async function scripted(dribble: boolean): Promise<NodeEntry> {
       }
     });
   });
-  await new Promise<void>((r) => server?.listen(0, "127.0.0.1", () => r()));
-  const port = (server.address() as { port: number }).port;
+  return listening(server);
+}
+
+/** `server` listening on a free loopback port, as the map entry of an active master. */
+async function listening(s: Server): Promise<NodeEntry> {
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", () => r()));
+  const port = (s.address() as { port: number }).port;
   return {
     host: "127.0.0.1",
     port,
@@ -88,17 +93,7 @@ describe("memcached transport", () => {
 
   it("a node that closes fails the requests it owes at once", async () => {
     server = createServer((socket) => socket.on("data", () => socket.destroy()));
-    await new Promise<void>((r) => server?.listen(0, "127.0.0.1", () => r()));
-    const port = (server.address() as { port: number }).port;
-    const node: NodeEntry = {
-      host: "127.0.0.1",
-      port,
-      role: "master",
-      state: "active",
-      partition: 0,
-      balance: 1,
-      threadType: 0,
-    };
+    const node = await listening(server);
     // Its request timeout is longer than the test's: only the close can fail the request in time.
     const transport = new MemcacheTransport(1, 600_000);
     await expect(run(transport, node, ["get a"])).rejects.toBeInstanceOf(TransportError);
