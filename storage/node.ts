@@ -1,6 +1,6 @@
 /** A storage node: one engine, the store above it, and its TCP and HTTP front ends. */
 import { clusterSecret, warnIfOpen } from "../common/cluster-secret.js";
-import { ConfigError } from "../common/errors.js";
+import { ConfigError, ServerError } from "../common/errors.js";
 import type { HttpServer } from "../common/http-serve.js";
 import type { Logger } from "../common/log.js";
 import { createRegistry, LatencyRecorder } from "../common/metrics.js";
@@ -289,14 +289,12 @@ async function rebuildSlave(f: Follower, partition: number, port: number): Promi
  * every key.
  */
 async function copyPartition(f: Follower, partition: number, port: number): Promise<void> {
-  const sources = f.member.map.filter(
-    (n) => n.role === "master" && n.state === "active" && n.partition < partition,
-  );
   const started = Date.now();
-  f.log.info("partition copy started", { partition, sources: sources.map((n) => `${n.host}:${n.port}`) });
+  f.log.info("partition copy started", { partition });
   try {
     await f.store.flush(0);
-    const counts = await Promise.all(sources.map((source) => dumpFrom(f, source, partition, partition + 1)));
+    const sources = Array.from({ length: partition }, (_, p) => p);
+    const counts = await Promise.all(sources.map((source) => copyFrom(f, source, partition)));
     const items = counts.reduce((a, b) => a + b, 0);
     // Ready means the partition holds its keys: its slaves too, for the reads they will take.
     await f.replicator.waitAll(f.replicator.seq);
@@ -304,6 +302,38 @@ async function copyPartition(f: Follower, partition: number, port: number): Prom
     await report(f, port, "master", "ready");
   } catch (err) {
     await report(f, port, "master", err as Error);
+  }
+}
+
+/** How long a new partition keeps trying to copy from a partition whose master failed. */
+const COPY_RETRY_MS = 60_000;
+const COPY_RETRY_WAIT_MS = 200;
+
+/**
+ * The keys partition `source` gives to the new partition `partition`, from that partition's
+ * master. A master that dies mid-copy is replaced by failover: the copy starts again from the
+ * promoted slave, which has every write the old master acknowledged (items older than what
+ * arrived meanwhile are not kept, so what came before does no harm).
+ */
+async function copyFrom(f: Follower, source: number, partition: number): Promise<number> {
+  const deadline = Date.now() + COPY_RETRY_MS;
+  for (;;) {
+    const me = f.member.self();
+    if (me?.role !== "master" || me.state !== "prepare")
+      throw new ServerError("UNAVAILABLE", "no longer preparing a partition");
+    const master = f.member.masterOf(source);
+    let failure: unknown = `partition ${source} has no active master`;
+    if (master?.state === "active") {
+      try {
+        return await dumpFrom(f, master, partition, partition + 1);
+      } catch (err) {
+        failure = err;
+      }
+    }
+    if (Date.now() > deadline)
+      throw failure instanceof Error ? failure : new ServerError("UNAVAILABLE", String(failure));
+    f.log.warn("partition copy: retrying from the partition's master", { source, reason: String(failure) });
+    await new Promise((r) => setTimeout(r, COPY_RETRY_WAIT_MS));
   }
 }
 

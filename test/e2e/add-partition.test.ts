@@ -89,9 +89,20 @@ interface Growth {
   manual: boolean;
 }
 
-/** The seed's pair, a proxy and a load; then `add` partitions as asked; then every check. */
-async function growUnderLoad(g: Growth): Promise<void> {
-  const index = await startIndex(g.manual ? ["--partition-auto-activate", "off"] : []);
+interface Loaded {
+  index: NodeProcess;
+  master: NodeProcess;
+  slave: NodeProcess;
+  proxy: NodeProcess;
+  load: ModelLoad;
+  /** Arguments that make a node join this cluster. */
+  nodeArgs: string[];
+  state(p: NodeProcess): Promise<string>;
+}
+
+/** The seed's pair (sync replication) and a proxy, with the load running for a second. */
+async function startLoaded(indexArgs: string[] = []): Promise<Loaded> {
+  const index = await startIndex(indexArgs);
   const nodeArgs = joinArgs(index, ["--replication-type", "sync"]);
   const master = await startNodeProcess(nodeArgs);
   const slave = await startNodeProcess(nodeArgs);
@@ -104,11 +115,79 @@ async function growUnderLoad(g: Growth): Promise<void> {
   const load = new ModelLoad();
   await load.start(proxy.port);
   await new Promise((r) => setTimeout(r, 1000));
+  return { index, master, slave, proxy, load, nodeArgs, state: (p) => nodeState(index, p.port) };
+}
 
+/**
+ * The load stopped: no request failed and no get was wrong; every key as last acknowledged through
+ * the proxy and on the master and slave of the partition that owns it (`masters[i]`, `slaves[i]`:
+ * partition i); keys within 10% of even; the first partition's nodes dropped the keys that moved.
+ */
+async function verify(c: Loaded, masters: NodeProcess[], slaves: NodeProcess[], what: string): Promise<void> {
+  const { load, proxy, master, slave } = c;
+  await load.stop();
+  console.log(
+    `${what}: ${load.ops} requests under load; ${load.failed.length} failed, ${load.wrong.length} wrong gets`,
+  );
+  expect(load.failed).toEqual([]);
+  expect(load.wrong).toEqual([]);
+  expect(load.model.size).toBeGreaterThan(KEYS / 2);
+  const conn = await RawClient.open(proxy.port);
+  const wrong: string[] = [];
+  for (const [key, want] of load.model) {
+    const reply = await conn.ask(`get ${key}\r\n`, "END\r\n");
+    const expected = want === null ? "END\r\n" : `VALUE ${key} 0 ${want.length}\r\n${want}\r\nEND\r\n`;
+    if (reply !== expected) wrong.push(`${key}: ${reply.trim()} (want ${want})`);
+  }
+  conn.close();
+  expect(wrong).toEqual([]);
+  const partitions = masters.length;
+  const held = await Promise.all([...masters, ...slaves].map((m) => dumpOf(m.port)));
+  const misplaced: string[] = [];
+  const perPartition = masters.map(() => 0);
+  for (const [key, want] of load.model) {
+    const owner = partitionOf(key, partitions);
+    if (want !== null) perPartition[owner] = (perPartition[owner] ?? 0) + 1;
+    for (const [copy, items] of [held[owner], held[partitions + owner]].entries()) {
+      const item = items?.get(key);
+      const value = item?.slice(item.indexOf(" ") + 1);
+      if ((want === null && item !== undefined) || (want !== null && value !== want))
+        misplaced.push(
+          `${key} on the ${copy === 0 ? "master" : "slave"} of partition ${owner}: ${value} (want ${want})`,
+        );
+    }
+  }
+  expect(misplaced).toEqual([]);
+  console.log(`${what}: keys per partition ${perPartition.join(", ")}`);
+  const even = load.model.size / partitions;
+  const live = perPartition.reduce((a, b) => a + b, 0);
+  for (const n of perPartition) expect(Math.abs(n - live / partitions)).toBeLessThan(even * 0.1);
+  const moved = [...load.model.keys()].filter((k) => partitionOf(k, partitions) !== 0);
+  const leftOn = async (node: NodeProcess): Promise<number> => {
+    const direct = await RawClient.open(node.port);
+    let left = 0;
+    for (let i = 0; i < moved.length; i += 100) {
+      const reply = await direct.ask(`get ${moved.slice(i, i + 100).join(" ")}\r\n`, "END\r\n");
+      left += reply.split("VALUE ").length - 1;
+    }
+    direct.close();
+    return left;
+  };
+  // They go a few seconds after the map that moved them (a late proxy may still read them there).
+  for (const node of [master, slave])
+    await until("the moved keys to be dropped", async () => (await leftOn(node)) === 0, 30_000);
+  // The first partition's master takes no write of a key it gave away.
+  if (moved.length > 0)
+    expect(await admin(master.port, `set ${moved[0]} 0 0 1\r\nz`)).toMatch(/^SERVER_ERROR not a master/);
+}
+
+/** The seed's pair, a proxy and a load; then `add` partitions as asked; then every check. */
+async function growUnderLoad(g: Growth): Promise<void> {
+  const c = await startLoaded(g.manual ? ["--partition-auto-activate", "off"] : []);
+  const { index, master, slave, nodeArgs, state } = c;
   const masters: NodeProcess[] = [master];
   const slaves: NodeProcess[] = [slave];
   const timings: number[] = [];
-  const state = (p: NodeProcess) => nodeState(index, p.port);
   for (let partition = 1; partition <= g.add; partition++) {
     const added = await startNodeProcess(nodeArgs);
     const second = await startNodeProcess(nodeArgs);
@@ -148,63 +227,12 @@ async function growUnderLoad(g: Growth): Promise<void> {
     slaves.push(second);
     await new Promise((r) => setTimeout(r, 1000));
   }
-  await load.stop();
-  console.log(
-    `add partition (${g.manual ? "manual" : "auto"} activation, slaves ${g.slaves}): ${load.ops} requests under load, 1 -> ${g.add + 1} partitions, each active ${timings.join(", ")} ms after its node role; ${load.failed.length} failed, ${load.wrong.length} wrong gets`,
+  await verify(
+    c,
+    masters,
+    slaves,
+    `add partition (${g.manual ? "manual" : "auto"} activation, slaves ${g.slaves}), 1 -> ${g.add + 1} partitions, each active ${timings.join(", ")} ms after its node role`,
   );
-  expect(load.failed).toEqual([]);
-  expect(load.wrong).toEqual([]);
-  expect(load.model.size).toBeGreaterThan(KEYS / 2);
-
-  // Every key through the proxy, then on the master and the slave of the partition that owns it.
-  const c = await RawClient.open(proxy.port);
-  const wrong: string[] = [];
-  for (const [key, want] of load.model) {
-    const reply = await c.ask(`get ${key}\r\n`, "END\r\n");
-    const expected = want === null ? "END\r\n" : `VALUE ${key} 0 ${want.length}\r\n${want}\r\nEND\r\n`;
-    if (reply !== expected) wrong.push(`${key}: ${reply.trim()} (want ${want})`);
-  }
-  c.close();
-  expect(wrong).toEqual([]);
-  const partitions = masters.length;
-  const held = await Promise.all([...masters, ...slaves].map((m) => dumpOf(m.port)));
-  const misplaced: string[] = [];
-  const perPartition = masters.map(() => 0);
-  for (const [key, want] of load.model) {
-    const owner = partitionOf(key, partitions);
-    if (want !== null) perPartition[owner] = (perPartition[owner] ?? 0) + 1;
-    for (const [copy, items] of [held[owner], held[partitions + owner]].entries()) {
-      const item = items?.get(key);
-      const value = item?.slice(item.indexOf(" ") + 1);
-      if ((want === null && item !== undefined) || (want !== null && value !== want))
-        misplaced.push(
-          `${key} on the ${copy === 0 ? "master" : "slave"} of partition ${owner}: ${value} (want ${want})`,
-        );
-    }
-  }
-  expect(misplaced).toEqual([]);
-  console.log(`keys per partition: ${perPartition.join(", ")}`);
-  // The resolver moves about 1/n of the keys to each new partition: within 10% of even.
-  const even = load.model.size / partitions;
-  const live = perPartition.reduce((a, b) => a + b, 0);
-  for (const n of perPartition) expect(Math.abs(n - live / partitions)).toBeLessThan(even * 0.1);
-  // The first partition's master and slave dropped every key that moved away (direct gets, which
-  // a node answers from what it holds); and the master takes no write of such a key.
-  const moved = [...load.model.keys()].filter((k) => partitionOf(k, partitions) !== 0);
-  const leftOn = async (node: NodeProcess): Promise<number> => {
-    const direct = await RawClient.open(node.port);
-    let left = 0;
-    for (let i = 0; i < moved.length; i += 100) {
-      const reply = await direct.ask(`get ${moved.slice(i, i + 100).join(" ")}\r\n`, "END\r\n");
-      left += reply.split("VALUE ").length - 1;
-    }
-    direct.close();
-    return left;
-  };
-  // They go a few seconds after the map that moved them (a late proxy may still read them there).
-  for (const node of [master, slave])
-    await until("the moved keys to be dropped", async () => (await leftOn(node)) === 0, 30_000);
-  expect(await admin(master.port, `set ${moved[0]} 0 0 1\r\nz`)).toMatch(/^SERVER_ERROR not a master/);
 }
 
 describe("adding partitions online", () => {
@@ -214,5 +242,57 @@ describe("adding partitions online", () => {
 
   it("as flare-tools does it (auto-activation off: ready, then node state active), a slave rebuilding meanwhile", async () => {
     await growUnderLoad({ add: 1, slaves: "while-copying", manual: true });
+  }, 120_000);
+
+  // A copy slowed to about 2 s (20 KB/s), so the kills land while it runs.
+  const slowCopy = ["--reconstruction-bwlimit", "20"];
+
+  it("kill -9 of the new master mid-copy: nothing is lost, and adding another then succeeds", async () => {
+    const c = await startLoaded();
+    const doomed = await startNodeProcess([...c.nodeArgs, ...slowCopy]);
+    expect(await admin(c.index.port, `node role localhost ${doomed.port} master 1 1`)).toBe("OK\r\n");
+    await new Promise((r) => setTimeout(r, 700));
+    expect(await c.state(doomed)).toBe("master/prepare");
+    doomed.proc.kill("SIGKILL");
+    await until(
+      "the dead new master to be down",
+      async () => (await c.state(doomed)) === "proxy/down",
+      30_000,
+    );
+    const added = await startNodeProcess(c.nodeArgs);
+    const second = await startNodeProcess(c.nodeArgs);
+    expect(await admin(c.index.port, `node role localhost ${added.port} master 1 1`)).toBe("OK\r\n");
+    await until("partition 1 to be active", async () => (await c.state(added)) === "master/active", 60_000);
+    expect(await admin(c.index.port, `node role localhost ${second.port} slave 1 1`)).toBe("OK\r\n");
+    await until("its slave", async () => (await c.state(second)) === "slave/active", 60_000);
+    await new Promise((r) => setTimeout(r, 1000));
+    await verify(c, [c.master, added], [c.slave, second], "new master killed mid-copy, then added again");
+  }, 120_000);
+
+  it("kill -9 of the old master mid-copy: its slave takes over and the copy starts again from it", async () => {
+    const c = await startLoaded();
+    const added = await startNodeProcess([...c.nodeArgs, ...slowCopy]);
+    expect(await admin(c.index.port, `node role localhost ${added.port} master 1 1`)).toBe("OK\r\n");
+    await new Promise((r) => setTimeout(r, 700));
+    expect(await c.state(added)).toBe("master/prepare");
+    c.master.proc.kill("SIGKILL");
+    await until("the slave to be promoted", async () => (await c.state(c.slave)) === "master/active", 30_000);
+    await until("partition 1 to be active", async () => (await c.state(added)) === "master/active", 60_000);
+    // The copy was cut by the kill and taken up again from the promoted slave.
+    expect(added.stderr()).toContain("retrying from the partition's master");
+    // The promoted slave is partition 0's master now; each partition gets a new slave.
+    const slave0 = await startNodeProcess(c.nodeArgs);
+    const slave1 = await startNodeProcess(c.nodeArgs);
+    expect(await admin(c.index.port, `node role localhost ${slave0.port} slave 1 0`)).toBe("OK\r\n");
+    expect(await admin(c.index.port, `node role localhost ${slave1.port} slave 1 1`)).toBe("OK\r\n");
+    for (const s of [slave0, slave1])
+      await until("the new slaves", async () => (await c.state(s)) === "slave/active", 60_000);
+    await new Promise((r) => setTimeout(r, 1000));
+    await verify(
+      { ...c, master: c.slave, slave: slave0 },
+      [c.slave, added],
+      [slave0, slave1],
+      "old master killed mid-copy",
+    );
   }, 120_000);
 });
