@@ -2,8 +2,8 @@
  * Adding partitions while the cluster serves (Flare's `node role <host> <port> master 1 N`): the
  * new master copies the keys that move to it from every master while those masters send it each
  * write of those keys, reports ready, and the index activates it; then every proxy and node moves
- * to one more partition. Under a set/delete/get load through the proxy, checked against a model of
- * acknowledged writes, key by key.
+ * to one more partition. Under a set/delete/get load through the proxy's memcached front and its
+ * HTTP API, checked against a model of acknowledged writes, key by key.
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { keyHash, partitioning } from "../../protocol/key-hash.js";
@@ -14,7 +14,61 @@ import { RawClient } from "../helpers/raw-client.js";
 afterAll(stopAll);
 
 const KEYS = 3000;
-const CLIENTS = 3;
+/** Clients with one request in flight each: three on the memcached front, one on the HTTP API. */
+const CLIENTS = 4;
+
+/** One client's three operations; a string is the failure as the client saw it. */
+interface ModelClient {
+  set(key: string, value: string): Promise<true | string>;
+  delete(key: string): Promise<true | string>;
+  /** The value, null for a miss, or the failure. */
+  get(key: string): Promise<{ value: string | null } | string>;
+  close(): void;
+}
+
+async function memcachedClient(port: number): Promise<ModelClient> {
+  const conn = await RawClient.open(port);
+  return {
+    async set(key, value) {
+      const reply = await conn.ask(`set ${key} 0 0 ${value.length}\r\n${value}\r\n`);
+      return reply === "STORED\r\n" || reply.trim();
+    },
+    async delete(key) {
+      const reply = await conn.ask(`delete ${key}\r\n`);
+      return reply === "DELETED\r\n" || reply === "NOT_FOUND\r\n" || reply.trim();
+    },
+    async get(key) {
+      const reply = await conn.ask(`get ${key}\r\n`, "END\r\n");
+      if (reply === "END\r\n") return { value: null };
+      const m = /^VALUE \S+ 0 (\d+)\r\n/.exec(reply);
+      if (m === null) return reply.trim();
+      const at = (m[0] as string).length;
+      return { value: reply.slice(at, at + Number(m[1])) };
+    },
+    close: () => conn.close(),
+  };
+}
+
+function httpClient(origin: string): ModelClient {
+  const url = (key: string) => `${origin}/v1/kv/${key}`;
+  return {
+    async set(key, value) {
+      const res = await fetch(url(key), { method: "PUT", body: value });
+      return res.status === 200 || `${res.status} ${await res.text()}`;
+    },
+    async delete(key) {
+      const res = await fetch(url(key), { method: "DELETE" });
+      return res.status === 204 || res.status === 404 || `${res.status} ${await res.text()}`;
+    },
+    async get(key) {
+      const res = await fetch(url(key));
+      const body = await res.text();
+      if (res.status === 404) return { value: null };
+      return res.status === 200 ? { value: body } : `${res.status} ${body}`;
+    },
+    close: () => {},
+  };
+}
 
 /**
  * Clients that each own every CLIENTS-th key, one request in flight: a key's acknowledged writes
@@ -30,43 +84,41 @@ class ModelLoad {
   private running = true;
   private readonly done: Promise<void>[] = [];
 
-  async start(port: number): Promise<void> {
+  async start(port: number, httpOrigin: string): Promise<void> {
     for (let c = 0; c < CLIENTS; c++) {
-      const conn = await RawClient.open(port);
-      this.done.push(this.run(conn, c));
+      const client = c === CLIENTS - 1 ? httpClient(httpOrigin) : await memcachedClient(port);
+      this.done.push(this.run(client, c));
     }
   }
 
-  private async run(conn: RawClient, client: number): Promise<void> {
-    let seed = client + 1;
+  private async run(client: ModelClient, id: number): Promise<void> {
+    let seed = id + 1;
     const next = () => {
       seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
       return seed >>> 8;
     };
     for (let i = 0; this.running; i++) {
-      const key = `ap_${(next() % (KEYS / CLIENTS)) * CLIENTS + client}`;
+      const key = `ap_${(next() % (KEYS / CLIENTS)) * CLIENTS + id}`;
       const dice = next() % 10;
       this.ops++;
       if (dice < 6) {
-        const value = `${client}-${i}-${"v".repeat(next() % 40)}`;
-        const reply = await conn.ask(`set ${key} 0 0 ${value.length}\r\n${value}\r\n`);
-        if (reply === "STORED\r\n") this.model.set(key, value);
-        else this.failed.push(`set ${key}: ${reply.trim()}`);
+        const value = `${id}-${i}-${"v".repeat(next() % 40)}`;
+        const done = await client.set(key, value);
+        if (done === true) this.model.set(key, value);
+        else this.failed.push(`set ${key}: ${done}`);
       } else if (dice < 7) {
-        const reply = await conn.ask(`delete ${key}\r\n`);
-        if (reply === "DELETED\r\n" || reply === "NOT_FOUND\r\n") this.model.set(key, null);
-        else this.failed.push(`delete ${key}: ${reply.trim()}`);
+        const done = await client.delete(key);
+        if (done === true) this.model.set(key, null);
+        else this.failed.push(`delete ${key}: ${done}`);
       } else {
-        const reply = await conn.ask(`get ${key}\r\n`, "END\r\n");
+        const got = await client.get(key);
         const want = this.model.get(key);
-        const expected =
-          typeof want === "string" ? `VALUE ${key} 0 ${want.length}\r\n${want}\r\nEND\r\n` : "END\r\n";
         // A key never written may hold nothing or anything earlier runs left: only known keys count.
-        if (want !== undefined && reply !== expected)
-          this.wrong.push(`get ${key}: ${reply.trim()} (want ${want})`);
+        if (want !== undefined && (typeof got === "string" || got.value !== want))
+          this.wrong.push(`get ${key}: ${typeof got === "string" ? got : got.value} (want ${want})`);
       }
     }
-    conn.close();
+    client.close();
   }
 
   async stop(): Promise<void> {
@@ -103,17 +155,17 @@ interface Loaded {
 /** The seed's pair (sync replication) and a proxy, with the load running for a second. */
 async function startLoaded(indexArgs: string[] = []): Promise<Loaded> {
   const index = await startIndex(indexArgs);
-  const nodeArgs = joinArgs(index, ["--replication-type", "sync"]);
+  const nodeArgs = joinArgs(index, ["--replication-type", "sync", "--http-port", "0"]);
   const master = await startNodeProcess(nodeArgs);
   const slave = await startNodeProcess(nodeArgs);
   await pairUp(index, undefined, master, slave);
-  const proxy = await startRole("proxy", "proxy started", joinArgs(index));
+  const proxy = await startRole("proxy", "proxy started", joinArgs(index, ["--http-port", "0"]));
   await until(
     "the proxy to take writes",
     async () => (await admin(proxy.port, "set warm 0 0 1\r\nx")) === "STORED\r\n",
   );
   const load = new ModelLoad();
-  await load.start(proxy.port);
+  await load.start(proxy.port, `http://127.0.0.1:${proxy.httpPort}`);
   await new Promise((r) => setTimeout(r, 1000));
   return { index, master, slave, proxy, load, nodeArgs, state: (p) => nodeState(index, p.port) };
 }
