@@ -53,20 +53,30 @@ function exchange(socket: Socket, data: Buffer, count = 1): Promise<string> {
   });
 }
 
-async function fill(server: BenchServer, limitMb: number, items: number): Promise<Filled> {
-  const socket = connect({ port: server.port, host: "127.0.0.1" });
+/** Items `from` to `to` (exclusive) as pipelined noreply sets, closed by a get that waits for them. */
+function setBatch(socket: Socket, from: number, to: number): Promise<string> {
+  const parts: Buffer[] = [];
+  for (let i = from; i < to; i++)
+    parts.push(Buffer.from(`set ${key(i)} 0 0 ${VALUE.length} noreply\r\n`), VALUE, CRLF);
+  parts.push(Buffer.from("get zz-barrier\r\n"));
+  return exchange(socket, Buffer.concat(parts));
+}
+
+/** Fills the server at `port` with `items` items, BATCH sets at a time; sets/s of each batch. */
+export async function fillItems(port: number, items: number): Promise<{ socket: Socket; rates: number[] }> {
+  const socket = connect({ port, host: "127.0.0.1" });
   await new Promise((r) => socket.once("connect", r));
   const rates: number[] = [];
   for (let from = 0; from < items; from += BATCH) {
-    const parts: Buffer[] = [];
-    for (let i = from; i < Math.min(items, from + BATCH); i++) {
-      parts.push(Buffer.from(`set ${key(i)} 0 0 ${VALUE.length} noreply\r\n`), VALUE, CRLF);
-    }
-    parts.push(Buffer.from("get zz-barrier\r\n"));
     const t0 = performance.now();
-    await exchange(socket, Buffer.concat(parts));
+    await setBatch(socket, from, Math.min(items, from + BATCH));
     rates.push((Math.min(BATCH, items - from) / (performance.now() - t0)) * 1000);
   }
+  return { socket, rates };
+}
+
+async function fill(server: BenchServer, limitMb: number, items: number): Promise<Filled> {
+  const { socket, rates } = await fillItems(server.port, items);
   const stats = await exchange(socket, Buffer.from("stats\r\n"));
   const stat = (name: string) => Number(new RegExp(`STAT ${name} (\\d+)`).exec(stats)?.[1] ?? 0);
   // The newest keys, 100 per get line.

@@ -15,6 +15,7 @@ import {
   startMemcached,
   startRedis,
 } from "../harness/servers.js";
+import { addPartitionBench } from "./add-partition.js";
 import { failoverBench } from "./failover.js";
 import { preload, runLoad } from "./load.js";
 import { memoryBench } from "./memory.js";
@@ -127,6 +128,10 @@ export async function runBench(): Promise<void> {
   }
   if (process.argv.includes("proxy")) {
     await proxyBench(arg("duration", 3) * 1000);
+    return;
+  }
+  if (process.argv.includes("add-partition")) {
+    await addPartitionBench(arg("items", 1_000_000), arg("duration", 20));
     return;
   }
   if (process.argv.includes("one-in-flight")) {
