@@ -233,9 +233,11 @@ async function verify(c: Loaded, masters: NodeProcess[], slaves: NodeProcess[], 
     expect(await admin(master.port, `set ${moved[0]} 0 0 1\r\nz`)).toMatch(/^SERVER_ERROR not a master/);
 }
 
-/** The seed's pair, a proxy and a load; then `add` partitions as asked; then every check. */
-async function growUnderLoad(g: Growth): Promise<void> {
-  const c = await startLoaded(g.manual ? ["--partition-auto-activate", "off"] : []);
+/** Adds `g.add` partitions to a loaded cluster as asked; each partition's master and slave. */
+async function grow(
+  c: Loaded,
+  g: Growth,
+): Promise<{ masters: NodeProcess[]; slaves: NodeProcess[]; timings: number[] }> {
   const { index, master, slave, nodeArgs, state } = c;
   const masters: NodeProcess[] = [master];
   const slaves: NodeProcess[] = [slave];
@@ -279,12 +281,52 @@ async function growUnderLoad(g: Growth): Promise<void> {
     slaves.push(second);
     await new Promise((r) => setTimeout(r, 1000));
   }
+  return { masters, slaves, timings };
+}
+
+/** The seed's pair, a proxy and a load; then `add` partitions as asked; then every check. */
+async function growUnderLoad(g: Growth): Promise<void> {
+  const c = await startLoaded(g.manual ? ["--partition-auto-activate", "off"] : []);
+  const { masters, slaves, timings } = await grow(c, g);
   await verify(
     c,
     masters,
     slaves,
     `add partition (${g.manual ? "manual" : "auto"} activation, slaves ${g.slaves}), 1 -> ${g.add + 1} partitions, each active ${timings.join(", ")} ms after its node role`,
   );
+}
+
+/**
+ * One client per partition setting keys of that partition only, one request in flight: how long
+ * each one's longest set took, and how many it got acknowledged.
+ */
+function partitionProbes(port: number, partitions: number) {
+  let running = true;
+  const stalls = Array.from({ length: partitions }, () => 0);
+  const acked = Array.from({ length: partitions }, () => 0);
+  const failed: string[] = [];
+  const loops = stalls.map(async (_, p) => {
+    const conn = await RawClient.open(port);
+    for (let i = 0; running; i++) {
+      const key = `probe_${p}_${i}`;
+      if (partitionOf(key, partitions) !== p) continue;
+      const t0 = performance.now();
+      const reply = await conn.ask(`set ${key} 0 0 1\r\nx\r\n`);
+      stalls[p] = Math.max(stalls[p] as number, performance.now() - t0);
+      if (reply === "STORED\r\n") acked[p] = (acked[p] as number) + 1;
+      else failed.push(`${key}: ${reply.trim()}`);
+    }
+    conn.close();
+  });
+  return {
+    stalls,
+    acked,
+    failed,
+    async stop() {
+      running = false;
+      await Promise.all(loops);
+    },
+  };
 }
 
 describe("adding partitions online", () => {
@@ -347,4 +389,34 @@ describe("adding partitions online", () => {
       "old master killed mid-copy",
     );
   }, 120_000);
+
+  it("the seed drill with 4 partitions: kill -9 of one master stalls only that partition's keys", async () => {
+    const c = await startLoaded();
+    const { masters, slaves } = await grow(c, { add: 3, slaves: "after", manual: false });
+    const probes = partitionProbes(c.proxy.port, 4);
+    await new Promise((r) => setTimeout(r, 1000));
+    const before = [...probes.acked];
+    masters[2]?.proc.kill("SIGKILL");
+    await until(
+      "partition 2's slave to be promoted",
+      async () => (await c.state(slaves[2] as NodeProcess)) === "master/active",
+    );
+    await new Promise((r) => setTimeout(r, 1500));
+    await probes.stop();
+    console.log(
+      `4 partitions, master of partition 2 killed: longest set per partition ${probes.stalls.map((ms) => Math.round(ms)).join(", ")} ms; acknowledged after the kill ${probes.acked.map((n, p) => n - (before[p] as number)).join(", ")}`,
+    );
+    expect(probes.failed).toEqual([]);
+    // Every partition kept taking writes, the one that failed over too.
+    for (let p = 0; p < 4; p++)
+      expect((probes.acked[p] as number) - (before[p] as number)).toBeGreaterThan(50);
+    // Partition 2 is its promoted slave alone now: it is checked as its own master and slave.
+    const promoted = slaves[2] as NodeProcess;
+    await verify(
+      c,
+      masters.map((m, p) => (p === 2 ? promoted : m)),
+      slaves.map((s, p) => (p === 2 ? promoted : s)),
+      "4 partitions, one master killed",
+    );
+  }, 240_000);
 });
