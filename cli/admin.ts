@@ -1,7 +1,7 @@
 /**
  * `flare admin`: the operations Flare operators did with telnet and flare-tool, against a running
- * cluster. It talks to the index (`--index host:port`) and, for ping, dump and add-slave progress,
- * to the nodes themselves.
+ * cluster. It talks to the index (`--index host:port`) and, for ping, dump and the progress of
+ * add-slave and add-partition, to the nodes themselves.
  */
 import { readFileSync } from "node:fs";
 import { connect } from "node:net";
@@ -28,6 +28,9 @@ commands:
                                        attach a running proxy node as a slave of PARTITION with
                                        balance 0, wait while it is rebuilt from the master (with
                                        progress), then raise its balance (default 1)
+  add-partition HOST PORT [BALANCE]    make a running proxy node master of a new partition: it
+                                       copies its keys from every master (with progress) and
+                                       takes them over once the index activates it
   ping [HOST PORT]                     ping one node, or the index and every node in the map
   dump HOST PORT [PARTITION PARTITIONS]
                                        every item of a node as set commands (replayable with
@@ -225,6 +228,15 @@ async function admin(argv: string[]): Promise<number> {
         expectOk,
         ask,
       );
+    case "add-partition":
+      return addPartition(
+        idx,
+        target(),
+        rest[2] === undefined ? 1 : int(rest[2], "BALANCE"),
+        nodes,
+        expectOk,
+        ask,
+      );
     case "ping":
       return ping(idx, rest.length === 0 ? undefined : target(), nodes, json, ask);
     case "dump": {
@@ -319,18 +331,45 @@ async function addSlave(
   await expectOk(`node role ${node.host} ${node.port} slave 0 ${partition}`);
   io.err(`${name}: slave of partition ${partition} (master ${master.node}), rebuilding...\n`);
   const started = Date.now();
+  await showCopy(name, nodes, ["active"], async () => {
+    const [mine, theirs] = await Promise.all([itemsOn(ask, node), itemsOn(ask, master)]);
+    return [mine, theirs];
+  });
+  io.err(
+    `${name}: rebuilt in ${((Date.now() - started) / 1000).toFixed(1)} s; raising its balance to ${balance}\n`,
+  );
+  if (balance > 0) await expectOk(`node role ${node.host} ${node.port} slave ${balance} ${partition}`);
+  io.out(`${nodesTable(`${idx.host}:${idx.port}`, await nodes())}\n`);
+  return 0;
+}
+
+const itemsOn = async (ask: Ask, node: { host: string; port: number }): Promise<number> =>
+  Number(
+    (await nodeStats(ask, node.host, node.port).catch(() => new Map<string, string>())).get("curr_items") ??
+      0,
+  );
+
+/**
+ * Shows a copy's progress (items it has of the items it will have, from `counts`) until the node
+ * reaches one of the states `until`; returns that state. A node that goes down or leaves fails it.
+ */
+async function showCopy(
+  name: string,
+  nodes: () => Promise<NodeRow[]>,
+  until: string[],
+  counts: () => Promise<[have: number, total: number]>,
+): Promise<string> {
   let lastShown = -1;
   for (;;) {
     const now = (await nodes()).find((r) => r.node === name);
-    if (now === undefined) throw new Refused(`${name} left the map during its rebuild`);
-    if (now.state === "active") break;
-    if (now.state === "down") throw new Refused(`${name} went down during its rebuild`);
-    const [mine, theirs] = await Promise.all([
-      nodeStats(ask, node.host, node.port).catch(() => new Map<string, string>()),
-      nodeStats(ask, master.host, master.port).catch(() => new Map<string, string>()),
-    ]);
-    const have = Number(mine.get("curr_items") ?? 0);
-    const total = Number(theirs.get("curr_items") ?? 0);
+    if (now === undefined) throw new Refused(`${name} left the map during its copy`);
+    if (until.includes(now.state)) {
+      if (io.tty) io.err(`\r${progressBar(100)} 100%${" ".repeat(30)}\n`);
+      return now.state;
+    }
+    if (now.state === "down" || now.role === "proxy")
+      throw new Refused(`${name} gave up its copy (${now.role}/${now.state})`);
+    const [have, total] = await counts();
     const pct = total > 0 ? Math.min(100, Math.floor((have / total) * 100)) : 0;
     if (io.tty) io.err(`\r${progressBar(pct)} ${pct}%  ${have}/${total} items`);
     else if (pct >= lastShown + 10 || lastShown < 0) {
@@ -339,11 +378,46 @@ async function addSlave(
     }
     await new Promise((r) => setTimeout(r, 250));
   }
-  if (io.tty) io.err(`\r${progressBar(100)} 100%${" ".repeat(30)}\n`);
+}
+
+/**
+ * Adds a partition, Flare's way (`node role HOST PORT master BALANCE N`, N the partitions now) with
+ * progress: the new master copies from every master about 1/(N+1) of its items. The index
+ * activates it when it is ready (partition-auto-activate); otherwise it is left ready for
+ * `state HOST PORT active`.
+ */
+async function addPartition(
+  idx: { host: string; port: number },
+  node: { host: string; port: number },
+  balance: number,
+  nodes: () => Promise<NodeRow[]>,
+  expectOk: (line: string) => Promise<void>,
+  ask: Ask,
+): Promise<number> {
+  const name = `${node.host}:${node.port}`;
+  const before = await nodes();
+  const row = before.find((r) => r.node === name);
+  if (row === undefined)
+    throw new Refused(`${name} is not in the map of ${idx.host}:${idx.port}: start it first`);
+  if (row.role !== "proxy") throw new Refused(`${name} is already a ${row.role}`);
+  const masters = before.filter((r) => r.role === "master" && (r.state === "active" || r.state === "down"));
+  const partition = masters.length;
+  await expectOk(`node role ${node.host} ${node.port} master ${balance} ${partition}`);
   io.err(
-    `${name}: rebuilt in ${((Date.now() - started) / 1000).toFixed(1)} s; raising its balance to ${balance}\n`,
+    `${name}: master of new partition ${partition}, copying from ${masters.map((m) => m.node).join(", ")}...\n`,
   );
-  if (balance > 0) await expectOk(`node role ${node.host} ${node.port} slave ${balance} ${partition}`);
+  const started = Date.now();
+  const state = await showCopy(name, nodes, ["ready", "active"], async () => {
+    const held = await Promise.all(masters.map((m) => itemsOn(ask, m)));
+    const total = Math.round(held.reduce((a, b) => a + b, 0) / (partition + 1));
+    return [await itemsOn(ask, node), total];
+  });
+  const seconds = ((Date.now() - started) / 1000).toFixed(1);
+  if (state === "ready")
+    io.err(
+      `${name}: copied in ${seconds} s and ready; activate it with: flare admin state ${node.host} ${node.port} active\n`,
+    );
+  else io.err(`${name}: partition ${partition} active after ${seconds} s\n`);
   io.out(`${nodesTable(`${idx.host}:${idx.port}`, await nodes())}\n`);
   return 0;
 }

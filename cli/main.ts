@@ -15,7 +15,7 @@ commands:
   proxy    run a proxy: a memcached front that routes each key to its partition and hides failover
   cluster  run a whole local cluster (index, master, slave, proxy): what npm start does
            [-f cluster.conf] [--base-port 12120] [--storage-type memory|leveldb|redis] ...
-  admin    operate a running cluster: stats nodes, role, state, remove, add-slave, ping, dump
+  admin    operate a running cluster: stats nodes, role, state, remove, add-slave, add-partition, ping, dump
            (flare admin --help)
   bench    measure: a node against memcached; bench proxy|failover|replication (needs memcached,
            redis-server, nutcracker; npm run bench installs what it can)

@@ -144,4 +144,24 @@ describe("flare admin", () => {
     const listing = (await flareAdmin([...at, "stats", "nodes"])).out.toString();
     expect(listing).toMatch(new RegExp(`localhost:${master.port}\\s+master\\s+active\\s+0\\s+1`));
   });
+
+  // Last: it splits the keys, which the tests above count whole.
+  it("add-partition: a running proxy node becomes master of partition 1, with progress; the keys split", async () => {
+    const extra = await startNodeProcess(joinArgs(index, ["--reconstruction-interval", "200"]));
+    const r = await flareAdmin([...at, "add-partition", "localhost", String(extra.port)]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.err).toMatch(/master of new partition 1, copying from localhost:\d+/);
+    expect(r.err).toMatch(/\d+%\s+\d+\/\d+ items/);
+    expect(r.err).toMatch(/partition 1 active after [\d.]+ s/);
+    expect(r.out.toString()).toMatch(new RegExp(`localhost:${extra.port}\\s+master\\s+active\\s+1\\s+1`));
+    const items = (port: number) =>
+      admin(port, "stats", "END\r\n").then((t) => Number(/STAT curr_items (\d+)/.exec(t)?.[1]));
+    const moved = await items(extra.port);
+    // About half of the keys move to the second partition.
+    expect(moved).toBeGreaterThan(ITEMS * 0.4);
+    expect(moved).toBeLessThan(ITEMS * 0.6);
+    const twice = await flareAdmin([...at, "add-partition", "localhost", String(extra.port)]);
+    expect(twice.code).toBe(1);
+    expect(twice.err).toBe(`flare admin: localhost:${extra.port} is already a master\n`);
+  });
 });
