@@ -291,7 +291,10 @@ class SlaveLink {
 
   pump(): void {
     const socket = this.socket;
-    if (socket === undefined || this.connecting || this.resyncing || socket.writableNeedDrain) return;
+    if (socket === undefined || this.connecting || this.resyncing || socket.writableNeedDrain) {
+      this.passOver();
+      return;
+    }
     const entries = this.replicator.since(this.sent);
     if (entries === null) {
       void this.resync();
@@ -317,6 +320,21 @@ class SlaveLink {
       if (bytes >= SEND_CHUNK) break;
     }
     socket.uncork();
+  }
+
+  /**
+   * A link that carries only moving keys, while it cannot send: the writes of other keys at the
+   * head of the log owe it nothing, so they are acknowledged now rather than held up until the
+   * link is back (or the partition being added is given up).
+   */
+  private passOver(): void {
+    const accepts = this.accepts;
+    if (accepts === undefined || this.inflight.length > 0) return;
+    for (const e of this.replicator.since(this.sent) ?? []) {
+      if (accepts(e.key)) return;
+      this.sent = e.seq;
+      this.ack(e.seq);
+    }
   }
 
   private connect(): void {
