@@ -220,22 +220,16 @@ async function admin(argv: string[]): Promise<number> {
     }
     case "add-slave":
       return addSlave(
-        idx,
+        { idx, nodes, expectOk, ask },
         target(),
         int(rest[2], "PARTITION"),
         rest[3] === undefined ? 1 : int(rest[3], "BALANCE"),
-        nodes,
-        expectOk,
-        ask,
       );
     case "add-partition":
       return addPartition(
-        idx,
+        { idx, nodes, expectOk, ask },
         target(),
         rest[2] === undefined ? 1 : int(rest[2], "BALANCE"),
-        nodes,
-        expectOk,
-        ask,
       );
     case "ping":
       return ping(idx, rest.length === 0 ? undefined : target(), nodes, json, ask);
@@ -312,20 +306,13 @@ async function nodeStats(ask: Ask, host: string, port: number): Promise<Map<stri
  * active, its balance is raised.
  */
 async function addSlave(
-  idx: { host: string; port: number },
+  cluster: Cluster,
   node: { host: string; port: number },
   partition: number,
   balance: number,
-  nodes: () => Promise<NodeRow[]>,
-  expectOk: (line: string) => Promise<void>,
-  ask: Ask,
 ): Promise<number> {
-  const name = `${node.host}:${node.port}`;
-  const before = await nodes();
-  const row = before.find((r) => r.node === name);
-  if (row === undefined)
-    throw new Refused(`${name} is not in the map of ${idx.host}:${idx.port}: start it first`);
-  if (row.role !== "proxy") throw new Refused(`${name} is already a ${row.role}`);
+  const { idx, nodes, expectOk, ask } = cluster;
+  const { name, before } = await spareNode(cluster, node);
   const master = before.find((r) => r.role === "master" && r.partition === partition && r.state === "active");
   if (master === undefined) throw new Refused(`partition ${partition} has no active master`);
   await expectOk(`node role ${node.host} ${node.port} slave 0 ${partition}`);
@@ -387,19 +374,12 @@ async function showCopy(
  * `state HOST PORT active`.
  */
 async function addPartition(
-  idx: { host: string; port: number },
+  cluster: Cluster,
   node: { host: string; port: number },
   balance: number,
-  nodes: () => Promise<NodeRow[]>,
-  expectOk: (line: string) => Promise<void>,
-  ask: Ask,
 ): Promise<number> {
-  const name = `${node.host}:${node.port}`;
-  const before = await nodes();
-  const row = before.find((r) => r.node === name);
-  if (row === undefined)
-    throw new Refused(`${name} is not in the map of ${idx.host}:${idx.port}: start it first`);
-  if (row.role !== "proxy") throw new Refused(`${name} is already a ${row.role}`);
+  const { idx, nodes, expectOk, ask } = cluster;
+  const { name, before } = await spareNode(cluster, node);
   const masters = before.filter((r) => r.role === "master" && (r.state === "active" || r.state === "down"));
   const partition = masters.length;
   await expectOk(`node role ${node.host} ${node.port} master ${balance} ${partition}`);
@@ -420,6 +400,28 @@ async function addPartition(
   else io.err(`${name}: partition ${partition} active after ${seconds} s\n`);
   io.out(`${nodesTable(`${idx.host}:${idx.port}`, await nodes())}\n`);
   return 0;
+}
+
+/** The index an operation talks to, and how it asks and changes things there. */
+interface Cluster {
+  idx: { host: string; port: number };
+  nodes: () => Promise<NodeRow[]>;
+  expectOk: (line: string) => Promise<void>;
+  ask: Ask;
+}
+
+/** A node that joined and has no role yet (a proxy), with the map it is in; refused otherwise. */
+async function spareNode(
+  { idx, nodes }: Cluster,
+  node: { host: string; port: number },
+): Promise<{ name: string; before: NodeRow[] }> {
+  const name = `${node.host}:${node.port}`;
+  const before = await nodes();
+  const row = before.find((r) => r.node === name);
+  if (row === undefined)
+    throw new Refused(`${name} is not in the map of ${idx.host}:${idx.port}: start it first`);
+  if (row.role !== "proxy") throw new Refused(`${name} is already a ${row.role}`);
+  return { name, before };
 }
 
 function progressBar(pct: number): string {
