@@ -19,7 +19,8 @@ comes from --cluster-token, else the cluster-token key of a config file (-f), el
 without one flare admin speaks open mode (an index with a token then refuses its changes).
 
 commands:
-  stats nodes                          the index and its node map as a table (--json: an object)
+  stats nodes                          the index and its node map as a table, with each node's
+                                       items and each partition's keys (--json: an object)
   role HOST PORT ROLE [BALANCE [PARTITION]]
                                        set a node's role: master, slave or proxy
   state HOST PORT STATE                set a node's state: active, down or ready
@@ -48,6 +49,8 @@ export interface NodeRow {
   partition: number;
   balance: number;
   threadType: number;
+  /** Items the node holds (its `curr_items`); absent when it is down or did not answer. */
+  items?: number;
 }
 
 /** `stats nodes` lines (five STAT lines per node) as rows, in the index's order. */
@@ -77,9 +80,9 @@ export function parseStatsNodes(lines: readonly string[]): NodeRow[] {
  * Flare's `stats nodes` lists storage nodes and proxies only.
  */
 export function nodesTable(index: string, rows: readonly NodeRow[]): string {
-  const head = ["NODE", "ROLE", "STATE", "PARTITION", "BALANCE", "THREAD"];
+  const head = ["NODE", "ROLE", "STATE", "PARTITION", "BALANCE", "THREAD", "ITEMS"];
   const cells = [
-    [index, "index", "active", "-", "-", "-"],
+    [index, "index", "active", "-", "-", "-", "-"],
     ...rows.map((r) => [
       r.node,
       r.role,
@@ -87,6 +90,7 @@ export function nodesTable(index: string, rows: readonly NodeRow[]): string {
       String(r.partition),
       String(r.balance),
       String(r.threadType),
+      r.items === undefined ? "-" : String(r.items),
     ]),
   ];
   const widths = head.map((h, i) => Math.max(h.length, ...cells.map((c) => (c[i] as string).length)));
@@ -95,7 +99,22 @@ export function nodesTable(index: string, rows: readonly NodeRow[]): string {
       .map((v, i) => v.padEnd(widths[i] as number))
       .join("  ")
       .trimEnd();
-  return [line(head), ...cells.map(line)].join("\n");
+  const partitions = keysPerPartition(rows);
+  const footer =
+    partitions.length === 0
+      ? []
+      : ["", `keys per partition: ${partitions.map((p) => `${p.partition}: ${p.keys ?? "-"}`).join("  ")}`];
+  return [line(head), ...cells.map(line), ...footer].join("\n");
+}
+
+/** Each partition's keys, as its master counts them (a partition being added: what it copied so far). */
+export function keysPerPartition(
+  rows: readonly NodeRow[],
+): { partition: number; master: string; state: string; keys: number | undefined }[] {
+  return rows
+    .filter((r) => r.role === "master" && r.partition >= 0)
+    .sort((a, b) => a.partition - b.partition)
+    .map((r) => ({ partition: r.partition, master: r.node, state: r.state, keys: r.items }));
 }
 
 type Ask = (
@@ -188,8 +207,20 @@ async function admin(argv: string[]): Promise<number> {
     case "nodes": {
       if (command === "stats" && rest[0] !== "nodes") break;
       const rows = await nodes();
+      await Promise.all(
+        rows
+          .filter((r) => r.state !== "down")
+          .map(async (r) => {
+            const items = Number(
+              (await nodeStats(ask, r.host, r.port).catch(() => undefined))?.get("curr_items"),
+            );
+            if (Number.isInteger(items)) r.items = items;
+          }),
+      );
       const name = `${idx.host}:${idx.port}`;
-      io.out(`${json ? JSON.stringify({ index: name, nodes: rows }, null, 2) : nodesTable(name, rows)}\n`);
+      io.out(
+        `${json ? JSON.stringify({ index: name, nodes: rows, partitions: keysPerPartition(rows) }, null, 2) : nodesTable(name, rows)}\n`,
+      );
       return 0;
     }
     case "role": {

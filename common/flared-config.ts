@@ -54,13 +54,31 @@ export const frontKeys = {
     .describe("Longest request line; longer closes the connection."),
 };
 
+/**
+ * How requests are passed on to the node that serves their key: by a proxy, and by a node that
+ * is asked for a key it does not serve (Flare's proxy-concurrency).
+ */
+export const forwardKeys = {
+  "proxy-concurrency": cfg
+    .int(1, 64)
+    .default(2)
+    .describe("Connections to each node requests are passed on to."),
+  "proxy-request-timeout": cfg
+    .int(10, 60_000)
+    .default(1000)
+    .describe("Milliseconds a node has to answer a request passed on to it."),
+  "proxy-write-wait": cfg
+    .int(0, 600_000)
+    .default(6000)
+    .describe("Milliseconds a write passed on waits for a new master when its master is unreachable."),
+};
+
 /** flared keys accepted so Flare config files run unchanged; they have no effect here. */
 export const flaredIgnored: ReadonlySet<string> = new Set([
   "log-facility",
   "thread-pool-size",
   "stack-size",
   "mutex-slot",
-  "proxy-concurrency",
   "proxy-prior-netmask",
   "max-total-thread-queue",
   "noreply-window-limit",

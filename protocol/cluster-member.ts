@@ -139,6 +139,36 @@ export class ClusterMember {
     return this.ownedBy;
   }
 
+  /**
+   * Whether this node answers a client's request for `key` itself; otherwise the request goes to
+   * the node that owns the key (Flare's flared proxies it too): an active master takes the writes
+   * and reads of its partition's keys, an active slave the reads; a slave that is rebuilding, a
+   * partition being added and a proxy node hold nothing a client may rely on yet. A node not in
+   * the map, or down, answers itself (its refusals say why).
+   */
+  servesHere(key: string, write: boolean): boolean {
+    let place = this.place;
+    if (place === null) {
+      place = this.placeOf();
+      this.place = place;
+    }
+    const answer = write ? place.writes : place.reads;
+    if (answer !== "owned") return answer;
+    return this.owned()?.(key) ?? true;
+  }
+
+  private placeOf(): { reads: boolean | "owned"; writes: boolean | "owned" } {
+    const me = this.self();
+    if (me === undefined || me.state === "down") return { reads: true, writes: true };
+    if (me.state !== "active") return { reads: false, writes: false };
+    if (me.role === "master") return { reads: "owned", writes: "owned" };
+    if (me.role === "slave") return { reads: "owned", writes: false };
+    return { reads: false, writes: false };
+  }
+
+  /** servesHere()'s view of this node for the current map; null: not worked out since it changed. */
+  private place: { reads: boolean | "owned"; writes: boolean | "owned" } | null = null;
+
   /** owned()'s answer for the current map; null: not worked out since the map or hash changed. */
   private ownedBy: ((key: string) => boolean) | undefined | null = null;
   private hashOf: ((key: string, partitions: number) => number) | undefined;
@@ -151,6 +181,7 @@ export class ClusterMember {
   set keyPartition(f: ((key: string, partitions: number) => number) | undefined) {
     this.hashOf = f;
     this.ownedBy = null;
+    this.place = null;
   }
 
   /** The serving partitions of the current map (see partitionCount), kept for the write path. */
@@ -332,6 +363,7 @@ export class ClusterMember {
     this.version = version;
     this.partitions = this.partitionCount();
     this.ownedBy = null;
+    this.place = null;
     const after = this.self();
     // A new master numbers its writes from 1 again.
     const master = after?.role === "slave" ? this.masterOf(after.partition) : undefined;

@@ -7,6 +7,12 @@ import type { Context, Hono } from "hono";
 import { z } from "zod";
 import { ClientError } from "../common/errors.js";
 
+/**
+ * Marks a request a node passed on to the key's owner: the owner answers it itself, so a request
+ * makes one hop at most. A client may send it too; it then gets the answer of the node it asked.
+ */
+export const PASSED_ON = "X-Flare-Passed-On";
+
 export type ErrorStatus = 400 | 401 | 404 | 405 | 409 | 412 | 413 | 500 | 503;
 
 /** `{error: {code, message}}`; a 503 says when to try again. */

@@ -3,17 +3,12 @@
  * file unchanged), plus its own timing keys.
  */
 import { z } from "zod";
-import { type ConfigSpec, cfg } from "../common/config.js";
-import { flaredIgnored, flaredStorageKeys, frontKeys } from "../common/flared-config.js";
+import type { ConfigSpec } from "../common/config.js";
+import { flaredIgnored, flaredStorageKeys, forwardKeys, frontKeys } from "../common/flared-config.js";
 
 export const proxySchema = z.object({
   ...frontKeys,
-  "proxy-concurrency": cfg.int(1, 64).default(2).describe("Connections to each node."),
-  "proxy-request-timeout": cfg.int(10, 60_000).default(1000).describe("Milliseconds a node has to answer."),
-  "proxy-write-wait": cfg
-    .int(0, 600_000)
-    .default(6000)
-    .describe("Milliseconds a write waits for a new master when its master is unreachable."),
+  ...forwardKeys,
 });
 
 export type ProxyConfig = z.infer<typeof proxySchema>;

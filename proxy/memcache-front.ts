@@ -5,6 +5,7 @@
  */
 import type { Logger } from "../common/log.js";
 import { PROTOCOL_VERSION } from "../common/version.js";
+import type { Credentials } from "../protocol/cluster-auth.js";
 import type { ClusterMember } from "../protocol/cluster-member.js";
 import { encodeRequest } from "../protocol/memcache/encode.js";
 import type { ReplyBuffer } from "../protocol/memcache/reply.js";
@@ -16,6 +17,7 @@ import {
   FOLLOWS,
   Later,
   type ServerCounters,
+  settled,
 } from "../protocol/memcache/server.js";
 import {
   frontStats,
@@ -44,6 +46,8 @@ export interface ProxyOptions {
   writeWaitMs: number;
   version: string;
   maxConnections: number;
+  /** Set: connections to nodes authenticate as this peer first (a node forwarding to another). */
+  credentials?: Credentials;
 }
 
 const startsWith = (reply: Buffer, text: string): boolean =>
@@ -80,7 +84,11 @@ export class ProxyCommands implements CommandHandler {
     /** Tells the index a node did not answer, so it checks that node now. */
     suspect: (node: NodeEntry) => void,
   ) {
-    this.transport = new MemcacheTransport(options.concurrency, options.requestTimeoutMs);
+    this.transport = new MemcacheTransport(
+      options.concurrency,
+      options.requestTimeoutMs,
+      options.credentials,
+    );
     this.hooks = {
       unreachable: (node) => {
         const name = nodeKey(node.host, node.port);
@@ -520,13 +528,6 @@ const OK = Buffer.from("OK\r\n");
 const FAILED = Buffer.from("SERVER_ERROR unreachable\r\n");
 
 /** A held request's outcome, as the connection waits for it. */
-function settled(r: Execution | Later | typeof FOLLOWS): Promise<boolean> {
-  if (typeof r === "boolean") return Promise.resolve(r);
-  if (r instanceof Later) return new Promise((resolve) => r.listen((keep) => resolve(keep)));
-  if (r === FOLLOWS) throw new Error("a held request cannot follow a run");
-  return r;
-}
-
 /** The bytes to send a node: as the client sent them when that was plain enough, else encoded. */
 function forwarded(req: Request): Buffer {
   return "raw" in req && req.raw !== undefined ? req.raw : encodeRequest(req);

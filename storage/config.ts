@@ -1,11 +1,12 @@
 /** flared's configuration keys (flare-notes §7.2) plus flare-ts's own, validated with zod: a node's. */
 import { z } from "zod";
 import { type ConfigSpec, cfg } from "../common/config.js";
-import { flaredIgnored, frontKeys } from "../common/flared-config.js";
+import { flaredIgnored, forwardKeys, frontKeys } from "../common/flared-config.js";
 
 export const nodeSchema = z.object({
   "data-dir": cfg.str().optional().describe("Directory for the node's data (needed by on-disk engines)."),
   ...frontKeys,
+  ...forwardKeys,
   "storage-type": z
     .enum(["memory", "leveldb", "redis", "tch", "tcb", "kch"])
     .default("memory")

@@ -15,6 +15,7 @@ import {
   incrAmount,
   neverMatches,
   notModified,
+  PASSED_ON,
   putRequest,
   readValue,
   refusedPut,
@@ -34,6 +35,14 @@ export interface HttpAppOptions {
   writeRefusal?: (key: string) => string | undefined;
   /** Served at /metrics; HTTP requests are counted into it. */
   metrics?: Registry;
+  /** In a cluster: where a request for a key this node does not serve goes (see storage/forwarding.ts). */
+  passOn?: PassOn;
+}
+
+export interface PassOn {
+  servesHere(key: string, write: boolean): boolean;
+  /** Answers the request as the proxy does: from the key's owner. */
+  fetch(req: Request): Response | Promise<Response>;
 }
 
 export function createNodeHttpApp(store: Store, options: HttpAppOptions, log: Logger): Hono {
@@ -43,8 +52,17 @@ export function createNodeHttpApp(store: Store, options: HttpAppOptions, log: Lo
     app.get("/metrics", metricsRoute(options.metrics));
   }
   const keyOf = (c: Context): string => urlKey(c, options.maxKey);
+  /** A key this node does not serve: the owner's answer, unless a node passed the request here. */
+  const onward = (c: Context, key: string, write: boolean): Response | Promise<Response> | undefined => {
+    const passOn = options.passOn;
+    if (passOn === undefined || passOn.servesHere(key, write) || c.req.header(PASSED_ON) !== undefined)
+      return undefined;
+    return passOn.fetch(c.req.raw);
+  };
   /** Fencing, as on the memcached port: 503 so a proxy asks for the next map. */
-  const fenced = (c: Context, key: string): Response | undefined => {
+  const fenced = (c: Context, key: string): Response | Promise<Response> | undefined => {
+    const passed = onward(c, key, true);
+    if (passed !== undefined) return passed;
     const refusal = options.writeRefusal?.(key);
     return refusal === undefined ? undefined : fail(c, 503, "NOT_MASTER", refusal);
   };
@@ -63,7 +81,10 @@ export function createNodeHttpApp(store: Store, options: HttpAppOptions, log: Lo
   allowMethods(app, "/healthz", ["GET"]);
 
   app.get("/v1/kv/:key", async (c) => {
-    const item = await store.get(keyOf(c));
+    const key = keyOf(c);
+    const passed = onward(c, key, false);
+    if (passed !== undefined) return passed;
+    const item = await store.get(key);
     if (item === undefined) return fail(c, 404, "NOT_FOUND", "no such key");
     if (notModified(c, item.version)) return c.body(null, 304, itemHeaders(item));
     return c.body(item.value as Uint8Array<ArrayBuffer>, 200, {

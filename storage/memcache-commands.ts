@@ -8,7 +8,14 @@ import { PROTOCOL_VERSION } from "../common/version.js";
 import { type HashAlgorithm, keyHash, ModularResolver } from "../protocol/key-hash.js";
 import { ReplyBuffer } from "../protocol/memcache/reply.js";
 import { type Request, WRITE_OPS } from "../protocol/memcache/request.js";
-import type { CommandHandler, Execution, ServerCounters } from "../protocol/memcache/server.js";
+import type {
+  CommandHandler,
+  ConnectionState,
+  Execution,
+  FOLLOWS,
+  Later,
+  ServerCounters,
+} from "../protocol/memcache/server.js";
 import {
   frontStats,
   processStats,
@@ -17,6 +24,7 @@ import {
   writeStats,
 } from "../protocol/memcache/stats.js";
 import type { Item } from "./engine.js";
+import { ELSEWHERE, type Forwarding, type MultiRead, SPLIT } from "./forwarding.js";
 import type { Replicator } from "./replicator.js";
 import type { MaybePromise, Store } from "./store.js";
 
@@ -71,6 +79,8 @@ export interface Membership {
 }
 
 export class MemcacheCommands implements CommandHandler {
+  /** Set on a node in a cluster: where requests for keys it does not serve go. */
+  forwarding: Forwarding | undefined;
   /** Set on a node in a cluster: how its writes reach its slaves. */
   replication: { replicator: Replicator; mode: "async" | "sync" } | undefined;
   /** The dump running, if any: a storage iteration at a time, the next waits its turn. */
@@ -92,7 +102,23 @@ export class MemcacheCommands implements CommandHandler {
    * Writes the reply of `req` to `out`. Returns false when the connection must close afterwards,
    * or a promise of that when the engine answers later (the reply is in `out` when it settles).
    */
-  execute(req: Request, out: ReplyBuffer, stream?: () => Promise<void>): Execution {
+  execute(
+    req: Request,
+    out: ReplyBuffer,
+    stream?: () => Promise<void>,
+    _packet?: number,
+    conn?: ConnectionState,
+  ): Execution | Later | typeof FOLLOWS {
+    const forwarding = this.forwarding;
+    if (forwarding !== undefined && conn?.peer === false) {
+      const route = forwarding.route(req);
+      // Packet 0: a forwarded request never joins another's run, as local replies may come between.
+      if (route === ELSEWHERE) return forwarding.commands.execute(req, out, stream, 0, conn);
+      if (route === SPLIT)
+        return forwarding.splitRead(req as MultiRead, out, conn, (part, partOut) =>
+          this.execute(part, partOut),
+        );
+    }
     // The hot path: a read is neither fenced nor replicated.
     if (req.op === "get" || req.op === "gets") {
       try {

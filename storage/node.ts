@@ -13,6 +13,7 @@ import type { NodeEntry } from "../protocol/node-map.js";
 import type { NodeConfig } from "./config.js";
 import { Counters } from "./counters.js";
 import { openEngine } from "./engines/open.js";
+import { Forwarding } from "./forwarding.js";
 import { MemcacheCommands, type NodeInfo } from "./memcache-commands.js";
 import { registerNodeMetrics } from "./metrics.js";
 import { reconstruct } from "./reconstruction.js";
@@ -54,6 +55,7 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
   };
   const commands = new MemcacheCommands(store, info, log, member);
   let replicator: Replicator | undefined;
+  let forwarding: Forwarding | undefined;
   if (member !== undefined) {
     const cluster = member;
     replicator = new Replicator(
@@ -67,6 +69,18 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
       log,
     );
     commands.replication = { replicator, mode: config["replication-type"] };
+    forwarding = new Forwarding(
+      cluster,
+      {
+        concurrency: config["proxy-concurrency"],
+        requestTimeoutMs: config["proxy-request-timeout"],
+        writeWaitMs: config["proxy-write-wait"],
+        version: VERSION,
+        credentials: { secret, role: "node" },
+      },
+      log,
+    );
+    commands.forwarding = forwarding;
     followCluster({ member, store, replicator, config, secret, log });
   }
   registerNodeMetrics(registry, store, info, member, () => replicator);
@@ -90,10 +104,26 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
     const writeRefusal =
       member === undefined ? undefined : (key: string) => member.writeRefusal(undefined, key);
     // Loaded only for a node with an HTTP API: a memcached-only node's process stays smaller.
-    const [{ createNodeHttpApp }, { serveHttp }] = await Promise.all([
+    const [{ createNodeHttpApp }, { serveHttp }, { httpPassOn }] = await Promise.all([
       import("./http-app.js"),
       import("../common/http-serve.js"),
+      import("./http-forwarding.js"),
     ]);
+    const passOn =
+      forwarding === undefined || member === undefined
+        ? undefined
+        : httpPassOn(
+            forwarding,
+            member,
+            {
+              self: `${config["server-name"]}:${address.port}`,
+              requestTimeoutMs: config["proxy-request-timeout"],
+              writeWaitMs: config["proxy-write-wait"],
+              maxKey: limits.maxKey,
+              maxValue: limits.maxValue,
+            },
+            log,
+          );
     const app = createNodeHttpApp(
       store,
       {
@@ -102,6 +132,7 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
         pingTimeoutMs: config["engine-ping-timeout"],
         acknowledged: () => replicator?.acknowledged(config["replication-type"]),
         writeRefusal,
+        passOn,
         metrics: registry,
       },
       log,
@@ -114,6 +145,7 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
       await member.register();
       const keys = partitioning(member.meta);
       commands.partitioning = keys;
+      forwarding?.router.use(keys.algorithm, keys.resolver);
       member.keyPartition = (key, partitions) =>
         keys.resolver.resolve(keyHash(key, keys.algorithm), partitions);
     } catch (err) {
@@ -146,6 +178,7 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
       clearInterval(sweeper);
       await member?.leave();
       replicator?.close();
+      forwarding?.close();
       await Promise.all([tcp.close(), http?.close()]);
       running.close();
       await engine.close();

@@ -60,9 +60,27 @@ export class Later {
  */
 export const FOLLOWS = Symbol("follows");
 
+/** A request's outcome as a promise (one that does not FOLLOW another: it has an outcome of its own). */
+export function settled(r: Execution | Later | typeof FOLLOWS): Promise<boolean> {
+  if (typeof r === "boolean") return Promise.resolve(r);
+  if (r instanceof Later) return new Promise((resolve) => r.listen((keep) => resolve(keep)));
+  if (r === FOLLOWS) throw new Error("a held request cannot follow a run");
+  return r;
+}
+
 /** One connection's slot for its handler's own state (the proxy keeps the connection's order there). */
 export interface ConnectionState {
   handler?: unknown;
+  /** The connection proved it is a cluster peer (cluster auth). */
+  readonly peer: boolean;
+}
+
+class PeerAware implements ConnectionState {
+  handler: unknown;
+  constructor(private readonly parser: RequestParser) {}
+  get peer(): boolean {
+    return this.parser.trusted;
+  }
 }
 
 /** What answers requests: a storage node's commands, or the proxy's. */
@@ -292,7 +310,7 @@ class Connection implements ConnectionView, Reader {
   private spare = new ReplyBuffer(SLOT_CHUNK, true);
   /** Replies not yet sent because an earlier one waits for the engine. */
   private readonly waiting: Slot[] = [];
-  private readonly state: ConnectionState = {};
+  private readonly state: ConnectionState;
 
   /**
    * Reads land in a slab at `offset`. A read whose bytes no request kept is overwritten by the
@@ -349,6 +367,7 @@ class Connection implements ConnectionView, Reader {
       info.traffic,
       options.keepRaw,
     );
+    this.state = new PeerAware(this.parser);
   }
 
   /** Called once the socket exists (readInto makes it with this connection as its reader). */

@@ -15,7 +15,7 @@ export interface HttpRequest {
 
 /**
  * How the runtime sends a request, given up after `timeoutMs`: a Worker's fetch; on Node, undici's
- * request API (see node-entry.ts).
+ * request API (see node-fetch.ts).
  */
 export type Fetch = (url: string, init: RequestInit, timeoutMs: number) => Promise<Response>;
 

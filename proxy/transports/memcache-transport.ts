@@ -4,6 +4,7 @@
  * fails its requests at once (error/close), a slow one after the request timeout.
  */
 import { connect, type Socket } from "node:net";
+import { authenticate, type Credentials } from "../../protocol/cluster-auth.js";
 import { type NodeEntry, nodeKey } from "../../protocol/node-map.js";
 import { type Transport, TransportError } from "./transport.js";
 
@@ -21,6 +22,13 @@ export type OnReply = (
   end: number,
   serverErrors: number,
 ) => void;
+
+export interface ConnectionOptions {
+  /** How long a node has to answer a request. */
+  timeoutMs: number;
+  /** Set: connections authenticate as this cluster peer first (a node forwarding a client's request). */
+  credentials?: Credentials;
+}
 
 /** Requests sent together, answered together: `count` replies of one shape. */
 export interface Sent {
@@ -47,12 +55,18 @@ export class BackendConnection {
   private serverErrors = 0;
   private timer: NodeJS.Timeout | undefined;
   dead = false;
+  /** Requests wait until the connection proved it is a cluster peer. */
+  private authenticating = false;
 
   constructor(
     private readonly host: string,
     private readonly port: number,
-    private readonly timeoutMs: number,
+    private readonly options: ConnectionOptions,
   ) {}
+
+  private get timeoutMs(): number {
+    return this.options.timeoutMs;
+  }
 
   get load(): number {
     return this.queue.length;
@@ -85,7 +99,7 @@ export class BackendConnection {
 
   private readonly flush = (): void => {
     const out = this.outgoing;
-    if (out.length === 0 || this.socket === undefined) return;
+    if (out.length === 0 || this.socket === undefined || this.authenticating) return;
     this.socket.write(out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out));
     out.length = 0;
   };
@@ -97,9 +111,22 @@ export class BackendConnection {
   private open(): void {
     const socket = connect({ host: this.host, port: this.port, noDelay: true });
     this.socket = socket;
-    socket.on("data", (d: Buffer) => this.onData(d));
     socket.on("error", (err) => this.fail(err.message));
     socket.on("close", () => this.fail("connection closed"));
+    const credentials = this.options.credentials;
+    if (credentials === undefined) {
+      socket.on("data", (d: Buffer) => this.onData(d));
+      return;
+    }
+    this.authenticating = true;
+    authenticate(socket, credentials, this.timeoutMs).then(
+      () => {
+        this.authenticating = false;
+        socket.on("data", (d: Buffer) => this.onData(d));
+        this.flush();
+      },
+      (err: Error) => this.fail(err.message),
+    );
   }
 
   private arm(): void {
@@ -220,7 +247,7 @@ class Backend {
     readonly host: string,
     readonly port: number,
     private readonly concurrency: number,
-    private readonly timeoutMs: number,
+    private readonly options: ConnectionOptions,
   ) {}
 
   send(bytes: Buffer, shape: ReplyShape, done: OnReply): Sent {
@@ -256,7 +283,7 @@ class Backend {
     let best: BackendConnection | undefined;
     for (const c of this.conns) if (best === undefined || c.load < best.load) best = c;
     if (best === undefined || (best.load > 0 && this.conns.length < this.concurrency)) {
-      best = new BackendConnection(this.host, this.port, this.timeoutMs);
+      best = new BackendConnection(this.host, this.port, this.options);
       this.conns.push(best);
     }
     return best;
@@ -273,10 +300,15 @@ export class MemcacheTransport implements Transport<MemcacheRequest, Buffer> {
   /** Each map's entries, to their node's connections: no name to build on the hot path. */
   private readonly backendOf = new WeakMap<NodeEntry, Backend>();
 
+  private readonly options: ConnectionOptions;
+
   constructor(
     private readonly concurrency: number,
-    private readonly timeoutMs: number,
-  ) {}
+    timeoutMs: number,
+    credentials?: Credentials,
+  ) {
+    this.options = { timeoutMs, credentials };
+  }
 
   /** The hot path: the reply goes to a callback, no promise is made. */
   send(node: NodeEntry, bytes: Buffer, shape: ReplyShape, done: OnReply): Sent {
@@ -314,7 +346,7 @@ export class MemcacheTransport implements Transport<MemcacheRequest, Buffer> {
     const key = nodeKey(node.host, node.port);
     let b = this.backends.get(key);
     if (b === undefined) {
-      b = new Backend(node.host, node.port, this.concurrency, this.timeoutMs);
+      b = new Backend(node.host, node.port, this.concurrency, this.options);
       this.backends.set(key, b);
     }
     this.backendOf.set(node, b);

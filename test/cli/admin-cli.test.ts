@@ -3,7 +3,7 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { admin, joinArgs, startIndex } from "../helpers/cluster.js";
+import { admin, joinArgs, startIndex, until } from "../helpers/cluster.js";
 import { type NodeProcess, startNodeProcess, stopAll } from "../helpers/processes.js";
 import { RawClient } from "../helpers/raw-client.js";
 
@@ -59,17 +59,27 @@ describe("flare admin", () => {
     const table = await flareAdmin([...at, "stats", "nodes"]);
     expect(table.code).toBe(0);
     const lines = table.out.toString().trim().split("\n");
-    expect(lines[0]).toMatch(/^NODE\s+ROLE\s+STATE\s+PARTITION\s+BALANCE\s+THREAD$/);
+    expect(lines[0]).toMatch(/^NODE\s+ROLE\s+STATE\s+PARTITION\s+BALANCE\s+THREAD\s+ITEMS$/);
     expect(lines[1]).toMatch(new RegExp(`^127\\.0\\.0\\.1:${index.port}\\s+index\\s+active`));
     expect(lines).toContainEqual(
-      expect.stringMatching(new RegExp(`^localhost:${master.port}\\s+master\\s+active\\s+0\\s+1`)),
+      expect.stringMatching(
+        new RegExp(`^localhost:${master.port}\\s+master\\s+active\\s+0\\s+1\\s+\\d+\\s+${ITEMS}$`),
+      ),
     );
+    expect(lines).toContainEqual(
+      expect.stringMatching(new RegExp(`^localhost:${spare.port}\\s+proxy\\s+active.*\\s0$`)),
+    );
+    expect(lines.at(-1)).toBe(`keys per partition: 0: ${ITEMS}`);
     const json = JSON.parse((await flareAdmin([...at, "--json", "stats", "nodes"])).out.toString());
     expect(json.index).toBe(`127.0.0.1:${index.port}`);
     expect(json.nodes.find((n: { port: number }) => n.port === spare.port)).toMatchObject({
       role: "proxy",
       state: "active",
+      items: 0,
     });
+    expect(json.partitions).toEqual([
+      { partition: 0, master: `localhost:${master.port}`, state: "active", keys: ITEMS },
+    ]);
   });
 
   it("add-slave: attaches with balance 0, shows progress while rebuilding, then raises the balance", async () => {
@@ -160,6 +170,13 @@ describe("flare admin", () => {
     // About half of the keys move to the second partition.
     expect(moved).toBeGreaterThan(ITEMS * 0.4);
     expect(moved).toBeLessThan(ITEMS * 0.6);
+    // Once the first partition dropped the keys that moved, the listing counts each key once.
+    const remaining = ITEMS - moved;
+    await until("the moved keys to be dropped", async () => (await items(master.port)) === remaining);
+    const listing = await flareAdmin([...at, "stats", "nodes"]);
+    expect(listing.out.toString().trim().split("\n").at(-1)).toBe(
+      `keys per partition: 0: ${remaining}  1: ${moved}`,
+    );
     const twice = await flareAdmin([...at, "add-partition", "localhost", String(extra.port)]);
     expect(twice.code).toBe(1);
     expect(twice.err).toBe(`flare admin: localhost:${extra.port} is already a master\n`);

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { parseConfigText, validateConfig } from "../../common/config.js";
-import { flaredStorageKeys, frontKeys } from "../../common/flared-config.js";
+import { flaredStorageKeys, forwardKeys, frontKeys } from "../../common/flared-config.js";
 import type { Logger } from "../../common/log.js";
 import { proxySchema } from "../../proxy/config.js";
 import { nodeConfigSpec, nodeSchema } from "../../storage/config.js";
@@ -26,10 +26,11 @@ function recordingLogger(): Logger & { warnings: Record<string, unknown>[] } {
 }
 
 describe("node configuration", () => {
-  it("a node's keys are the front's plus its storage keys, which a proxy accepts with a notice", () => {
-    const nodeOnly = Object.keys(nodeSchema.shape).filter((key) => !Object.hasOwn(frontKeys, key));
+  it("a node's keys are the front's, the forwarding ones and its storage keys, which a proxy accepts with a notice", () => {
+    const shared = { ...frontKeys, ...forwardKeys };
+    const nodeOnly = Object.keys(nodeSchema.shape).filter((key) => !Object.hasOwn(shared, key));
     expect(new Set(nodeOnly)).toEqual(flaredStorageKeys);
-    for (const key of Object.keys(frontKeys)) expect(Object.hasOwn(proxySchema.shape, key), key).toBe(true);
+    for (const key of Object.keys(shared)) expect(Object.hasOwn(proxySchema.shape, key), key).toBe(true);
   });
 
   it("reads Flare's key = value format with comments", () => {

@@ -7,7 +7,16 @@
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { keyHash, partitioning } from "../../protocol/key-hash.js";
-import { admin, dumpOf, joinArgs, nodeState, pairUp, startIndex, until } from "../helpers/cluster.js";
+import {
+  admin,
+  dumpOf,
+  joinArgs,
+  nodeState,
+  pairUp,
+  peerAdmin,
+  startIndex,
+  until,
+} from "../helpers/cluster.js";
 import { type NodeProcess, startNodeProcess, startRole, stopAll } from "../helpers/processes.js";
 import { RawClient } from "../helpers/raw-client.js";
 
@@ -173,10 +182,10 @@ async function startLoaded(indexArgs: string[] = []): Promise<Loaded> {
 /**
  * The load stopped: no request failed and no get was wrong; every key as last acknowledged through
  * the proxy and on the master and slave of the partition that owns it (`masters[i]`, `slaves[i]`:
- * partition i); keys within 10% of even; the first partition's nodes dropped the keys that moved.
+ * partition i); keys within 10% of even; every partition's nodes dropped the keys that moved on.
  */
 async function verify(c: Loaded, masters: NodeProcess[], slaves: NodeProcess[], what: string): Promise<void> {
-  const { load, proxy, master, slave } = c;
+  const { load, proxy, master } = c;
   await load.stop();
   console.log(
     `${what}: ${load.ops} requests under load; ${load.failed.length} failed, ${load.wrong.length} wrong gets`,
@@ -214,23 +223,40 @@ async function verify(c: Loaded, masters: NodeProcess[], slaves: NodeProcess[], 
   const even = load.model.size / partitions;
   const live = perPartition.reduce((a, b) => a + b, 0);
   for (const n of perPartition) expect(Math.abs(n - live / partitions)).toBeLessThan(even * 0.1);
-  const moved = [...load.model.keys()].filter((k) => partitionOf(k, partitions) !== 0);
-  const leftOn = async (node: NodeProcess): Promise<number> => {
+  // Asked as a cluster peer: a client's read of a key the node gave away is passed on to its owner.
+  const leftOn = async (node: NodeProcess, partition: number): Promise<number> => {
+    const gone = [...load.model.keys()].filter((k) => partitionOf(k, partitions) !== partition);
     const direct = await RawClient.open(node.port);
+    expect(await direct.authenticate()).toBe("OK\r\n");
     let left = 0;
-    for (let i = 0; i < moved.length; i += 100) {
-      const reply = await direct.ask(`get ${moved.slice(i, i + 100).join(" ")}\r\n`, "END\r\n");
+    for (let i = 0; i < gone.length; i += 100) {
+      const reply = await direct.ask(`get ${gone.slice(i, i + 100).join(" ")}\r\n`, "END\r\n");
       left += reply.split("VALUE ").length - 1;
     }
     direct.close();
     return left;
   };
-  // They go a few seconds after the map that moved them (a late proxy may still read them there).
-  for (const node of [master, slave])
-    await until("the moved keys to be dropped", async () => (await leftOn(node)) === 0, 30_000);
-  // The first partition's master takes no write of a key it gave away.
-  if (moved.length > 0)
-    expect(await admin(master.port, `set ${moved[0]} 0 0 1\r\nz`)).toMatch(/^SERVER_ERROR not a master/);
+  // Every partition's nodes drop the keys that moved on: a few seconds after the map that moved
+  // them (a late proxy may still read them there).
+  for (let p = 0; p < partitions; p++)
+    for (const node of new Set([masters[p], slaves[p]]))
+      await until(
+        `partition ${p}'s nodes to drop the keys that moved`,
+        async () => (await leftOn(node as NodeProcess, p)) === 0,
+        30_000,
+      );
+  const moved = [...load.model.keys()].filter((k) => partitionOf(k, partitions) !== 0);
+  // The first partition's master takes no write of a key it gave away: a peer's is refused, a
+  // client's is passed on to the key's owner.
+  const key = moved[0];
+  if (key !== undefined) {
+    expect(await peerAdmin(master.port, undefined, `set ${key} 0 0 1\r\nz`)).toMatch(
+      /^SERVER_ERROR not a master/,
+    );
+    expect(await admin(master.port, `set ${key} 0 0 1\r\nz`)).toBe("STORED\r\n");
+    const owner = masters[partitionOf(key, partitions)] as NodeProcess;
+    expect(await admin(owner.port, `get ${key}`, "END\r\n")).toBe(`VALUE ${key} 0 1\r\nz\r\nEND\r\n`);
+  }
 }
 
 /** Adds `g.add` partitions to a loaded cluster as asked; each partition's master and slave. */

@@ -3,7 +3,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { admin, joinArgs, until } from "../helpers/cluster.js";
+import { admin, joinArgs, peerAdmin, until } from "../helpers/cluster.js";
 import { startIndexProcess, startNodeProcess, stopAll } from "../helpers/processes.js";
 
 afterAll(stopAll);
@@ -23,14 +23,17 @@ describe("failover with real processes", () => {
     expect(await admin(index.port, `node state localhost ${s} active`)).toBe("OK\r\n");
     expect(await admin(index.port, `node role localhost ${s} slave 2 0`)).toBe("OK\r\n");
 
-    // Fencing: only the master takes writes.
+    // Fencing: only the master takes writes. A client's write sent to the slave is passed on to
+    // the master (Flare's flared does too); a cluster peer's is refused.
     await until(
       "the master to take writes",
       async () => (await admin(m, "set k 0 0 1\r\nx")) === "STORED\r\n",
     );
-    expect(await admin(s, "set k 0 0 1\r\nx")).toBe(
+    expect(await peerAdmin(s, undefined, "set k 0 0 1\r\nw")).toBe(
       "SERVER_ERROR not a master (role slave, state active)\r\n",
     );
+    expect(await admin(s, "set k 0 0 1\r\nv")).toBe("STORED\r\n");
+    expect(await peerAdmin(m, undefined, "get k")).toBe("VALUE k 0 1\r\nv\r\nEND\r\n");
 
     master.proc.kill("SIGKILL");
     const killedAt = Date.now();
@@ -68,7 +71,10 @@ describe("failover with real processes", () => {
       (await admin(index.port, "stats nodes", "END\r\n")).includes(`STAT localhost:${m}:state active`),
     );
     expect(await admin(index.port, "stats nodes", "END\r\n")).toContain(`STAT localhost:${m}:role proxy`);
-    expect(await admin(m, "set k 0 0 1\r\nz")).toMatch(/^SERVER_ERROR not a master/);
+    // It holds no partition: a peer's write is refused, a client's goes to the new master.
+    expect(await peerAdmin(m, undefined, "set k 0 0 1\r\nz")).toMatch(/^SERVER_ERROR not a master/);
+    expect(await admin(m, "set k 0 0 1\r\nz")).toBe("STORED\r\n");
+    expect(await admin(s, "get k", "END\r\n")).toBe("VALUE k 0 1\r\nz\r\nEND\r\n");
     await returned.stop();
     await slave.stop();
     await index.stop();
