@@ -131,7 +131,7 @@ export async function runBench(): Promise<void> {
     return;
   }
   if (process.argv.includes("add-partition")) {
-    await addPartitionBench(arg("items", 1_000_000), arg("duration", 20));
+    await addPartitionBench(arg("items", 1_000_000), arg("duration", 3));
     return;
   }
   if (process.argv.includes("one-in-flight")) {

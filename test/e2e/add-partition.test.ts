@@ -5,7 +5,7 @@
  * to one more partition. Under a set/delete/get load through the proxy's memcached front and its
  * HTTP API, checked against a model of acknowledged writes, key by key.
  */
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, onTestFinished } from "vitest";
 import { keyHash, partitioning } from "../../protocol/key-hash.js";
 import {
   admin,
@@ -19,12 +19,11 @@ import {
 } from "../helpers/cluster.js";
 import { type NodeProcess, startNodeProcess, startRole, stopAll } from "../helpers/processes.js";
 import { RawClient } from "../helpers/raw-client.js";
+import { startWorker } from "../helpers/worker.js";
 
 afterAll(stopAll);
 
 const KEYS = 3000;
-/** Clients with one request in flight each: three on the memcached front, one on the HTTP API. */
-const CLIENTS = 4;
 
 /** One client's three operations; a string is the failure as the client saw it. */
 interface ModelClient {
@@ -80,7 +79,7 @@ function httpClient(origin: string): ModelClient {
 }
 
 /**
- * Clients that each own every CLIENTS-th key, one request in flight: a key's acknowledged writes
+ * Clients that each own every n-th key (n clients), one request in flight: a key's acknowledged writes
  * come from one client in order, so the model is exact. Sets, deletes, and gets checked against
  * the model.
  */
@@ -90,26 +89,30 @@ class ModelLoad {
   readonly failed: string[] = [];
   readonly wrong: string[] = [];
   ops = 0;
+  /** Requests each client made. */
+  readonly perClient: number[] = [];
   private running = true;
   private readonly done: Promise<void>[] = [];
 
-  async start(port: number, httpOrigin: string): Promise<void> {
-    for (let c = 0; c < CLIENTS; c++) {
-      const client = c === CLIENTS - 1 ? httpClient(httpOrigin) : await memcachedClient(port);
-      this.done.push(this.run(client, c));
+  /** Starts the clients: each a memcached connection (a port) or an HTTP API (an origin). */
+  async start(fronts: (number | string)[]): Promise<void> {
+    for (const [id, front] of fronts.entries()) {
+      const client = typeof front === "string" ? httpClient(front) : await memcachedClient(front);
+      this.done.push(this.run(client, id, fronts.length));
     }
   }
 
-  private async run(client: ModelClient, id: number): Promise<void> {
+  private async run(client: ModelClient, id: number, clients: number): Promise<void> {
     let seed = id + 1;
     const next = () => {
       seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
       return seed >>> 8;
     };
     for (let i = 0; this.running; i++) {
-      const key = `ap_${(next() % (KEYS / CLIENTS)) * CLIENTS + id}`;
+      const key = `ap_${(next() % Math.floor(KEYS / clients)) * clients + id}`;
       const dice = next() % 10;
       this.ops++;
+      this.perClient[id] = (this.perClient[id] ?? 0) + 1;
       if (dice < 6) {
         const value = `${id}-${i}-${"v".repeat(next() % 40)}`;
         const done = await client.set(key, value);
@@ -148,6 +151,8 @@ interface Growth {
   slaves: "while-copying" | "after";
   /** flare-tools' way: poll `stats nodes` for ready, then `node state <host> <port> active`. */
   manual: boolean;
+  /** One client goes through the Worker. */
+  worker?: boolean;
 }
 
 interface Loaded {
@@ -161,9 +166,13 @@ interface Loaded {
   state(p: NodeProcess): Promise<string>;
 }
 
-/** The seed's pair (sync replication) and a proxy, with the load running for a second. */
-async function startLoaded(indexArgs: string[] = []): Promise<Loaded> {
-  const index = await startIndex(indexArgs);
+/**
+ * The seed's pair (sync replication) and a proxy, with the load running for a second: three
+ * clients on the proxy's memcached front and one on its HTTP API; with `worker`, one more through
+ * the Worker (under wrangler), which follows the index's maps over HTTP.
+ */
+async function startLoaded(indexArgs: string[] = [], worker = false): Promise<Loaded> {
+  const index = await startIndex([...indexArgs, "--http-port", "0"]);
   const nodeArgs = joinArgs(index, ["--replication-type", "sync", "--http-port", "0"]);
   const master = await startNodeProcess(nodeArgs);
   const slave = await startNodeProcess(nodeArgs);
@@ -173,8 +182,23 @@ async function startLoaded(indexArgs: string[] = []): Promise<Loaded> {
     "the proxy to take writes",
     async () => (await admin(proxy.port, "set warm 0 0 1\r\nx")) === "STORED\r\n",
   );
+  const fronts: (number | string)[] = [
+    proxy.port,
+    proxy.port,
+    proxy.port,
+    `http://127.0.0.1:${proxy.httpPort}`,
+  ];
+  if (worker) {
+    const edge = await startWorker(`http://127.0.0.1:${index.httpPort}`);
+    onTestFinished(edge.stop);
+    await until(
+      "the Worker to take writes",
+      async () => (await httpClient(edge.url).set("warm", "x")) === true,
+    );
+    fronts.push(edge.url);
+  }
   const load = new ModelLoad();
-  await load.start(proxy.port, `http://127.0.0.1:${proxy.httpPort}`);
+  await load.start(fronts);
   await new Promise((r) => setTimeout(r, 1000));
   return { index, master, slave, proxy, load, nodeArgs, state: (p) => nodeState(index, p.port) };
 }
@@ -188,8 +212,10 @@ async function verify(c: Loaded, masters: NodeProcess[], slaves: NodeProcess[], 
   const { load, proxy, master } = c;
   await load.stop();
   console.log(
-    `${what}: ${load.ops} requests under load; ${load.failed.length} failed, ${load.wrong.length} wrong gets`,
+    `${what}: ${load.ops} requests under load (per client ${load.perClient.join(", ")}); ${load.failed.length} failed, ${load.wrong.length} wrong gets`,
   );
+  // Every client took part, the Worker's too.
+  for (const n of load.perClient) expect(n).toBeGreaterThan(20);
   expect(load.failed).toEqual([]);
   expect(load.wrong).toEqual([]);
   expect(load.model.size).toBeGreaterThan(KEYS / 2);
@@ -312,7 +338,7 @@ async function grow(
 
 /** The seed's pair, a proxy and a load; then `add` partitions as asked; then every check. */
 async function growUnderLoad(g: Growth): Promise<void> {
-  const c = await startLoaded(g.manual ? ["--partition-auto-activate", "off"] : []);
+  const c = await startLoaded(g.manual ? ["--partition-auto-activate", "off"] : [], g.worker);
   const { masters, slaves, timings } = await grow(c, g);
   await verify(
     c,
@@ -360,8 +386,8 @@ describe("adding partitions online", () => {
     await growUnderLoad({ add: 3, slaves: "after", manual: false });
   }, 240_000);
 
-  it("as flare-tools does it (auto-activation off: ready, then node state active), a slave rebuilding meanwhile", async () => {
-    await growUnderLoad({ add: 1, slaves: "while-copying", manual: true });
+  it("as flare-tools does it (auto-activation off: ready, then node state active), a slave rebuilding meanwhile; one client through the Worker", async () => {
+    await growUnderLoad({ add: 1, slaves: "while-copying", manual: true, worker: true });
   }, 120_000);
 
   // A copy slowed to about 2 s (20 KB/s), so the kills land while it runs.
