@@ -121,6 +121,33 @@ describe("any node answers any key", () => {
     expect(await localGet(master1, k3)).toBe("END\r\n");
   });
 
+  it("values of every byte, up to item-size-max, pass through unchanged; a larger one is refused as the owner would", async () => {
+    const [mine, theirs] = keysOf("big_", 2);
+    const big = Buffer.alloc(1024 * 1024);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 7 + (i >> 8)) & 255;
+    const c = await RawClient.open(spare.port);
+    for (const key of [mine[0], theirs[0]] as string[]) {
+      c.send(Buffer.concat([Buffer.from(`set ${key} 9 0 ${big.length}\r\n`), big, Buffer.from("\r\n")]));
+      expect(await c.readUntil("\r\n", 10_000)).toBe("STORED\r\n");
+      const reply = Buffer.from(await c.ask(`get ${key}\r\n`, "END\r\n"), "latin1");
+      const header = Buffer.from(`VALUE ${key} 9 ${big.length}\r\n`);
+      expect(reply.subarray(0, header.length).equals(header)).toBe(true);
+      expect(reply.subarray(header.length, header.length + big.length).equals(big)).toBe(true);
+      expect(reply.length).toBe(header.length + big.length + 7);
+    }
+    const tooBig = big.length + 1;
+    c.send(
+      Buffer.concat([
+        Buffer.from(`set ${theirs[1]} 0 0 ${tooBig}\r\n`),
+        Buffer.alloc(tooBig, 120),
+        Buffer.from("\r\n"),
+      ]),
+    );
+    expect(await c.readUntil("\r\n", 10_000)).toBe("SERVER_ERROR object too large for cache\r\n");
+    expect(await c.ask("version\r\n")).toMatch(/^VERSION /);
+    c.close();
+  });
+
   it("a pipeline mixing keys the node owns and keys it passes on is answered in order", async () => {
     const [mine, theirs] = keysOf("pipe_", 40);
     const c = await RawClient.open(master0.port);
