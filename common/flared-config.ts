@@ -5,6 +5,7 @@
  */
 import { clusterSecretKeys } from "./cluster-secret.js";
 import { cfg } from "./config.js";
+import { ConfigError } from "./errors.js";
 
 export const frontKeys = {
   "server-name": cfg
@@ -72,6 +73,28 @@ export const forwardKeys = {
     .default(6000)
     .describe("Milliseconds a write passed on waits for a new master when its master is unreachable."),
 };
+
+/**
+ * The index servers a node or proxy follows: `index-servers` (any number; with several, they share
+ * one map in etcd and whichever leads takes changes), else Flare's single `index-server-name`.
+ * Empty: a standalone node.
+ */
+export function indexServers(config: {
+  "index-servers"?: string | undefined;
+  "index-server-name"?: string | undefined;
+  "index-server-port": number;
+}): { host: string; port: number }[] {
+  const list = config["index-servers"];
+  if (list === undefined) {
+    const host = config["index-server-name"];
+    return host === undefined ? [] : [{ host, port: config["index-server-port"] }];
+  }
+  return list.split(",").map((entry) => {
+    const m = /^(.+):(\d{1,5})$/.exec(entry.trim());
+    if (m === null) throw new ConfigError(`index-servers: expected host:port[,host:port...] (got '${list}')`);
+    return { host: m[1] as string, port: Number(m[2]) };
+  });
+}
 
 /** flared keys accepted so Flare config files run unchanged; they have no effect here. */
 export const flaredIgnored: ReadonlySet<string> = new Set([

@@ -3,6 +3,7 @@ import type { LineReply } from "../common/line-server.js";
 import { VERSION } from "../common/version.js";
 import type { AuthSession, ClusterSecret } from "../protocol/cluster-auth.js";
 import { ROLES, type Role, STATES } from "../protocol/node-map.js";
+import type { Change } from "./node-map.js";
 import type { IndexService } from "./service.js";
 
 export interface IndexInfo {
@@ -30,7 +31,7 @@ function int(s: string | undefined, fallback: number): number | null {
 export function indexCommands(
   service: IndexService,
   info: IndexInfo,
-): (line: string, session: AuthSession) => LineReply {
+): (line: string, session: AuthSession) => LineReply | Promise<LineReply> {
   return (line, session) => {
     const t = line.split(" ").filter((w) => w !== "");
     const changes = t[0] === "node" || t[0] === "shutdown";
@@ -56,7 +57,7 @@ export function indexCommands(
       case "shutdown": {
         const p = port(t[2]);
         if (t.length !== 3 || p === null) return ERROR;
-        return reply(service.shutdown(t[1] as string, p).ok ? "OK" : "SERVER_ERROR failed to shutdown");
+        return outcome(service.shutdown(t[1] as string, p), "SERVER_ERROR failed to shutdown");
       }
       case "suspect": {
         // flare-ts: a proxy could not reach a node; the index checks it now instead of at its next interval.
@@ -72,7 +73,17 @@ export function indexCommands(
   };
 }
 
-function node(service: IndexService, t: string[]): LineReply {
+/**
+ * OK, or Flare's refusal line; an index that does not lead says so and names the leader, so a
+ * peer can ask it instead.
+ */
+async function outcome(change: Promise<Change>, refusal: string): Promise<LineReply> {
+  const c = await change;
+  if (c.ok) return reply("OK");
+  return reply(c.leader === undefined ? refusal : `SERVER_ERROR ${c.error}`);
+}
+
+function node(service: IndexService, t: string[]): LineReply | Promise<LineReply> {
   const host = t[2];
   const p = port(t[3]);
   if (host === undefined || p === null) return ERROR;
@@ -82,9 +93,10 @@ function node(service: IndexService, t: string[]): LineReply {
       const http = t.length >= 5 && t[4] !== "0" ? port(t[4]) : undefined;
       const lease = t.length === 6 ? int(t[5], 0) : 0;
       if (t.length < 4 || t.length > 6 || http === null || lease === null || lease < 0) return ERROR;
-      if (!service.add(host, p, http, lease > 0 ? lease : undefined).ok)
-        return reply("SERVER_ERROR failed to add node");
-      return reply(...service.nodeLines(), "END");
+      return outcome(
+        service.add(host, p, http, lease > 0 ? lease : undefined),
+        "SERVER_ERROR failed to add node",
+      ).then((r) => (r.lines[0] === "OK" ? reply(...service.nodeLines(), "END") : r));
     }
     case "role": {
       const role = t[4] as Role;
@@ -92,20 +104,19 @@ function node(service: IndexService, t: string[]): LineReply {
       const partition = int(t[6], -1);
       if (t.length < 5 || t.length > 7 || !ROLES.includes(role) || balance === null || partition === null)
         return ERROR;
-      return reply(
-        service.setRole(host, p, role, balance, partition).ok
-          ? "OK"
-          : "SERVER_ERROR failed to set role (and balance)",
+      return outcome(
+        service.setRole(host, p, role, balance, partition),
+        "SERVER_ERROR failed to set role (and balance)",
       );
     }
     case "state": {
       const state = t[4];
       if (t.length !== 5 || !STATES.includes(state as never)) return ERROR;
-      return reply(service.setState(host, p, state as never).ok ? "OK" : "SERVER_ERROR failed to set state");
+      return outcome(service.setState(host, p, state as never), "SERVER_ERROR failed to set state");
     }
     case "remove":
       if (t.length !== 4) return ERROR;
-      return reply(service.remove(host, p).ok ? "OK" : "SERVER_ERROR failed to remove node");
+      return outcome(service.remove(host, p), "SERVER_ERROR failed to remove node");
     default:
       return ERROR;
   }
@@ -128,5 +139,8 @@ function stats(service: IndexService, info: IndexInfo): string[] {
     `STAT curr_connections ${info.connections()}`,
     `STAT node_map_version ${service.map.version}`,
     `STAT failovers ${service.failovers}`,
+    `STAT index_db ${service.store.kind}`,
+    `STAT leader ${service.leading ? 1 : 0}`,
+    `STAT leader_address ${service.store.leader ?? "-"}`,
   ];
 }

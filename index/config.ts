@@ -5,7 +5,27 @@ import { type ConfigSpec, cfg } from "../common/config.js";
 import { HASH_ALGORITHMS } from "../protocol/key-hash.js";
 
 export const indexSchema = z.object({
-  "data-dir": cfg.str().describe("Directory of the persisted node map (required)."),
+  "data-dir": cfg
+    .str()
+    .optional()
+    .describe("Directory of the persisted node map (required with the file index-db)."),
+  "index-db": z
+    .string()
+    .regex(
+      /^(file:\/\/.+|etcd:\/\/[^/\s]+(\/\S*)?)$/,
+      "expected file://DIR or etcd://host:port[,host:port...][/prefix]",
+    )
+    .optional()
+    .meta({ values: "file://DIR, etcd://host:port[,host:port...][/prefix]" })
+    .describe(
+      "Where the node map lives: file://DIR (default: data-dir; one index), or etcd (several index processes, one elected leader).",
+    ),
+  "etcd-lease-ttl": cfg
+    .int(1, 600)
+    .default(2)
+    .describe(
+      "Seconds of the leading index's etcd lease: a dead leader is replaced about this long after it died.",
+    ),
   "server-name": cfg.str().default("localhost").describe("The index server's name."),
   "server-port": cfg
     .int(0, 65535)

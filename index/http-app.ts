@@ -37,6 +37,13 @@ export function createIndexHttpApp(service: IndexService, tokens: readonly strin
   counterFrom(registry, "flare_failovers_total", "Masters replaced by a slave since start.", [], () => [
     [{}, service.failovers],
   ]);
+  gaugeFrom(
+    registry,
+    "flare_index_leader",
+    "1 while this index leads (changes the map, monitors nodes); 0 while it follows another.",
+    [],
+    () => [[{}, service.leading ? 1 : 0]],
+  );
   gaugeFrom(registry, "flare_index_nodes", "Nodes by role and state.", ["role", "state"], () => {
     const counts = new Map<string, number>();
     for (const n of service.map.list())
@@ -86,10 +93,13 @@ export function createIndexHttpApp(service: IndexService, tokens: readonly strin
     await next();
   });
 
-  const answer = (c: Context, change: Change): Response =>
-    change.ok
-      ? c.json({ ok: true, changed: change.changed, ...snapshot() })
-      : fail(c, 409, "REFUSED", change.error);
+  const answer = async (c: Context, pending: Promise<Change>): Promise<Response> => {
+    const change = await pending;
+    if (change.ok) return c.json({ ok: true, changed: change.changed, ...snapshot() });
+    // Not the leader: try again at the leader (the message names it).
+    if (change.leader !== undefined) return fail(c, 503, "NOT_LEADER", change.error);
+    return fail(c, 409, "REFUSED", change.error);
+  };
 
   const parse = async <T>(c: Context, schema: z.ZodType<T>): Promise<T | Response> => {
     const t = target.safeParse(c.req.param());
@@ -126,7 +136,7 @@ export function createIndexHttpApp(service: IndexService, tokens: readonly strin
     return answer(c, service.setState(c.req.param("host"), Number(c.req.param("port")), b.state));
   });
 
-  app.delete("/v1/nodes/:host/:port", (c) => {
+  app.delete("/v1/nodes/:host/:port", async (c) => {
     const t = target.safeParse(c.req.param());
     if (!t.success) return fail(c, 400, "BAD_REQUEST", "host and port name a node");
     return answer(c, service.remove(t.data.host, t.data.port));

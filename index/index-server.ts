@@ -1,12 +1,15 @@
 /** Starts an index service: the map, its monitors, the flarei text protocol and the HTTP API. */
 
 import { clusterSecret, warnIfOpen } from "../common/cluster-secret.js";
+import { ConfigError } from "../common/errors.js";
 import { type HttpServer, serveHttp } from "../common/http-serve.js";
 import { LineServer } from "../common/line-server.js";
 import type { Logger } from "../common/log.js";
 import { indexCommands } from "./admin-commands.js";
 import type { IndexConfig } from "./config.js";
+import { EtcdMapStore, parseEtcdUrl } from "./etcd-store.js";
 import { createIndexHttpApp } from "./http-app.js";
+import { FileMapStore, type MapStore } from "./map-store.js";
 import { IndexService } from "./service.js";
 
 export interface RunningIndex {
@@ -16,9 +19,25 @@ export interface RunningIndex {
   stop(): Promise<void>;
 }
 
+/** The map's store that `index-db` names (the file in data-dir by default). */
+function mapStore(config: IndexConfig, log: Logger): MapStore {
+  const db = config["index-db"];
+  if (db?.startsWith("etcd://")) {
+    const etcd = parseEtcdUrl(db);
+    if (etcd === undefined)
+      throw new ConfigError(`index-db: expected etcd://host:port[,host:port...][/prefix] (got '${db}')`);
+    return new EtcdMapStore({ ...etcd, leaseTtl: config["etcd-lease-ttl"] }, log);
+  }
+  const dir = db === undefined ? config["data-dir"] : db.slice("file://".length);
+  if (dir === undefined)
+    throw new ConfigError("data-dir: an index needs a directory for its node map (or index-db)");
+  return new FileMapStore(dir);
+}
+
 export async function startIndex(config: IndexConfig, log: Logger): Promise<RunningIndex> {
   const secret = clusterSecret(config);
-  const service = new IndexService(config, secret, log);
+  const store = mapStore(config, log);
+  const service = new IndexService(config, secret, log, store);
   const startedAt = Date.now();
   let server: LineServer | undefined;
   server = new LineServer(
@@ -44,11 +63,19 @@ export async function startIndex(config: IndexConfig, log: Logger): Promise<Runn
       config["http-port"],
     );
   }
+  try {
+    await service.start(`${config["server-name"]}:${address.port}`);
+  } catch (err) {
+    await Promise.all([server.close(), http?.close(), store.close()]);
+    throw err;
+  }
   warnIfOpen(secret, config["bind-address"], log);
   log.info("index started", {
     port: address.port,
     httpPort: http?.address.port,
     mapVersion: service.map.version,
+    store: store.kind,
+    leading: service.leading,
   });
   const lines = server;
   return {
@@ -57,7 +84,7 @@ export async function startIndex(config: IndexConfig, log: Logger): Promise<Runn
     service,
     async stop() {
       service.stop();
-      await Promise.all([lines.close(), http?.close()]);
+      await Promise.all([lines.close(), http?.close(), store.close()]);
       log.info("index stopped", { port: address.port });
     },
   };

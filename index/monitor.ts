@@ -25,6 +25,8 @@ export interface MonitorEvents {
   downInMap(): boolean;
   /** The current map as a push (`node sync ...`). */
   mapText(): string;
+  /** Whether this index may act on nodes now (it leads): a deposed one neither checks nor pushes. */
+  mayAct(): boolean;
 }
 
 export class NodeMonitor {
@@ -65,6 +67,7 @@ export class NodeMonitor {
 
   /** Sends a map; resolves true when the node answered OK. `quiet`: a check, not news. */
   async push(text: string, quiet = false): Promise<boolean> {
+    if (!this.events.mayAct()) return false;
     try {
       const link = await this.connect();
       const [reply] = await link.request(text, oneLine, this.options.readTimeoutMs);
@@ -97,6 +100,10 @@ export class NodeMonitor {
     while (this.running) {
       await this.sleep(wait);
       if (!this.running) return;
+      if (!this.events.mayAct()) {
+        wait = this.options.intervalMs;
+        continue;
+      }
       const threshold = this.options.threshold;
       // Follow the map: an operator may have marked the node down or up meanwhile.
       if (this.events.downInMap()) this.failures = Math.max(this.failures, threshold);

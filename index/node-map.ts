@@ -16,7 +16,8 @@ const FIRST_THREAD_TYPE = 16;
 
 export type Change =
   | { ok: true; changed: boolean; events: string[]; promoted?: string }
-  | { ok: false; error: string };
+  /** `leader`: refused because this index does not lead (set: the one that does, when known). */
+  | { ok: false; error: string; leader?: string };
 
 const refused = (error: string): Change => ({ ok: false, error });
 
@@ -26,8 +27,16 @@ export class NodeMap {
   private nextThreadType: number;
 
   constructor(data?: NodeMapData) {
+    this.version = 0;
+    this.nextThreadType = FIRST_THREAD_TYPE;
+    this.reset(data);
+  }
+
+  /** Becomes `data` (the map another index committed, or the last one this one did). */
+  reset(data: NodeMapData | undefined): void {
     this.version = data?.version ?? 0;
     this.nextThreadType = data?.nextThreadType ?? FIRST_THREAD_TYPE;
+    this.nodes.clear();
     for (const n of data?.nodes ?? []) this.nodes.set(nodeKey(n.host, n.port), { ...n });
   }
 

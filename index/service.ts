@@ -1,11 +1,14 @@
 /**
- * The index service (flarei): the one keeper of the node map. It applies changes (operators,
- * registering nodes, its monitors), saves each new map before anyone hears of it, and pushes it to
- * every live node, a newly promoted master first.
+ * The index service (flarei): the keeper of the node map. It applies changes (operators,
+ * registering nodes, its monitors) one at a time, stores each new map before anyone hears of it,
+ * and pushes it to every live node, a newly promoted master first. With a shared store (etcd)
+ * only the leading index does so; the others follow the stored map, serve it, and refuse changes
+ * naming the leader.
  */
 import type { Logger } from "../common/log.js";
 import type { ClusterSecret } from "../protocol/cluster-auth.js";
 import { indexClock } from "../protocol/cluster-member.js";
+import type { NodeMapData } from "../protocol/node-map.js";
 import {
   type NodeEntry,
   type NodeState,
@@ -15,27 +18,61 @@ import {
   statsNodesLines,
 } from "../protocol/node-map.js";
 import type { IndexConfig } from "./config.js";
+import type { MapStore } from "./map-store.js";
 import { NodeMonitor } from "./monitor.js";
 import { type Change, NodeMap } from "./node-map.js";
-import { loadMap, saveMap } from "./persistence.js";
 
 export class IndexService {
-  readonly map: NodeMap;
+  readonly map = new NodeMap();
   private readonly monitors = new Map<string, NodeMonitor>();
   private readonly waiters = new Set<() => void>();
   /** Failovers done since start (for /metrics). */
   failovers = 0;
   private stopped = false;
+  /** The map as last stored: what the map goes back to when storing a change fails. */
+  private committed: NodeMapData | undefined;
+  /** Changes run one after another: each starts from the map the one before stored. */
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly config: IndexConfig,
     private readonly secret: ClusterSecret,
     private readonly log: Logger,
-  ) {
-    const data = loadMap(config["data-dir"]);
-    this.map = new NodeMap(data);
-    if (data !== undefined) log.info("node map loaded", { version: data.version, nodes: data.nodes.length });
-    for (const n of this.map.list()) this.watch(n.host, n.port);
+    readonly store: MapStore,
+  ) {}
+
+  /** Loads the map and starts leading (the file store) or following and campaigning (etcd). */
+  async start(self: string): Promise<void> {
+    await this.store.start(self, {
+      elected: (data) => {
+        this.follow(data);
+        if (data !== undefined)
+          this.log.info("node map loaded", { version: data.version, nodes: data.nodes.length });
+        for (const n of this.map.list()) this.watch(n.host, n.port);
+        // A new leader knows nothing of the nodes' health yet (the old one may have died with a
+        // master): every node is checked now, not an interval from now.
+        if (this.store.kind !== "file") for (const m of this.monitors.values()) m.checkNow();
+        // A new leader of a shared map tells every node and proxy the map it leads from.
+        if (this.store.kind !== "file" && data !== undefined)
+          void this.broadcast(data.version, data.nodes, undefined);
+      },
+      deposed: () => {
+        for (const m of this.monitors.values()) m.stop();
+        this.monitors.clear();
+      },
+      changed: (data) => this.follow(data),
+    });
+  }
+
+  /** Whether this index may change the map now. */
+  get leading(): boolean {
+    return this.store.leading;
+  }
+
+  private follow(data: NodeMapData | undefined): void {
+    this.committed = data;
+    this.map.reset(data);
+    for (const w of [...this.waiters]) w();
   }
 
   stop(): void {
@@ -49,54 +86,63 @@ export class IndexService {
    * `node add` from a starting node. A node the map still has as live has restarted and lost what
    * it was: it is failed over first (Flare refused it and the node would not start).
    */
-  add(host: string, port: number, httpPort?: number, leaseMs?: number): Change {
-    const existing = this.map.get(host, port);
-    if (existing !== undefined && existing.state !== "down") {
-      this.log.warn("node restarted", {
-        node: nodeKey(host, port),
-        was: `${existing.role}/${existing.state}`,
-      });
-      this.apply(this.map.down(host, port), "restart");
-    }
-    const change = this.apply(this.map.add(host, port, httpPort, leaseMs), "node add");
-    if (change.ok) {
-      this.watch(host, port);
-      // The broadcast went out before this node had a monitor link: it gets the map (and its
-      // version, which `node add`'s reply does not carry) now.
-      const data = this.map.toData();
-      void this.monitors.get(nodeKey(host, port))?.push(syncText(data.version, data.nodes));
-    }
-    return change;
+  add(host: string, port: number, httpPort?: number, leaseMs?: number): Promise<Change> {
+    return this.serially(async () => {
+      const existing = this.map.get(host, port);
+      if (existing !== undefined && existing.state !== "down") {
+        this.log.warn("node restarted", {
+          node: nodeKey(host, port),
+          was: `${existing.role}/${existing.state}`,
+        });
+        const down = await this.commit(this.map.down(host, port), "restart");
+        if (!down.ok) return down;
+      }
+      const change = await this.commit(this.map.add(host, port, httpPort, leaseMs), "node add");
+      if (change.ok) {
+        this.watch(host, port);
+        // The broadcast went out before this node had a monitor link: it gets the map (and its
+        // version, which `node add`'s reply does not carry) now.
+        const data = this.map.toData();
+        void this.monitors.get(nodeKey(host, port))?.push(syncText(data.version, data.nodes));
+      }
+      return change;
+    });
   }
 
-  setRole(host: string, port: number, role: Role, balance?: number, partition?: number): Change {
-    return this.apply(this.map.setRole(host, port, role, balance, partition), "node role");
+  setRole(host: string, port: number, role: Role, balance?: number, partition?: number): Promise<Change> {
+    return this.serially(() =>
+      this.commit(this.map.setRole(host, port, role, balance, partition), "node role"),
+    );
   }
 
   /**
    * A new partition's master reports `ready` once it copied its keys; with partition-auto-activate
    * the index activates it at once, so every node and proxy moves to one more partition.
    */
-  setState(host: string, port: number, state: NodeState): Change {
-    const change = this.apply(this.map.setState(host, port, state), "node state");
-    const node = this.map.get(host, port);
-    if (change.ok && state === "ready" && node?.role === "master" && this.config["partition-auto-activate"])
-      return this.apply(this.map.setState(host, port, "active"), "partition activation");
-    return change;
+  setState(host: string, port: number, state: NodeState): Promise<Change> {
+    return this.serially(async () => {
+      const change = await this.commit(this.map.setState(host, port, state), "node state");
+      const node = this.map.get(host, port);
+      if (change.ok && state === "ready" && node?.role === "master" && this.config["partition-auto-activate"])
+        return this.commit(this.map.setState(host, port, "active"), "partition activation");
+      return change;
+    });
   }
 
-  remove(host: string, port: number): Change {
-    const change = this.apply(this.map.remove(host, port), "node remove");
-    if (change.ok && change.changed) {
-      this.monitors.get(nodeKey(host, port))?.stop();
-      this.monitors.delete(nodeKey(host, port));
-    }
-    return change;
+  remove(host: string, port: number): Promise<Change> {
+    return this.serially(async () => {
+      const change = await this.commit(this.map.remove(host, port), "node remove");
+      if (change.ok && change.changed) {
+        this.monitors.get(nodeKey(host, port))?.stop();
+        this.monitors.delete(nodeKey(host, port));
+      }
+      return change;
+    });
   }
 
   /** A node going away on purpose: down at once, without waiting for the monitor. */
-  shutdown(host: string, port: number): Change {
-    return this.apply(this.map.down(host, port), "shutdown");
+  shutdown(host: string, port: number): Promise<Change> {
+    return this.serially(() => this.commit(this.map.down(host, port), "shutdown"));
   }
 
   /** Someone (a proxy) could not reach a node: check it now rather than at the next interval. */
@@ -156,14 +202,42 @@ export class IndexService {
     });
   }
 
-  private apply(change: Change, what: string): Change {
+  /**
+   * Runs a change once the changes before it are done, and only while this index leads: a change
+   * works out the new map from the one the last change stored.
+   */
+  private serially(change: () => Change | Promise<Change>): Promise<Change> {
+    const run = this.queue.then(() => {
+      if (!this.store.leading) {
+        const leader = this.store.leader;
+        return {
+          ok: false,
+          error: `not the leader index${leader === undefined ? " (no leader now)" : ` (leader: ${leader})`}`,
+          leader: leader ?? "",
+        } satisfies Change;
+      }
+      return change();
+    });
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Stores the map a change made, then tells everyone; a map the store refused is undone. */
+  private async commit(change: Change, what: string): Promise<Change> {
     if (!change.ok) {
       this.log.warn(`${what} refused`, { reason: change.error });
       return change;
     }
     if (!change.changed) return change;
     const data = this.map.toData();
-    saveMap(this.config["data-dir"], data);
+    try {
+      await this.store.save(data);
+    } catch (err) {
+      this.map.reset(this.committed);
+      this.log.warn(`${what} not stored`, { reason: (err as Error).message });
+      return { ok: false, error: `not stored: ${(err as Error).message}`, leader: this.store.leader ?? "" };
+    }
+    this.committed = data;
     for (const event of change.events)
       this.log.info(event.split(" ").slice(0, 2).join(" "), { detail: event, mapVersion: data.version });
     if (change.promoted !== undefined) this.failovers++;
@@ -231,12 +305,12 @@ export class IndexService {
       if (applied.size > 0)
         this.log.info("slave progress", { partition: dead.partition, applied: Object.fromEntries(applied) });
     }
-    this.apply(this.map.down(host, port, applied), "monitor down");
+    await this.serially(() => this.commit(this.map.down(host, port, applied), "monitor down"));
   }
 
   private watch(host: string, port: number): void {
     const key = nodeKey(host, port);
-    if (this.monitors.has(key) || this.stopped) return;
+    if (this.monitors.has(key) || this.stopped || !this.store.leading) return;
     const c = this.config;
     const monitor = new NodeMonitor(
       host,
@@ -253,14 +327,15 @@ export class IndexService {
           this.log.warn("node unreachable", { node: key, checks: c["monitor-threshold"] });
           this.failover(host, port).catch((err: unknown) => {
             this.log.error("failover without slave progress", { node: key, err });
-            this.apply(this.map.down(host, port), "monitor down");
+            void this.serially(() => this.commit(this.map.down(host, port), "monitor down"));
           });
         },
         up: () => {
           this.log.info("node reachable again", { node: key });
-          this.apply(this.map.up(host, port), "monitor up");
+          void this.serially(() => this.commit(this.map.up(host, port), "monitor up"));
         },
         downInMap: () => this.map.get(host, port)?.state === "down",
+        mayAct: () => this.store.leading,
         mapText: () => {
           const data = this.map.toData();
           return syncText(data.version, data.nodes);

@@ -12,8 +12,8 @@ import { LineClient, oneLine, untilEnd } from "./line-client.js";
 import { type NodeEntry, nodeKey, parseNodeLine, statsNodesLines } from "./node-map.js";
 
 export interface ClusterOptions {
-  indexHost: string;
-  indexPort: number;
+  /** The index servers: one, or several sharing a map, of which the leader takes changes. */
+  indexes: { host: string; port: number }[];
   /** How the node names itself in the map. */
   serverName: string;
   /** How long to keep asking to be registered (the index may not have seen our old self die yet). */
@@ -37,6 +37,9 @@ export function indexClock(): number {
 
 /** Pings whose offsets are remembered (seconds of pings at the usual monitor interval). */
 const OFFSET_WINDOW = 8;
+
+/** How an index that does not lead refuses a change (it names the leader). */
+const NOT_LEADER = "SERVER_ERROR not the leader index";
 
 /** The start of every refusal a proxy answers by waiting for the next map. */
 export const NOT_A_MASTER = "not a master";
@@ -249,11 +252,35 @@ export class ClusterMember {
     return this.nodes.find((n) => n.role === "master" && n.partition === partition);
   }
 
-  /** Asks the index to change this node's state (a rebuilt slave reports itself active). */
-  async tellIndex(command: string): Promise<string> {
-    const { indexHost, indexPort, credentials } = this.options;
-    const [reply] = await LineClient.ask(indexHost, indexPort, command, oneLine, 5000, credentials);
-    return reply ?? "";
+  /** The index that last took a change from us: asked first next time. */
+  private preferred = 0;
+
+  /** The indexes in the order to ask them: the one that last took a change first. */
+  private indexOrder(): { host: string; port: number }[] {
+    const list = this.options.indexes;
+    return list.map((_, i) => list[(this.preferred + i) % list.length] as { host: string; port: number });
+  }
+
+  /**
+   * Asks the index to change something (a rebuilt slave reports itself active, a proxy suspects a
+   * node). With several indexes, those that do not lead or do not answer are passed over.
+   */
+  async tellIndex(command: string, timeoutMs = 5000): Promise<string> {
+    const { credentials } = this.options;
+    let last = "";
+    for (const [i, { host, port }] of this.indexOrder().entries()) {
+      try {
+        const [reply] = await LineClient.ask(host, port, command, oneLine, timeoutMs, credentials);
+        last = reply ?? "";
+        if (!last.startsWith(NOT_LEADER)) {
+          this.preferred = (this.preferred + i) % this.options.indexes.length;
+          return last;
+        }
+      } catch (err) {
+        if (i === this.options.indexes.length - 1) throw err;
+      }
+    }
+    return last;
   }
 
   statsNodes(): string[] {
@@ -261,46 +288,47 @@ export class ClusterMember {
   }
 
   async register(): Promise<void> {
-    const { indexHost, indexPort, serverName } = this.options;
+    const { serverName } = this.options;
     const port = this.port;
     const deadline = Date.now() + this.options.registerTimeoutMs;
     for (;;) {
-      let reason: string;
-      try {
-        const client = await LineClient.connect(indexHost, indexPort, 2000, this.options.credentials);
+      let reason = "no index answered";
+      for (const [i, { host, port: indexPort }] of this.indexOrder().entries()) {
         try {
-          // How keys map to partitions is the index's to say (Flare's nodes ask `meta` too), and
-          // with it the lease a master should hold.
-          for (const line of await client.request("meta\r\n", untilEnd, 5000)) {
-            const m = /^META (\S+) (\S+)$/.exec(line);
-            if (m !== null) this.meta.set(m[1] as string, m[2] as string);
+          const client = await LineClient.connect(host, indexPort, 2000, this.options.credentials);
+          try {
+            // How keys map to partitions is the index's to say (Flare's nodes ask `meta` too), and
+            // with it the lease a master should hold.
+            for (const line of await client.request("meta\r\n", untilEnd, 5000)) {
+              const m = /^META (\S+) (\S+)$/.exec(line);
+              if (m !== null) this.meta.set(m[1] as string, m[2] as string);
+            }
+            this.startLease();
+            // flare-ts words after Flare's four: the HTTP port (0: none), which HTTP-only proxies
+            // (Workers) need, and the lease, which the index waits out before it promotes a slave.
+            const extra = ` ${this.httpPort ?? 0} ${this.leaseMs}`;
+            const lines = await client.request(`node add ${serverName} ${port}${extra}\r\n`, untilEnd, 5000);
+            if (lines.at(-1) === "END") {
+              this.preferred = (this.preferred + i) % this.options.indexes.length;
+              // The index may have pushed the map (with its version) before this reply arrived.
+              if (this.version === 0) this.apply(0, lines.slice(0, -1));
+              this.log.info("registered with index", {
+                index: `${host}:${indexPort}`,
+                role: this.self()?.role,
+              });
+              return;
+            }
+            reason = lines.at(-1) ?? "no reply";
+          } finally {
+            client.close();
           }
-          this.startLease();
-          // flare-ts words after Flare's four: the HTTP port (0: none), which HTTP-only proxies
-          // (Workers) need, and the lease, which the index waits out before it promotes a slave.
-          const extra = ` ${this.httpPort ?? 0} ${this.leaseMs}`;
-          const lines = await client.request(`node add ${serverName} ${port}${extra}\r\n`, untilEnd, 5000);
-          if (lines.at(-1) === "END") {
-            // The index may have pushed the map (with its version) before this reply arrived.
-            if (this.version === 0) this.apply(0, lines.slice(0, -1));
-            this.log.info("registered with index", {
-              index: `${indexHost}:${indexPort}`,
-              role: this.self()?.role,
-            });
-            return;
-          }
-          reason = lines.at(-1) ?? "no reply";
-        } finally {
-          client.close();
+        } catch (err) {
+          reason = (err as Error).message;
         }
-      } catch (err) {
-        reason = (err as Error).message;
       }
       if (Date.now() >= deadline) {
-        throw new ServerError(
-          "UNAVAILABLE",
-          `cannot register with index ${indexHost}:${indexPort}: ${reason}`,
-        );
+        const names = this.options.indexes.map((x) => `${x.host}:${x.port}`).join(",");
+        throw new ServerError("UNAVAILABLE", `cannot register with index ${names}: ${reason}`);
       }
       await new Promise((r) => setTimeout(r, 250));
     }
@@ -321,17 +349,8 @@ export class ClusterMember {
 
   /** Tells the index this node is going away, so it is marked down at once (Flare's `shutdown`). */
   async leave(): Promise<void> {
-    const { indexHost, indexPort, serverName } = this.options;
-    const port = this.port;
     try {
-      await LineClient.ask(
-        indexHost,
-        indexPort,
-        `shutdown ${serverName} ${port}`,
-        oneLine,
-        2000,
-        this.options.credentials,
-      );
+      await this.tellIndex(`shutdown ${this.options.serverName} ${this.port}`, 2000);
     } catch (err) {
       this.log.warn("could not tell the index we are leaving", { err });
     }

@@ -2,6 +2,7 @@
 import { Hono } from "hono";
 import { clusterSecret, warnIfOpen } from "../common/cluster-secret.js";
 import { ConfigError } from "../common/errors.js";
+import { indexServers } from "../common/flared-config.js";
 import { type HttpServer, serveHttp } from "../common/http-serve.js";
 import type { Logger } from "../common/log.js";
 import { createRegistry, httpMetrics, LatencyRecorder, metricsRoute } from "../common/metrics.js";
@@ -28,12 +29,12 @@ export interface RunningProxy {
 const SUSPECT_EVERY_MS = 1000;
 
 export async function startProxy(config: ProxyConfig, log: Logger): Promise<RunningProxy> {
-  const index = indexAddress(config);
+  const indexes = indexServers(config);
+  if (indexes.length === 0) throw new ConfigError("index-server-name: a proxy needs an index to follow");
   const secret = clusterSecret(config);
   const member = new ClusterMember(
     {
-      indexHost: index.host,
-      indexPort: index.port,
+      indexes,
       serverName: config["server-name"],
       registerTimeoutMs: config["index-register-timeout"] * 1000,
       credentials: { secret, role: "proxy" },
@@ -128,7 +129,7 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
   log.info("proxy started", {
     port: address.port,
     httpPort: http?.address.port,
-    index: `${index.host}:${index.port}`,
+    index: indexes.map((i) => `${i.host}:${i.port}`).join(","),
     mapVersion: member.version,
   });
   return {
@@ -141,16 +142,4 @@ export async function startProxy(config: ProxyConfig, log: Logger): Promise<Runn
       log.info("proxy stopped", { port: address.port });
     },
   };
-}
-
-function indexAddress(config: ProxyConfig): { host: string; port: number } {
-  const list = config["index-servers"];
-  if (list !== undefined) {
-    const m = /^(.+):(\d+)$/.exec(list.split(",")[0]?.trim() ?? "");
-    if (m === null) throw new ConfigError(`index-servers: expected host:port[,host:port...] (got '${list}')`);
-    return { host: m[1] as string, port: Number(m[2]) };
-  }
-  const host = config["index-server-name"];
-  if (host === undefined) throw new ConfigError("index-server-name: a proxy needs an index to follow");
-  return { host, port: config["index-server-port"] };
 }

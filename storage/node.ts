@@ -1,6 +1,7 @@
 /** A storage node: one engine, the store above it, and its TCP and HTTP front ends. */
 import { clusterSecret, warnIfOpen } from "../common/cluster-secret.js";
-import { ConfigError, ServerError } from "../common/errors.js";
+import { ServerError } from "../common/errors.js";
+import { indexServers } from "../common/flared-config.js";
 import type { HttpServer } from "../common/http-serve.js";
 import type { Logger } from "../common/log.js";
 import { createRegistry, LatencyRecorder } from "../common/metrics.js";
@@ -189,22 +190,11 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
 
 /** A node with index settings joins that cluster; without them it runs standalone. */
 function clusterMember(config: NodeConfig, secret: ClusterSecret, log: Logger): ClusterMember | undefined {
-  const list = config["index-servers"];
-  let host = config["index-server-name"];
-  let port = config["index-server-port"];
-  if (list !== undefined) {
-    // Several index servers need a shared map store (Flare: ZooKeeper); the first one is used.
-    const first = list.split(",")[0]?.trim() ?? "";
-    const m = /^(.+):(\d+)$/.exec(first);
-    if (m === null) throw new ConfigError(`index-servers: expected host:port[,host:port...] (got '${list}')`);
-    host = m[1] as string;
-    port = Number(m[2]);
-  }
-  if (host === undefined) return undefined;
+  const indexes = indexServers(config);
+  if (indexes.length === 0) return undefined;
   return new ClusterMember(
     {
-      indexHost: host,
-      indexPort: port,
+      indexes,
       serverName: config["server-name"],
       registerTimeoutMs: config["index-register-timeout"] * 1000,
       credentials: { secret, role: "node" },

@@ -186,8 +186,8 @@ describe("index persistence and configuration", () => {
   it("a restarted index has the same map and version", async () => {
     const d = mkdtempSync(join(tmpdir(), "flare-index-"));
     const first = await startIndex(indexConfig(d), createLogger());
-    first.service.add("localhost", 1);
-    first.service.setRole("localhost", 1, "master", 1, 0);
+    expect((await first.service.add("localhost", 1)).ok).toBe(true);
+    expect((await first.service.setRole("localhost", 1, "master", 1, 0)).ok).toBe(true);
     const data = first.service.map.toData();
     await first.stop();
     const second = await startIndex(indexConfig(d), createLogger());
