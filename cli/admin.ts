@@ -100,10 +100,9 @@ export function nodesTable(index: string, rows: readonly NodeRow[]): string {
       .join("  ")
       .trimEnd();
   const partitions = keysPerPartition(rows);
-  const footer =
-    partitions.length === 0
-      ? []
-      : ["", `keys per partition: ${partitions.map((p) => `${p.partition}: ${p.keys ?? "-"}`).join("  ")}`];
+  const footer = partitions.every((p) => p.keys === undefined)
+    ? []
+    : ["", `keys per partition: ${partitions.map((p) => `${p.partition}: ${p.keys ?? "-"}`).join("  ")}`];
   return [line(head), ...cells.map(line), ...footer].join("\n");
 }
 

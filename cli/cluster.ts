@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { TOKEN_ENV, tokenFrom } from "../common/cluster-secret.js";
 import { type ConfigSpec, cfg } from "../common/config.js";
+import { type EtcdCluster, etcdAvailable, startEtcd } from "../harness/etcd.js";
 import { ClusterSecret, type Credentials } from "../protocol/cluster-auth.js";
 import { LineClient, oneLine } from "../protocol/line-client.js";
 import { nodesTable, parseStatsNodes } from "./admin.js";
@@ -36,6 +37,17 @@ export const clusterSchema = z.object({
     .str()
     .optional()
     .describe(`The cluster's secret (also ${TOKEN_ENV}); unset = a new random one for this run.`),
+  "index-db": z
+    .string()
+    .regex(/^etcd:\/\/\S+$/, "expected etcd://host:port[,host:port...][/prefix]")
+    .optional()
+    .describe("An etcd the index keeps the map in: three index processes share it, one leads."),
+  etcd: cfg
+    .bool()
+    .default(false)
+    .describe(
+      "Also start a local three-member etcd (Debian's etcd-server) and three index processes sharing it.",
+    ),
 });
 
 export type ClusterConfig = z.infer<typeof clusterSchema>;
@@ -60,7 +72,7 @@ export async function runCluster(c: ClusterConfig, untilSignal: () => Promise<vo
   const signalled = untilSignal();
   const port = (offset: number) => (o.basePort === 0 ? 0 : o.basePort + offset);
   if (o.basePort !== 0) {
-    for (const offset of [0, 1, 2, 3, 60, 61, 62, 63]) {
+    for (const offset of [0, 1, 2, 3, 4, 5, 60, 61, 62, 63, 64, 65]) {
       if (!(await portFree(o.host, port(offset)))) {
         process.stderr.write(
           `flare cluster: port ${port(offset)} is in use: is another cluster running? Stop it, or pass --base-port.\n`,
@@ -76,6 +88,7 @@ export async function runCluster(c: ClusterConfig, untilSignal: () => Promise<vo
   const adminConf = join(dir, "admin.conf");
   writeFileSync(adminConf, `cluster-token = ${token}\n`, { mode: 0o600 });
   const started: Proc[] = [];
+  let etcd: EtcdCluster | undefined;
   let interrupted = false;
   void signalled.then(() => {
     interrupted = true;
@@ -94,28 +107,55 @@ export async function runCluster(c: ClusterConfig, untilSignal: () => Promise<vo
   const stopAll = async (): Promise<void> => {
     // Proxy and nodes first (they tell the index they leave), the index last.
     for (const p of [...started].reverse()) await p.kill("SIGTERM");
+    await etcd?.stop();
     rmSync(dir, { recursive: true, force: true });
   };
   try {
     const common = ["--server-name", "localhost", "--bind-address", o.host];
-    const index = await launch(
-      "index",
-      [
-        "--data-dir",
-        join(dir, "index"),
-        ...common,
-        "--server-port",
-        String(port(0)),
-        "--http-port",
-        String(port(60)),
-        "--monitor-interval",
-        String(c["monitor-interval"]),
-        "--monitor-threshold",
-        String(c["monitor-threshold"]),
-      ],
-      join(dir, "index.log"),
-    );
-    const join_ = [...common, "--index-server-name", o.host, "--index-server-port", String(index.port)];
+    if (c.etcd) {
+      if (!etcdAvailable()) throw new Error("--etcd needs etcd (Debian: apt-get install etcd-server)");
+      etcd = await startEtcd(3, true);
+      if (interrupted) throw new Error("interrupted");
+    }
+    const indexDb = etcd?.url() ?? c["index-db"];
+    // With a shared map three index processes run: index ports at base, base+4 and base+5.
+    const indexOffsets = indexDb === undefined ? [0] : [0, 4, 5];
+    const indexes: Proc[] = [];
+    for (const [i, offset] of indexOffsets.entries()) {
+      indexes.push(
+        await launch(
+          "index",
+          [
+            ...(indexDb === undefined ? ["--data-dir", join(dir, "index")] : ["--index-db", indexDb]),
+            ...common,
+            "--server-port",
+            String(port(offset)),
+            "--http-port",
+            String(port(60 + offset)),
+            "--monitor-interval",
+            String(c["monitor-interval"]),
+            "--monitor-threshold",
+            String(c["monitor-threshold"]),
+          ],
+          join(dir, i === 0 ? "index.log" : `index${i}.log`),
+        ),
+      );
+    }
+    const index = indexes[0] as Proc;
+    const join_ = [...common, "--index-servers", indexes.map((x) => `${o.host}:${x.port}`).join(",")];
+    /** The index that leads (the only one, without a shared map). */
+    const leader = async (): Promise<Proc> => {
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        for (const x of indexes) {
+          const stats = await LineClient.ask(o.host, x.port, "stats").catch(() => [] as string[]);
+          if (stats.includes("STAT leader 1")) return x;
+        }
+        if (Date.now() > deadline) throw new Error("no index became leader");
+        if (interrupted) throw new Error("interrupted");
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
     const node = (name: string, offset: number): Promise<Proc> => {
       mkdirSync(join(dir, name));
       const args = [
@@ -135,7 +175,7 @@ export async function runCluster(c: ClusterConfig, untilSignal: () => Promise<vo
     const master = await node("master", 1);
     const slave = await node("slave", 2);
     const expectOk = async (command: string): Promise<void> => {
-      const [reply] = await LineClient.ask(o.host, index.port, command, oneLine, 5000, admin);
+      const [reply] = await LineClient.ask(o.host, (await leader()).port, command, oneLine, 5000, admin);
       if (reply !== "OK") throw new Error(`${command}: ${reply}`);
     };
     await expectOk(`node role localhost ${master.port} master 1 0`);
@@ -164,10 +204,13 @@ export async function runCluster(c: ClusterConfig, untilSignal: () => Promise<vo
         `flare-ts cluster is up (engine: ${o.storageType}, replication: ${c["replication-type"]})`,
         `  memcached  ${o.host}:${proxy.port}   (the proxy: any memcached client)`,
         `  HTTP       http://${o.host}:${proxy.httpPort}/v1/kv/<key>`,
-        `  index      ${o.host}:${index.port} (flarei admin), http://${o.host}:${index.httpPort}/v1/cluster`,
+        ...indexes.map(
+          (x, i) =>
+            `  index      ${o.host}:${x.port} (flarei admin), http://${o.host}:${x.httpPort}/v1/cluster${i === 0 && indexDb !== undefined ? `  (${indexes.length} sharing ${indexDb})` : ""}`,
+        ),
         `  nodes      master ${o.host}:${master.port}, slave ${o.host}:${slave.port}`,
         `  metrics    ${[
-          ["index", index],
+          ...indexes.map((x, i) => [i === 0 ? "index" : `index${i}`, x] as const),
           ["master", master],
           ["slave", slave],
           ["proxy", proxy],
@@ -175,7 +218,7 @@ export async function runCluster(c: ClusterConfig, untilSignal: () => Promise<vo
           .map(([name, p]) => `${name} http://${o.host}:${(p as Proc).httpPort}/metrics`)
           .join("  ")}`,
         `  logs       ${dir}`,
-        `  pids       ${started.map((p) => p.pid).join(" ")}`,
+        `  pids       ${started.map((p) => p.pid).join(" ")}${etcd === undefined ? "" : ` (etcd: ${etcd.members.map((m) => m.proc.pid).join(" ")})`}`,
         "",
         nodes,
         "",

@@ -26,6 +26,12 @@ export interface EtcdStoreOptions {
   leaseTtl: number;
 }
 
+/** No read answered for this long: etcd is taken to have no quorum. */
+const QUORUM_STALE_MS = 2500;
+
+/** How long a call to etcd may take before the change it serves is refused. */
+const CALL_TIMEOUT_MS = 2000;
+
 /** Margin under the lease's end after which a leader stops acting: etcd's clock and ours differ a little. */
 const LEASE_MARGIN_MS = 250;
 
@@ -51,7 +57,12 @@ export class EtcdMapStore implements MapStore {
     private readonly options: EtcdStoreOptions,
     private readonly log: Logger,
   ) {
-    this.client = new Etcd3({ hosts: options.hosts, dialTimeout: 2000 });
+    this.client = new Etcd3({
+      hosts: options.hosts,
+      dialTimeout: 2000,
+      // Without a quorum etcd answers nothing: a change must fail, not wait (watches stay open).
+      defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + CALL_TIMEOUT_MS }),
+    });
     this.ns = this.client.namespace(`${options.prefix}/`);
   }
 
@@ -60,7 +71,37 @@ export class EtcdMapStore implements MapStore {
   }
 
   get leader(): string | undefined {
-    return this.leading ? this.self : this.leaderName;
+    if (this.leading) return this.self;
+    return this.trouble === undefined ? this.leaderName : undefined;
+  }
+
+  /**
+   * etcd without a quorum answers no read: then no index can lead, and the leader key it still
+   * shows names nobody in charge.
+   */
+  get trouble(): string | undefined {
+    return performance.now() - this.quorumSeenAt > QUORUM_STALE_MS ? "etcd has no quorum" : undefined;
+  }
+
+  /** performance.now() of the last read etcd answered (a linearizable read needs a quorum). */
+  private quorumSeenAt = performance.now();
+  private health: NodeJS.Timeout | undefined;
+
+  /** Reads the leader key every second: who leads, and whether etcd has a quorum. */
+  private watchHealth(): void {
+    this.health = setInterval(() => {
+      this.ns
+        .get("leader")
+        .string()
+        .then(
+          (leader) => {
+            this.quorumSeenAt = performance.now();
+            this.leaderName = leader ?? undefined;
+          },
+          () => undefined,
+        );
+    }, 1000);
+    this.health.unref();
   }
 
   async load(): Promise<NodeMapData | undefined> {
@@ -99,6 +140,8 @@ export class EtcdMapStore implements MapStore {
     if (data !== undefined) events.changed(data);
     const leader = await this.ns.get("leader").string();
     this.leaderName = leader ?? undefined;
+    this.quorumSeenAt = performance.now();
+    this.watchHealth();
     void this.campaign();
   }
 
@@ -159,6 +202,13 @@ export class EtcdMapStore implements MapStore {
     lease?.release();
     this.log.warn("index no longer leader", { self: this.self, reason });
     this.events?.deposed(reason);
+    // Changes stored while it still counted itself leader (frozen, say) passed its watch by.
+    this.load().then(
+      (data) => {
+        if (data !== undefined && !this.elected) this.events?.changed(data);
+      },
+      () => undefined,
+    );
     if (!this.closed) setTimeout(() => void this.campaign(), 200).unref();
   }
 
@@ -186,6 +236,7 @@ export class EtcdMapStore implements MapStore {
 
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.health);
     const lease = this.lease;
     this.elected = false;
     this.lease = undefined;

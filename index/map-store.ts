@@ -22,6 +22,8 @@ export interface MapStore {
   readonly leading: boolean;
   /** The index that leads, when known. */
   readonly leader: string | undefined;
+  /** Why no index can lead now, when the store knows (etcd without quorum). */
+  readonly trouble: string | undefined;
   /**
    * Stores the map that follows the one this index last stored or loaded; rejects (and this
    * index stops leading) if another index changed it meanwhile or this one no longer leads.
@@ -38,6 +40,7 @@ export class FileMapStore implements MapStore {
   readonly kind = "file";
   readonly leading = true;
   readonly leader = undefined;
+  readonly trouble = undefined;
 
   constructor(private readonly dir: string) {}
 

@@ -209,12 +209,14 @@ export class IndexService {
   private serially(change: () => Change | Promise<Change>): Promise<Change> {
     const run = this.queue.then(() => {
       if (!this.store.leading) {
-        const leader = this.store.leader;
-        return {
-          ok: false,
-          error: `not the leader index${leader === undefined ? " (no leader now)" : ` (leader: ${leader})`}`,
-          leader: leader ?? "",
-        } satisfies Change;
+        const { leader, trouble } = this.store;
+        const why =
+          trouble !== undefined
+            ? `no leader: ${trouble}`
+            : leader === undefined
+              ? "no leader now"
+              : `leader: ${leader}`;
+        return { ok: false, error: `not the leader index (${why})`, leader: leader ?? "" } satisfies Change;
       }
       return change();
     });
@@ -262,9 +264,18 @@ export class IndexService {
       });
     }
     const rest = targets.filter((k) => k !== first);
+    // Frozen or cut off mid-broadcast, it may have lost the lead meanwhile: a deposed index tells nobody anything.
+    if (!this.store.leading) {
+      this.log.warn("map push abandoned: no longer leader", { mapVersion: version });
+      return;
+    }
     const results = await Promise.all(
       rest.map((k) => this.monitors.get(k)?.push(text) ?? Promise.resolve(false)),
     );
+    if (!this.store.leading) {
+      this.log.warn("map push abandoned: no longer leader", { mapVersion: version });
+      return;
+    }
     this.log.info("map pushed", {
       mapVersion: version,
       told: rest.filter((_, i) => results[i]),

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it, onTestFinished } from "vitest";
+import { etcdAvailable } from "../../harness/etcd.js";
 import { RawClient } from "../helpers/raw-client.js";
 
 const REPO = fileURLToPath(new URL("../..", import.meta.url));
@@ -179,4 +180,78 @@ describe("npm start", () => {
       `flare cluster: port ${port} is in use: is another cluster running? Stop it, or pass --base-port.\n`,
     );
   });
+
+  it("--etcd on: three indexes share a local etcd; kill -9 of the leading one, another leads and the cluster serves; Ctrl-C stops etcd too", async () => {
+    if (!etcdAvailable()) throw new Error("etcd is not installed (Debian: etcd-server); .ci/run installs it");
+    const proc = spawn(process.execPath, [BIN, "cluster", "--etcd", "on", "--base-port", "0"], {
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
+    });
+    const group = proc.pid as number;
+    onTestFinished(() => {
+      if (alive(group)) process.kill(-group, "SIGKILL");
+    });
+    let out = "";
+    proc.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    proc.stderr.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    const deadline = Date.now() + 60_000;
+    while (!out.includes("Ctrl-C stops the cluster.") && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 100));
+    expect(out).toContain("flare-ts cluster is up");
+    const indexes = [...out.matchAll(/ index {6}127\.0\.0\.1:(\d+) /g)].map((m) => Number(m[1]));
+    expect(indexes).toHaveLength(3);
+    expect(out).toMatch(/\(3 sharing etcd:\/\/127\.0\.0\.1:\d+,127\.0\.0\.1:\d+,127\.0\.0\.1:\d+\/flare\)/);
+    const etcdPids = (/\(etcd: ([\d ]+)\)/.exec(out)?.[1] ?? "").split(" ").map(Number);
+    const pids = (/pids\s+([\d ]+)/.exec(out)?.[1] ?? "").trim().split(" ").map(Number);
+    expect(etcdPids).toHaveLength(3);
+    expect(pids).toHaveLength(6);
+    const proxyPort = Number(/memcached {2}127\.0\.0\.1:(\d+)/.exec(out)?.[1]);
+    const ask = async (port: number, request: string, end = "\r\n") => {
+      const c = await RawClient.open(port);
+      try {
+        return await c.ask(request, end);
+      } finally {
+        c.close();
+      }
+    };
+    const leading = async () => {
+      const says = await Promise.all(
+        indexes.map((p) =>
+          ask(p, "stats\r\n", "END\r\n").then(
+            (s) => s.includes("STAT leader 1\r\n"),
+            () => false,
+          ),
+        ),
+      );
+      return indexes.filter((_, i) => says[i]);
+    };
+    const [first] = await leading();
+    expect(first).toBeDefined();
+    expect(await ask(proxyPort, "set ha 0 0 2\r\nok\r\n")).toBe("STORED\r\n");
+    // The leading index's pid: the one of the three index processes listening on its port.
+    const leaderPid = pids[indexes.indexOf(first as number)] as number;
+    process.kill(leaderPid, "SIGKILL");
+    const until = Date.now() + 10_000;
+    let next: number[] = [];
+    while (Date.now() < until) {
+      next = await leading();
+      if (next.length === 1 && next[0] !== first) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(next).toHaveLength(1);
+    expect(next[0]).not.toBe(first);
+    expect(await ask(proxyPort, "set ha 0 0 3\r\nyes\r\n")).toBe("STORED\r\n");
+    expect(await ask(proxyPort, "get ha\r\n", "END\r\n")).toBe("VALUE ha 0 3\r\nyes\r\nEND\r\n");
+
+    const exited = once(proc, "exit");
+    process.kill(-group, "SIGINT");
+    const [code] = (await exited) as [number];
+    expect(code).toBe(0);
+    expect(out).toContain("stopped.");
+    for (const pid of [...pids, ...etcdPids]) expect(alive(pid), `pid ${pid}`).toBe(false);
+  }, 120_000);
 });
