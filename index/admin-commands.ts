@@ -63,6 +63,8 @@ export function indexCommands(
         // flare-ts: a proxy could not reach a node; the index checks it now instead of at its next interval.
         const p = port(t[2]);
         if (t.length !== 3 || p === null) return ERROR;
+        // Only the leader checks nodes: the others say so, and the proxy asks the next index.
+        if (!service.leading) return reply(`SERVER_ERROR ${service.notLeader()}`);
         return reply(service.suspect(t[1] as string, p) ? "OK" : "SERVER_ERROR unknown node");
       }
       case "node":

@@ -64,6 +64,18 @@ export class IndexService {
     });
   }
 
+  /** Why this index takes no change, naming the leader when it knows it. */
+  notLeader(): string {
+    const { leader, trouble } = this.store;
+    const why =
+      trouble !== undefined
+        ? `no leader: ${trouble}`
+        : leader === undefined
+          ? "no leader now"
+          : `leader: ${leader}`;
+    return `not the leader index (${why})`;
+  }
+
   /** Whether this index may change the map now. */
   get leading(): boolean {
     return this.store.leading;
@@ -208,16 +220,8 @@ export class IndexService {
    */
   private serially(change: () => Change | Promise<Change>): Promise<Change> {
     const run = this.queue.then(() => {
-      if (!this.store.leading) {
-        const { leader, trouble } = this.store;
-        const why =
-          trouble !== undefined
-            ? `no leader: ${trouble}`
-            : leader === undefined
-              ? "no leader now"
-              : `leader: ${leader}`;
-        return { ok: false, error: `not the leader index (${why})`, leader: leader ?? "" } satisfies Change;
-      }
+      if (!this.store.leading)
+        return { ok: false, error: this.notLeader(), leader: this.store.leader ?? "" } satisfies Change;
       return change();
     });
     this.queue = run.catch(() => undefined);

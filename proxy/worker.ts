@@ -1,7 +1,8 @@
 /**
  * The proxy as a Cloudflare Worker: the same HTTP key API, reaching nodes over their HTTP APIs. The
- * map comes from the index (`INDEX_URL`), cached, and is refreshed when a node fails; a write to an
- * unreachable master long-polls the index for the next map (`?after=V`) until `WRITE_WAIT_MS`.
+ * map comes from the index (`INDEX_URL`: one URL, or several, comma-separated, of indexes sharing a
+ * map), cached, and is refreshed when a node fails; a write to an unreachable master long-polls
+ * the index for the next map (`?after=V`) until `WRITE_WAIT_MS`.
  */
 
 import { Hono } from "hono";
@@ -34,17 +35,32 @@ const MAX_VALUE = 1024 * 1024;
 const SUSPECT_EVERY_MS = 1000;
 
 /** Kept per isolate: requests share the map until it is stale or a node fails. */
-const state = { router: new Router(), version: -1, fetchedAt: 0 };
+const state = { router: new Router(), version: -1, fetchedAt: 0, index: 0 };
 
+const indexUrls = (env: Env): string[] => env.INDEX_URL.split(",").map((u) => u.trim());
+
+/** The map from the index that answered last, else from the next one that answers. */
 async function loadMap(env: Env, after?: number, waitMs = 0): Promise<void> {
-  const url = new URL("/v1/cluster", env.INDEX_URL);
-  if (after !== undefined) {
-    url.searchParams.set("after", String(after));
-    url.searchParams.set("wait", String(Math.max(waitMs, 0)));
+  const urls = indexUrls(env);
+  let view: ClusterView | undefined;
+  let failure: unknown;
+  for (let i = 0; i < urls.length && view === undefined; i++) {
+    const at = (state.index + i) % urls.length;
+    const url = new URL("/v1/cluster", urls[at]);
+    if (after !== undefined) {
+      url.searchParams.set("after", String(after));
+      url.searchParams.set("wait", String(Math.max(waitMs, 0)));
+    }
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(Math.max(waitMs, 0) + NODE_TIMEOUT_MS) });
+      if (!res.ok) throw new Error(`index answered ${res.status}`);
+      view = (await res.json()) as ClusterView;
+      state.index = at;
+    } catch (err) {
+      failure = err;
+    }
   }
-  const res = await fetch(url, { signal: AbortSignal.timeout(Math.max(waitMs, 0) + NODE_TIMEOUT_MS) });
-  if (!res.ok) throw new Error(`index answered ${res.status}`);
-  const view = (await res.json()) as ClusterView;
+  if (view === undefined) throw failure;
   if (view.version >= state.version) {
     const { algorithm, resolver } = partitioning(new Map(Object.entries(view.meta)));
     state.router.use(algorithm, resolver);
@@ -72,12 +88,15 @@ const unreachable =
     const now = Date.now();
     if (now - (reported.get(key) ?? 0) < SUSPECT_EVERY_MS) return;
     reported.set(key, now);
-    const url = new URL(`/v1/nodes/${node.host}/${node.port}/suspect`, env.INDEX_URL);
     const headers =
       env.ADMIN_TOKEN === undefined ? undefined : { Authorization: `Bearer ${env.ADMIN_TOKEN}` };
-    void fetch(url, { method: "POST", headers, signal: AbortSignal.timeout(NODE_TIMEOUT_MS) })
-      .then((res) => res.body?.cancel())
-      .catch(() => undefined);
+    // Only the leading index checks nodes: every index hears it, the others pass it by.
+    for (const base of indexUrls(env)) {
+      const url = new URL(`/v1/nodes/${node.host}/${node.port}/suspect`, base);
+      void fetch(url, { method: "POST", headers, signal: AbortSignal.timeout(NODE_TIMEOUT_MS) })
+        .then((res) => res.body?.cancel())
+        .catch(() => undefined);
+    }
   };
 
 /** Newer maps by long-polling the index (`?after=V`), a short wait at a time, until the deadline. */

@@ -96,11 +96,13 @@ describe("npm start", () => {
         encoding: "utf8",
       },
     );
-    const rows = table
-      .trim()
+    const [listing, footer] = table.trim().split("\n\n");
+    const rows = (listing as string)
       .split("\n")
       .slice(1)
       .map((l) => l.split(/\s+/));
+    // Each node's items, and the partition's keys as its master counts them.
+    expect(footer).toMatch(/^keys per partition: 0: \d+$/);
     expect(rows.map((r) => [r[1], r[2], r[3], r[4]]).sort()).toEqual([
       ["index", "active", "-", "-"],
       ["master", "active", "0", "1"],

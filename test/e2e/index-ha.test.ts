@@ -15,6 +15,7 @@ import {
   startRole,
   stopAll,
 } from "../helpers/processes.js";
+import { startWorker } from "../helpers/worker.js";
 
 afterAll(stopAll);
 
@@ -113,7 +114,7 @@ describe.runIf(etcdAvailable() || process.env.CI)("index service on etcd", () =>
   it("kill -9 of the leading index, then of the master 0.5 s later, under load: a new leader promotes the slave, nothing fails or is lost", async () => {
     const ha = await startHa("/drill");
     const leader = await leaderOf(ha.indexes);
-    const nodeArgs = ["--index-servers", ha.list, "--replication-type", "sync"];
+    const nodeArgs = ["--index-servers", ha.list, "--replication-type", "sync", "--http-port", "0"];
     const master = await startNodeProcess(nodeArgs);
     const slave = await startNodeProcess(nodeArgs);
     await pairUp(leader, undefined, master, slave);
@@ -154,6 +155,13 @@ describe.runIf(etcdAvailable() || process.env.CI)("index service on etcd", () =>
       `SERVER_ERROR not the leader index (leader: localhost:${next.port})\r\n`,
     );
     expect(tookWrites).toBeLessThan(2000 + LEASE_TTL * 1000 + 1000);
+    // The Worker takes the list too: the dead index first, it reads the map from the next.
+    const edge = await startWorker([leader, ...rest].map((i) => `http://127.0.0.1:${i.httpPort}`).join(","));
+    onTestFinished(edge.stop);
+    const put = await fetch(`${edge.url}/v1/kv/edge`, { method: "PUT", body: "e" });
+    expect(put.status, await put.clone().text()).toBe(200);
+    expect(await (await fetch(`${edge.url}/v1/kv/edge`)).text()).toBe("e");
+    expect(await admin(slave.port, "get edge", "END\r\n")).toBe("VALUE edge 0 1\r\ne\r\nEND\r\n");
   }, 120_000);
 
   it("kill -9 of the leading index, 10 times: one leader at every moment, a new one within the lease, no map version goes backwards", async () => {
