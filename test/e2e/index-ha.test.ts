@@ -28,15 +28,27 @@ interface HaLayout {
   list: string;
 }
 
-/** What an index says of itself: whether it leads, and the map version it has. */
+/**
+ * What an index says of itself: whether it leads and the map version it has, from its /metrics
+ * (and its `stats`, which must agree).
+ */
 async function indexView(index: NodeProcess): Promise<{ leader: boolean; version: number } | undefined> {
+  if (index.httpPort === undefined) throw new Error(`index ${index.port} has no HTTP port`);
   try {
-    const stats = await admin(index.port, "stats", "END\r\n");
+    const [metrics, stats] = await Promise.all([
+      fetch(`http://127.0.0.1:${index.httpPort}/metrics`, { signal: AbortSignal.timeout(2000) }).then((r) =>
+        r.text(),
+      ),
+      admin(index.port, "stats", "END\r\n"),
+    ]);
+    const leader = /\nflare_index_leader (\d)\n/.exec(metrics)?.[1];
+    if (leader === undefined) throw new Error(`no flare_index_leader in /metrics: ${metrics.slice(0, 200)}`);
     return {
-      leader: stats.includes("STAT leader 1\r\n"),
-      version: Number(/STAT node_map_version (\d+)/.exec(stats)?.[1]),
+      leader: leader === "1" && stats.includes("STAT leader 1\r\n"),
+      version: Number(/\nflare_map_version (\d+)\n/.exec(metrics)?.[1]),
     };
-  } catch {
+  } catch (err) {
+    if (err instanceof Error && err.message.startsWith("no flare_index_leader")) throw err;
     return undefined;
   }
 }
@@ -101,6 +113,8 @@ function restartIndex(ha: HaLayout, i: number, prefix: string): Promise<NodeProc
     "--index-db",
     ha.etcd.url(prefix),
     ...INDEX_ARGS,
+    "--http-port",
+    "0",
     "--server-port",
     String(old.port),
   ]).then((index) => {
@@ -201,13 +215,24 @@ describe.runIf(etcdAvailable() || process.env.CI)("index service on etcd", () =>
         await new Promise((r) => setTimeout(r, 50));
       }
     })();
+    // A failed round must not leave it sampling a closed etcd client.
+    onTestFinished(() => {
+      sampling = false;
+    });
+    sampler.catch(() => undefined);
     const handovers: number[] = [];
     for (let round = 0; round < 10; round++) {
       const i = ha.indexes.indexOf(leader);
       leader.proc.kill("SIGKILL");
       const killedAt = Date.now();
       const rest = ha.indexes.filter((x) => x !== leader);
-      leader = await leaderOf(rest, LEASE_TTL * 1000 + 5000);
+      try {
+        leader = await leaderOf(rest, LEASE_TTL * 1000 + 5000);
+      } catch (err) {
+        for (const x of rest)
+          console.log(`index ${x.port}:\n${x.stderr().split("\n").slice(-15).join("\n")}`);
+        throw err;
+      }
       handovers.push(Date.now() - killedAt);
       // The new leader changes the map (the versions must keep rising), and the dead one comes back.
       expect(
