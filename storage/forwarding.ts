@@ -63,30 +63,15 @@ export class Forwarding {
   /** Where a client's `req` is answered: here, by other nodes, or a multi-key read by both. */
   route(req: Request): Route {
     const member = this.member;
-    switch (req.op) {
-      case "get":
-      case "gets":
-      case "gat":
-      case "gats": {
-        const touch = req.op === "gat" || req.op === "gats";
-        let here = 0;
-        for (const key of req.keys) if (member.servesHere(key, touch)) here++;
-        return here === req.keys.length ? HERE : here === 0 ? ELSEWHERE : SPLIT;
-      }
-      case "set":
-      case "add":
-      case "replace":
-      case "append":
-      case "prepend":
-      case "cas":
-      case "incr":
-      case "decr":
-      case "delete":
-      case "touch":
-        return member.servesHere(req.key, true) ? HERE : ELSEWHERE;
-      default:
-        return HERE;
+    if ("keys" in req) {
+      const touch = req.op === "gat" || req.op === "gats";
+      let here = 0;
+      for (const key of req.keys) if (member.servesHere(key, touch)) here++;
+      return here === req.keys.length ? HERE : here === 0 ? ELSEWHERE : SPLIT;
     }
+    // Every command with one key writes (set family, incr/decr, delete, touch).
+    if ("key" in req) return member.servesHere(req.key, true) ? HERE : ELSEWHERE;
+    return HERE;
   }
 
   /**

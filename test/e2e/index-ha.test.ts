@@ -124,21 +124,28 @@ function restartIndex(ha: HaLayout, i: number, prefix: string): Promise<NodeProc
   });
 }
 
+/** The seed's pair (sync replication) and a proxy on the HA indexes, a set/get load running through it. */
+async function seedOnHa(ha: HaLayout, nodeExtra: string[] = []) {
+  const leader = await leaderOf(ha.indexes);
+  const nodeArgs = ["--index-servers", ha.list, "--replication-type", "sync", ...nodeExtra];
+  const master = await startNodeProcess(nodeArgs);
+  const slave = await startNodeProcess(nodeArgs);
+  await pairUp(leader, undefined, master, slave);
+  const proxy = await startRole("proxy", "proxy started", ["--index-servers", ha.list]);
+  await until(
+    "the proxy to take writes",
+    async () => (await admin(proxy.port, "set warm 0 0 1\r\nx")) === "STORED\r\n",
+  );
+  const load = new Load();
+  await load.start(proxy.port);
+  return { leader, master, slave, proxy, load };
+}
+
 describe.runIf(etcdAvailable() || process.env.CI)("index service on etcd", () => {
   it("kill -9 of the leading index, then of the master 0.5 s later, under load: a new leader promotes the slave, nothing fails or is lost", async () => {
     const ha = await startHa("/drill");
-    const leader = await leaderOf(ha.indexes);
-    const nodeArgs = ["--index-servers", ha.list, "--replication-type", "sync", "--http-port", "0"];
-    const master = await startNodeProcess(nodeArgs);
-    const slave = await startNodeProcess(nodeArgs);
-    await pairUp(leader, undefined, master, slave);
-    const proxy = await startRole("proxy", "proxy started", ["--index-servers", ha.list]);
-    await until(
-      "the proxy to take writes",
-      async () => (await admin(proxy.port, "set warm 0 0 1\r\nx")) === "STORED\r\n",
-    );
-    const load = new Load();
-    await load.start(proxy.port);
+    // The nodes have HTTP ports: a Worker reaches them that way.
+    const { leader, master, slave, load } = await seedOnHa(ha, ["--http-port", "0"]);
     await new Promise((r) => setTimeout(r, 1000));
 
     leader.proc.kill("SIGKILL");
@@ -168,6 +175,18 @@ describe.runIf(etcdAvailable() || process.env.CI)("index service on etcd", () =>
     expect(await peerAdmin(follower.port, undefined, `node role localhost ${slave.port} master 1 0`)).toBe(
       `SERVER_ERROR not the leader index (leader: localhost:${next.port})\r\n`,
     );
+    const viaHttp = await fetch(
+      `http://127.0.0.1:${follower.httpPort}/v1/nodes/localhost/${slave.port}/role`,
+      {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ role: "master", balance: 1, partition: 0 }),
+      },
+    );
+    expect(viaHttp.status).toBe(503);
+    expect(await viaHttp.json()).toEqual({
+      error: { code: "NOT_LEADER", message: `not the leader index (leader: localhost:${next.port})` },
+    });
     expect(tookWrites).toBeLessThan(2000 + LEASE_TTL * 1000 + 1000);
     // The Worker takes the list too: the dead index first, it reads the map from the next.
     const edge = await startWorker([leader, ...rest].map((i) => `http://127.0.0.1:${i.httpPort}`).join(","));
@@ -262,18 +281,7 @@ describe.runIf(etcdAvailable() || process.env.CI)("index service on etcd", () =>
 
   it("etcd members lost: with one gone everything works; with two, changes are refused clearly while data flows, until quorum returns", async () => {
     const ha = await startHa("/quorum");
-    const leader = await leaderOf(ha.indexes);
-    const nodeArgs = ["--index-servers", ha.list, "--replication-type", "sync"];
-    const master = await startNodeProcess(nodeArgs);
-    const slave = await startNodeProcess(nodeArgs);
-    await pairUp(leader, undefined, master, slave);
-    const proxy = await startRole("proxy", "proxy started", ["--index-servers", ha.list]);
-    await until(
-      "the proxy to take writes",
-      async () => (await admin(proxy.port, "set warm 0 0 1\r\nx")) === "STORED\r\n",
-    );
-    const load = new Load();
-    await load.start(proxy.port);
+    const { master, slave, load } = await seedOnHa(ha);
     const change = (balance: number) =>
       Promise.all(
         ha.indexes.map((i) =>

@@ -195,6 +195,18 @@ describe("index persistence and configuration", () => {
     await second.stop();
   });
 
+  it("index-db = file://DIR keeps the map in DIR, as data-dir does", async () => {
+    const d = mkdtempSync(join(tmpdir(), "flare-index-db-"));
+    const { "data-dir": _, ...rest } = indexConfig(d);
+    const first = await startIndex({ ...rest, "index-db": `file://${d}` }, createLogger());
+    expect((await first.service.add("localhost", 2)).ok).toBe(true);
+    await first.stop();
+    expect(JSON.parse(readFileSync(mapFile(d), "utf8")).nodes).toHaveLength(1);
+    const second = await startIndex({ ...rest, "index-db": `file://${d}` }, createLogger());
+    expect(second.service.map.list().map((n) => n.port)).toEqual([2]);
+    await second.stop();
+  });
+
   it("the seed write-up's four config files load unchanged", () => {
     expect(validateConfig(indexConfigSpec, parseConfigText(fixture("flarei.conf")))).toMatchObject({
       "monitor-interval": 1,
