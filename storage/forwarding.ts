@@ -21,6 +21,7 @@ import {
   settled,
 } from "../protocol/memcache/server.js";
 import { valueBlocks } from "../protocol/memcache/values.js";
+import { accessOf, ConnectionOrder } from "../proxy/connection-order.js";
 import { ProxyCommands } from "../proxy/memcache-front.js";
 import { Router } from "../proxy/router.js";
 
@@ -60,9 +61,25 @@ export class Forwarding {
     );
   }
 
-  /** Where a client's `req` is answered: here, by other nodes, or a multi-key read by both. */
-  route(req: Request): Route {
+  /**
+   * Where a client's `req` is answered: here, by other nodes, or a multi-key read by both. A
+   * request that must come after one this connection passed on and is still in flight (a read of
+   * a key whose write went to the master, say, on a slave) is passed on too, so the forwarding
+   * core keeps the connection's order.
+   */
+  route(req: Request, conn: ConnectionState): Route {
+    const route = this.where(req);
+    const order = conn.handler;
+    if (route === ELSEWHERE || !(order instanceof ConnectionOrder) || !("key" in req || "keys" in req))
+      return route;
+    const access = accessOf(req);
+    return access !== undefined && order.mustWait(access) ? ELSEWHERE : route;
+  }
+
+  private where(req: Request): Route {
     const member = this.member;
+    // The whole cache, as through the proxy: every replica of every partition, this node too.
+    if (req.op === "flush_all") return ELSEWHERE;
     if ("keys" in req) {
       const touch = req.op === "gat" || req.op === "gats";
       let here = 0;

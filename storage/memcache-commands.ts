@@ -111,7 +111,7 @@ export class MemcacheCommands implements CommandHandler {
   ): Execution | Later | typeof FOLLOWS {
     const forwarding = this.forwarding;
     if (forwarding !== undefined && conn?.peer === false) {
-      const route = forwarding.route(req);
+      const route = forwarding.route(req, conn);
       // Packet 0: a forwarded request never joins another's run, as local replies may come between.
       if (route === ELSEWHERE) return forwarding.commands.execute(req, out, stream, 0, conn);
       if (route === SPLIT)

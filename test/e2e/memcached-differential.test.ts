@@ -1,11 +1,13 @@
 /**
- * The same bytes to a real memcached, to a node and through the proxy of a real cluster: the
- * replies must be the same, byte for byte. Streams from bugs real clients found.
+ * The same bytes to a real memcached, to a node and through the proxy of a real cluster, and to
+ * two of that cluster's nodes that pass requests on (its slave: reads here, writes to the master;
+ * a node with no partition: everything elsewhere): the replies must be the same, byte for byte.
+ * Streams from bugs real clients found.
  */
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type BenchServer, startMemcached } from "../../harness/servers.js";
-import { admin, type SeedLayout, seedLayout } from "../helpers/cluster.js";
+import { admin, joinArgs, type SeedLayout, seedLayout } from "../helpers/cluster.js";
 import { type NodeProcess, startNodeProcess, stopAll } from "../helpers/processes.js";
 import { RawClient } from "../helpers/raw-client.js";
 import { requireCommand } from "../helpers/tools.js";
@@ -187,6 +189,8 @@ describe("differential: memcached 1.6, a node, the proxy", () => {
   let memcached: BenchServer;
   let node: NodeProcess;
   let cluster: SeedLayout;
+  /** The cluster's nodes that answer by passing requests on: its slave, and a node with no partition. */
+  let passing: number[];
   beforeAll(async () => {
     requireCommand("memcached", "memcached");
     [memcached, node, cluster] = await Promise.all([
@@ -194,6 +198,10 @@ describe("differential: memcached 1.6, a node, the proxy", () => {
       startNodeProcess(),
       seedLayout("differential-secret", ["--replication-type", "sync"]),
     ]);
+    const spare = await startNodeProcess([
+      ...joinArgs(cluster.index, ["--cluster-token", "differential-secret"]),
+    ]);
+    passing = [cluster.slave.port, spare.port];
   }, 60_000);
   afterAll(async () => {
     await Promise.all([memcached?.stop(), cluster?.stop()]);
@@ -203,6 +211,8 @@ describe("differential: memcached 1.6, a node, the proxy", () => {
     const want = await exchange(memcached.port, Buffer.from(text));
     for (let i = 0; i < 50; i++) expect(await exchange(cluster.proxy.port, Buffer.from(text))).toBe(want);
     expect(await exchange(node.port, Buffer.from(text))).toBe(want);
+    for (const port of passing)
+      for (let i = 0; i < 10; i++) expect(await exchange(port, Buffer.from(text)), `port ${port}`).toBe(want);
   });
 
   it(
@@ -218,6 +228,8 @@ describe("differential: memcached 1.6, a node, the proxy", () => {
             const want = await exchange(memcached.port, stream);
             expect(await exchangeSplit(cluster.proxy.port, stream, cuts)).toBe(want);
             expect(await exchangeSplit(node.port, stream, cuts)).toBe(want);
+            for (const port of passing)
+              expect(await exchangeSplit(port, stream, cuts), `port ${port}`).toBe(want);
             cases++;
           },
         ),
@@ -230,7 +242,9 @@ describe("differential: memcached 1.6, a node, the proxy", () => {
           : { numRuns: FUZZ_RUNS },
       );
       if (FUZZ_SECONDS === 0) expect(cases).toBe(FUZZ_RUNS);
-      console.log(`differential fuzz: ${cases} random pipelines, node and proxy, no difference`);
+      console.log(
+        `differential fuzz: ${cases} random pipelines, node, proxy, a slave and a node with no partition, no difference`,
+      );
     },
     60_000 + (FUZZ_SECONDS > 0 ? FUZZ_SECONDS * 1000 : FUZZ_RUNS * 100),
   );
@@ -239,6 +253,7 @@ describe("differential: memcached 1.6, a node, the proxy", () => {
     const want = await exchange(memcached.port, stream);
     expect(await exchange(node.port, stream)).toBe(want);
     expect(await exchange(cluster.proxy.port, stream)).toBe(want);
+    for (const port of passing) expect(await exchange(port, stream), `port ${port}`).toBe(want);
     if (onSlave !== null) expect(await admin(cluster.slave.port, "get k", "END\r\n")).toBe(onSlave);
   });
 
