@@ -126,6 +126,8 @@ export async function oneInFlightBench(seconds: number, connections: number): Pr
   const twemNode = await startTwemproxy(node.port);
   const cluster = await startCluster(0);
   const proxy = await startRole("proxy", joinArgs(cluster.index.port));
+  // A node with no partition passes every request on to the master (any node answers any key).
+  const passing = await startRole("node", joinArgs(cluster.index.port));
   try {
     await run({ name: "memcached -t 1", port: memcached.port, pids: [memcached.pid] });
     await run({ name: "flare-ts node (memory)", port: node.port, pids: [node.pid] });
@@ -147,8 +149,14 @@ export async function oneInFlightBench(seconds: number, connections: number): Pr
       pids: [proxy.pid, cluster.master.pid],
       hop: proxy.pid,
     });
+    await run({
+      name: "flare-ts node passing on -> master",
+      port: passing.port,
+      pids: [passing.pid, cluster.master.pid],
+      hop: passing.pid,
+    });
   } finally {
-    await proxy.kill("SIGTERM");
+    await Promise.all([proxy.kill("SIGTERM"), passing.kill("SIGTERM")]);
     await Promise.all([cluster.stop(), twemMemcached.stop(), twemNode.stop(), node.stop(), memcached.stop()]);
   }
   console.log(
