@@ -189,11 +189,16 @@ export class IndexService {
    * The lease a master should hold (ms): well above the ping interval, so a healthy master keeps
    * it through a slow ping, and about the time a silent master takes to be called down (one
    * interval, then `threshold` pings that time out), since failover waits the lease out anyway.
+   * With several indexes, the pings pause while a dead leader's lease runs out and another is
+   * elected: the masters' leases outlast that.
    */
   private suggestedLease(): number {
     const c = this.config;
+    const handover = this.store.kind === "file" ? 0 : c["etcd-lease-ttl"] * 1000 + HANDOVER_MARGIN_MS;
     return (
-      c["monitor-interval"] * 1000 + Math.floor((c["monitor-threshold"] * c["monitor-read-timeout"]) / 2)
+      c["monitor-interval"] * 1000 +
+      Math.floor((c["monitor-threshold"] * c["monitor-read-timeout"]) / 2) +
+      handover
     );
   }
 
@@ -361,6 +366,9 @@ export class IndexService {
     this.monitors.set(key, monitor);
   }
 }
+
+/** How long after a leader's lease runs out a new leader's first pings reach the masters, at most. */
+const HANDOVER_MARGIN_MS = 1000;
 
 /** Slack over a master's lease for the ping's way to it (the node counts from the send time plus the least delay it saw). */
 const LEASE_MARGIN_MS = 100;

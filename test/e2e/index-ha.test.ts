@@ -203,10 +203,20 @@ describe.runIf(etcdAvailable() || process.env.CI)("index service on etcd", () =>
     const etcd = new Etcd3({ hosts: ha.etcd.members.map((m) => `http://127.0.0.1:${m.clientPort}`) });
     onTestFinished(() => etcd.close());
     let leader = await leaderOf(ha.indexes);
-    const node = await startNodeProcess(["--index-servers", ha.list]);
+    // Async replication with the master lease the index suggests: the master must keep taking
+    // writes while the leaders change, though no index pings it for a while each time.
+    const node = await startNodeProcess(["--index-servers", ha.list, "--replication-type", "async"]);
     expect(await peerAdmin(leader.port, undefined, `node role localhost ${node.port} master 1 0`)).toBe(
       "OK\r\n",
     );
+    expect(node.stderr()).toMatch(/"msg":"master lease".*"ms":\d+/);
+    const proxy = await startRole("proxy", "proxy started", ["--index-servers", ha.list]);
+    await until(
+      "the proxy to take writes",
+      async () => (await admin(proxy.port, "set warm 0 0 1\r\nx")) === "STORED\r\n",
+    );
+    const load = new Load();
+    await load.start(proxy.port);
     // Sampled all along: each index's claim and version, the leader key in etcd, the node's version.
     const problems: string[] = [];
     let samples = 0;
@@ -265,9 +275,14 @@ describe.runIf(etcdAvailable() || process.env.CI)("index service on etcd", () =>
     }
     sampling = false;
     await sampler;
+    await load.stop();
     console.log(
-      `index HA: 10 leader kills, new leader after ${handovers.join(", ")} ms (lease TTL ${LEASE_TTL} s); ${samples} samples, final map version ${lastVersion.get("node")}`,
+      `index HA: 10 leader kills, new leader after ${handovers.join(", ")} ms (lease TTL ${LEASE_TTL} s); ${samples} samples, final map version ${lastVersion.get("node")}; ${load.acked.size} sets through the proxy to an async master with a lease, ${load.failedSets.length} failed`,
     );
+    expect(load.failedSets).toEqual([]);
+    expect(load.wrongGets).toEqual([]);
+    expect(load.acked.size).toBeGreaterThan(1000);
+    expect(await missing(node.port, load.acked)).toEqual([]);
     expect(problems).toEqual([]);
     expect(samples).toBeGreaterThan(50);
     for (const ms of handovers) expect(ms).toBeLessThan(LEASE_TTL * 1000 + 1500);
