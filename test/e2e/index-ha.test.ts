@@ -131,6 +131,11 @@ async function seedOnHa(ha: HaLayout, nodeExtra: string[] = []) {
   const master = await startNodeProcess(nodeArgs);
   const slave = await startNodeProcess(nodeArgs);
   await pairUp(leader, undefined, master, slave);
+  return { leader, master, slave, load: await loadThroughProxy(ha) };
+}
+
+/** A proxy on the HA indexes, once it takes writes, with a set/get load running through it. */
+async function loadThroughProxy(ha: HaLayout): Promise<Load> {
   const proxy = await startRole("proxy", "proxy started", ["--index-servers", ha.list]);
   await until(
     "the proxy to take writes",
@@ -138,7 +143,7 @@ async function seedOnHa(ha: HaLayout, nodeExtra: string[] = []) {
   );
   const load = new Load();
   await load.start(proxy.port);
-  return { leader, master, slave, proxy, load };
+  return load;
 }
 
 describe.runIf(etcdAvailable() || process.env.CI)("index service on etcd", () => {
@@ -210,13 +215,7 @@ describe.runIf(etcdAvailable() || process.env.CI)("index service on etcd", () =>
       "OK\r\n",
     );
     expect(node.stderr()).toMatch(/"msg":"master lease".*"ms":\d+/);
-    const proxy = await startRole("proxy", "proxy started", ["--index-servers", ha.list]);
-    await until(
-      "the proxy to take writes",
-      async () => (await admin(proxy.port, "set warm 0 0 1\r\nx")) === "STORED\r\n",
-    );
-    const load = new Load();
-    await load.start(proxy.port);
+    const load = await loadThroughProxy(ha);
     // Sampled all along: each index's claim and version, the leader key in etcd, the node's version.
     const problems: string[] = [];
     let samples = 0;
