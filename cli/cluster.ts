@@ -5,13 +5,13 @@
  */
 import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
 import { TOKEN_ENV, tokenFrom } from "../common/cluster-secret.js";
 import { type ConfigSpec, cfg } from "../common/config.js";
 import { type EtcdCluster, etcdAvailable, startEtcd } from "../harness/etcd.js";
+import { portFree } from "../harness/servers.js";
 import { ClusterSecret, type Credentials } from "../protocol/cluster-auth.js";
 import { LineClient, oneLine } from "../protocol/line-client.js";
 import { nodesTable, parseStatsNodes } from "./admin.js";
@@ -57,14 +57,6 @@ export const clusterConfigSpec: ConfigSpec<typeof clusterSchema.shape> = {
   schema: clusterSchema,
   ignored: new Set(),
 };
-
-function portFree(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.once("error", () => resolve(false));
-    s.listen(port, host, () => s.close(() => resolve(true)));
-  });
-}
 
 export async function runCluster(c: ClusterConfig, untilSignal: () => Promise<void>): Promise<number> {
   const o = { basePort: c["base-port"], host: c["bind-address"], storageType: c["storage-type"] };

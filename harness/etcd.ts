@@ -6,9 +6,9 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
-import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { portFree, waitListening } from "./servers.js";
 
 /** Whether etcd is installed. */
 export function etcdAvailable(): boolean {
@@ -20,19 +20,11 @@ export function etcdAvailable(): boolean {
   }
 }
 
-function portIsFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.once("error", () => resolve(false));
-    s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)));
-  });
-}
-
 /** A free port between 20000 and 32000: a server's, never an ephemeral one. */
 async function servicePort(taken: Set<number>): Promise<number> {
   for (;;) {
     const port = 20000 + Math.floor(Math.random() * 12000);
-    if (!taken.has(port) && (await portIsFree(port))) {
+    if (!taken.has(port) && (await portFree("127.0.0.1", port))) {
       taken.add(port);
       return port;
     }
@@ -55,24 +47,6 @@ export interface EtcdCluster {
   /** Starts a killed member again on its data. */
   restart(i: number): Promise<void>;
   stop(): Promise<void>;
-}
-
-function waitForClient(port: number, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  return new Promise((resolve, reject) => {
-    const attempt = (): void => {
-      const s = connect({ host: "127.0.0.1", port }, () => {
-        s.destroy();
-        resolve();
-      });
-      s.once("error", () => {
-        s.destroy();
-        if (Date.now() > deadline) reject(new Error(`etcd did not listen on ${port} within ${timeoutMs} ms`));
-        else setTimeout(attempt, 100);
-      });
-    };
-    attempt();
-  });
 }
 
 /**
@@ -142,7 +116,7 @@ export async function startEtcd(size = 3, ownGroup = false): Promise<EtcdCluster
     async restart(i) {
       const m = members[i] as EtcdMember;
       m.proc = spawnMember(i, "existing");
-      await waitForClient(m.clientPort, 10_000);
+      await waitListening(m.proc, m.clientPort, "etcd");
     },
     async stop() {
       // Its data goes with it: no graceful stop (which waits seconds for peers that stop too).
@@ -151,7 +125,7 @@ export async function startEtcd(size = 3, ownGroup = false): Promise<EtcdCluster
     },
   };
   try {
-    await Promise.all(members.map((m) => waitForClient(m.clientPort, 10_000)));
+    await Promise.all(members.map((m) => waitListening(m.proc, m.clientPort, "etcd")));
   } catch (err) {
     await cluster.stop();
     throw err;

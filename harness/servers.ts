@@ -30,6 +30,15 @@ export function freePort(): Promise<number> {
   });
 }
 
+/** Whether nothing listens on `host:port` now. */
+export function portFree(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once("error", () => resolve(false));
+    s.listen(port, host, () => s.close(() => resolve(true)));
+  });
+}
+
 /** User + system CPU seconds a process has used so far (from /proc/PID/stat, the steadiest figure here). */
 export function cpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");

@@ -70,6 +70,10 @@ export class EtcdMapStore implements MapStore {
     return this.elected && performance.now() < this.validUntil;
   }
 
+  get handoverMs(): number {
+    return this.options.leaseTtl * 1000;
+  }
+
   get leader(): string | undefined {
     if (this.leading) return this.self;
     return this.trouble === undefined ? this.leaderName : undefined;

@@ -32,12 +32,18 @@ export interface MapStore {
   close(): Promise<void>;
   /** For `stats` and /metrics: `file` or `etcd`. */
   readonly kind: string;
+  /**
+   * How long the map may go without a leader when the leader dies (ms): 0 for a single index.
+   * Masters' leases outlast it, and a new leader checks every node at once and tells them its map.
+   */
+  readonly handoverMs: number;
 }
 
 export class NotLeaderError extends Error {}
 
 export class FileMapStore implements MapStore {
   readonly kind = "file";
+  readonly handoverMs = 0;
   readonly leading = true;
   readonly leader = undefined;
   readonly trouble = undefined;

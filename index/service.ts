@@ -49,12 +49,12 @@ export class IndexService {
         if (data !== undefined)
           this.log.info("node map loaded", { version: data.version, nodes: data.nodes.length });
         for (const n of this.map.list()) this.watch(n.host, n.port);
-        // A new leader knows nothing of the nodes' health yet (the old one may have died with a
-        // master): every node is checked now, not an interval from now.
-        if (this.store.kind !== "file") for (const m of this.monitors.values()) m.checkNow();
-        // A new leader of a shared map tells every node and proxy the map it leads from.
-        if (this.store.kind !== "file" && data !== undefined)
-          void this.broadcast(data.version, data.nodes, undefined);
+        // A leader that took over knows nothing of the nodes' health yet (the old one may have
+        // died with a master): every node is checked now, and told the map it leads from.
+        if (this.store.handoverMs > 0) {
+          for (const m of this.monitors.values()) m.checkNow();
+          if (data !== undefined) void this.broadcast(data.version, data.nodes, undefined);
+        }
       },
       deposed: () => {
         for (const m of this.monitors.values()) m.stop();
@@ -194,7 +194,7 @@ export class IndexService {
    */
   private suggestedLease(): number {
     const c = this.config;
-    const handover = this.store.kind === "file" ? 0 : c["etcd-lease-ttl"] * 1000 + HANDOVER_MARGIN_MS;
+    const handover = this.store.handoverMs === 0 ? 0 : this.store.handoverMs + HANDOVER_MARGIN_MS;
     return (
       c["monitor-interval"] * 1000 +
       Math.floor((c["monitor-threshold"] * c["monitor-read-timeout"]) / 2) +

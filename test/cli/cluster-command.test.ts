@@ -10,8 +10,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it, onTestFinished } from "vitest";
-import { etcdAvailable } from "../../harness/etcd.js";
 import { RawClient } from "../helpers/raw-client.js";
+import { requireCommand } from "../helpers/tools.js";
 
 const REPO = fileURLToPath(new URL("../..", import.meta.url));
 const BIN = fileURLToPath(new URL("../../bin/flare", import.meta.url));
@@ -184,7 +184,7 @@ describe("npm start", () => {
   });
 
   it("--etcd on: three indexes share a local etcd; kill -9 of the leading one, another leads and the cluster serves; Ctrl-C stops etcd too", async () => {
-    if (!etcdAvailable()) throw new Error("etcd is not installed (Debian: etcd-server); .ci/run installs it");
+    requireCommand("etcd", "etcd-server");
     const proc = spawn(process.execPath, [BIN, "cluster", "--etcd", "on", "--base-port", "0"], {
       stdio: ["ignore", "pipe", "pipe"],
       detached: true,

@@ -390,15 +390,18 @@ describe("adding partitions online", () => {
     await growUnderLoad({ add: 1, slaves: "while-copying", manual: true, worker: true });
   }, 120_000);
 
-  // A copy slowed to about 2 s (20 KB/s), so the kills land while it runs.
-  const slowCopy = ["--reconstruction-bwlimit", "20"];
+  /** A node made master of partition 1, its copy slowed to about 2 s (20 KB/s) so kills land while it runs. */
+  async function startSlowCopy(c: Loaded): Promise<NodeProcess> {
+    const node = await startNodeProcess([...c.nodeArgs, "--reconstruction-bwlimit", "20"]);
+    expect(await admin(c.index.port, `node role localhost ${node.port} master 1 1`)).toBe("OK\r\n");
+    await new Promise((r) => setTimeout(r, 700));
+    expect(await c.state(node)).toBe("master/prepare");
+    return node;
+  }
 
   it("kill -9 of the new master mid-copy: nothing is lost, and adding another then succeeds", async () => {
     const c = await startLoaded();
-    const doomed = await startNodeProcess([...c.nodeArgs, ...slowCopy]);
-    expect(await admin(c.index.port, `node role localhost ${doomed.port} master 1 1`)).toBe("OK\r\n");
-    await new Promise((r) => setTimeout(r, 700));
-    expect(await c.state(doomed)).toBe("master/prepare");
+    const doomed = await startSlowCopy(c);
     doomed.proc.kill("SIGKILL");
     await until(
       "the dead new master to be down",
@@ -417,10 +420,7 @@ describe("adding partitions online", () => {
 
   it("kill -9 of the old master mid-copy: its slave takes over and the copy starts again from it", async () => {
     const c = await startLoaded();
-    const added = await startNodeProcess([...c.nodeArgs, ...slowCopy]);
-    expect(await admin(c.index.port, `node role localhost ${added.port} master 1 1`)).toBe("OK\r\n");
-    await new Promise((r) => setTimeout(r, 700));
-    expect(await c.state(added)).toBe("master/prepare");
+    const added = await startSlowCopy(c);
     c.master.proc.kill("SIGKILL");
     await until("the slave to be promoted", async () => (await c.state(c.slave)) === "master/active", 30_000);
     await until("partition 1 to be active", async () => (await c.state(added)) === "master/active", 60_000);

@@ -15,6 +15,7 @@ import {
   startRole,
   stopAll,
 } from "../helpers/processes.js";
+import { requireCommand } from "../helpers/tools.js";
 import { startWorker } from "../helpers/worker.js";
 
 afterAll(stopAll);
@@ -94,7 +95,7 @@ const INDEX_ARGS = [
 ];
 
 async function startHa(prefix: string): Promise<HaLayout> {
-  if (!etcdAvailable()) throw new Error("etcd is not installed (Debian: etcd-server); .ci/run installs it");
+  requireCommand("etcd", "etcd-server");
   const etcd = await startEtcd(3);
   onTestFinished(() => etcd.stop());
   const indexes = await Promise.all(
