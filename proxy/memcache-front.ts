@@ -9,7 +9,7 @@ import type { Credentials } from "../protocol/cluster-auth.js";
 import type { ClusterMember } from "../protocol/cluster-member.js";
 import { encodeRequest } from "../protocol/memcache/encode.js";
 import type { ReplyBuffer } from "../protocol/memcache/reply.js";
-import type { Request } from "../protocol/memcache/request.js";
+import type { MetaRequest, Request } from "../protocol/memcache/request.js";
 import {
   type CommandHandler,
   type ConnectionState,
@@ -208,12 +208,32 @@ export class ProxyCommands implements CommandHandler {
       case "dump":
         out.line("SERVER_ERROR dump is served by storage nodes, not by a proxy");
         return true;
+      case "mg":
+      case "ms":
+      case "md":
+      case "ma":
+      case "me":
+        if (req.op === "mg") c.get++;
+        else if (req.op === "ms") c.set++;
+        return this.reply(req.op, this.meta(req), out);
       case "quit":
         return false;
       case "reply":
         out.line(req.line);
         return true;
     }
+  }
+
+  /**
+   * A meta request goes to the key's master, which alone keeps stale marks and win tokens. In
+   * quiet mode a reply may not come at all, so an `mn` follows the request and its `MN` closes
+   * the reply (and is not passed on): the client's own `mn` is answered here, in its turn.
+   */
+  private async meta(req: MetaRequest): Promise<Buffer> {
+    const bytes = encodeRequest(req);
+    if (!req.flags.quiet) return this.write(req.key, bytes, "meta");
+    const reply = await this.write(req.key, Buffer.concat([bytes, MN]), "quiet");
+    return reply.subarray(0, reply.length - MN_REPLY.length);
   }
 
   /** A write as the HTTP API asks it: the raw reply line from the key's master. */
@@ -524,6 +544,8 @@ export class ProxyCommands implements CommandHandler {
 }
 
 const END = Buffer.from("END\r\n");
+const MN = Buffer.from("mn\r\n");
+const MN_REPLY = Buffer.from("MN\r\n");
 const OK = Buffer.from("OK\r\n");
 const FAILED = Buffer.from("SERVER_ERROR unreachable\r\n");
 

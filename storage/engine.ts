@@ -12,6 +12,12 @@ export interface Item {
   version: bigint;
   /** Absolute expiry in Unix milliseconds; 0 = never. */
   expiresAt: number;
+  /**
+   * Read access, from engines that track it (memory), as it was before the read that returned the
+   * item: whether a client read it since it was stored, and how many seconds ago it was last used.
+   */
+  fetched?: boolean;
+  idleSeconds?: number;
 }
 
 export interface EngineStats {
@@ -42,7 +48,11 @@ interface EngineBase {
  */
 export interface SyncEngine extends EngineBase {
   readonly sync: true;
-  get(key: string): Item | undefined;
+  /**
+   * `access` (the default): a client reads the item, which then counts as recently used and fetched;
+   * false for a look that must leave it as it is (a write deciding, a meta get with `u`).
+   */
+  get(key: string, access?: boolean): Item | undefined;
   /** Returns false when the item cannot be held at all (larger than the engine's memory). */
   put(key: string, item: Item): boolean;
   delete(key: string): boolean;

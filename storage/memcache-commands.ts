@@ -25,10 +25,22 @@ import {
 } from "../protocol/memcache/stats.js";
 import type { Item } from "./engine.js";
 import { ELSEWHERE, type Forwarding, type MultiRead, SPLIT } from "./forwarding.js";
+import { type MetaAnswer, MetaCommands } from "./meta.js";
 import type { Replicator } from "./replicator.js";
 import type { MaybePromise, Store } from "./store.js";
 
 const yes = (): true => true;
+
+/** A meta command's answer on the wire: its line (none when quiet hid it), then a VA's data block. */
+function metaReply(answer: MetaAnswer, out: ReplyBuffer): true {
+  if (answer.line === "") return true;
+  out.line(answer.line);
+  if (answer.value !== undefined) {
+    out.bytes(answer.value);
+    out.line("");
+  }
+  return true;
+}
 
 /** Writes the reply line of a result, now or when it arrives; nothing with noreply. */
 function reply<T>(
@@ -91,12 +103,16 @@ export class MemcacheCommands implements CommandHandler {
     resolver: new ModularResolver(),
   };
 
+  private readonly meta: MetaCommands;
+
   constructor(
     private readonly store: Store,
     private readonly info: NodeInfo,
     private readonly log: Logger,
     private readonly member?: Membership,
-  ) {}
+  ) {
+    this.meta = new MetaCommands(store);
+  }
 
   /**
    * Writes the reply of `req` to `out`. Returns false when the connection must close afterwards,
@@ -129,14 +145,15 @@ export class MemcacheCommands implements CommandHandler {
       }
     }
     const repl = this.replication;
-    if (repl?.replicator.active && WRITE_OPS.has(req.op)) return this.replicated(req, out, repl);
+    const peer = conn?.peer === true;
+    if (repl?.replicator.active && WRITE_OPS.has(req.op)) return this.replicated(req, out, repl, peer);
     if (req.op === "dump") {
       const turn = this.dumping.then(() => this.dump(req, out, stream));
       this.dumping = turn.catch(() => undefined);
       return turn.catch((err: unknown) => this.fail(req, out, err));
     }
     try {
-      const r = this.run(req, out);
+      const r = this.run(req, out, peer);
       return typeof r === "boolean" ? r : r.catch((err: unknown) => this.fail(req, out, err));
     } catch (err) {
       return this.fail(req, out, err);
@@ -151,6 +168,7 @@ export class MemcacheCommands implements CommandHandler {
     req: Request,
     out: ReplyBuffer,
     repl: { replicator: Replicator; mode: "async" | "sync" },
+    peer: boolean,
   ): Execution {
     const held = new ReplyBuffer();
     const mode = ("sync" in req && req.sync) || repl.mode;
@@ -174,7 +192,7 @@ export class MemcacheCommands implements CommandHandler {
     };
     let r: Execution;
     try {
-      r = this.run(req, held);
+      r = this.run(req, held, peer);
     } catch (err) {
       return this.fail(req, out, err);
     }
@@ -247,9 +265,9 @@ export class MemcacheCommands implements CommandHandler {
     return true;
   }
 
-  private run(req: Request, out: ReplyBuffer): Execution {
+  private run(req: Request, out: ReplyBuffer, peer = false): Execution {
     const member = this.member;
-    if (member === undefined || !WRITE_OPS.has(req.op)) return this.apply(req, out);
+    if (member === undefined || !WRITE_OPS.has(req.op)) return this.apply(req, out, peer);
     const from = "proxied" in req ? req.proxied : undefined;
     const refusal = member.writeRefusal(from, "key" in req ? req.key : undefined);
     if (refusal !== undefined) {
@@ -257,10 +275,10 @@ export class MemcacheCommands implements CommandHandler {
       return true;
     }
     const seq = from !== undefined && "seq" in req ? req.seq : undefined;
-    if (seq === undefined) return this.apply(req, out);
+    if (seq === undefined) return this.apply(req, out, peer);
     // Progress counts once the write is applied (durably, on engines that wait for it): the index
     // promotes the slave with the most, so it must never claim a write it may not have.
-    const r = this.apply(req, out);
+    const r = this.apply(req, out, peer);
     if (typeof r === "boolean") {
       member.replicated(seq);
       return r;
@@ -271,7 +289,7 @@ export class MemcacheCommands implements CommandHandler {
     });
   }
 
-  private apply(req: Request, out: ReplyBuffer): Execution {
+  private apply(req: Request, out: ReplyBuffer, peer = false): Execution {
     const store = this.store;
     switch (req.op) {
       case "get":
@@ -374,6 +392,14 @@ export class MemcacheCommands implements CommandHandler {
             : this.member.sync(req.version, req.lines),
         );
         return true;
+      case "mg":
+      case "ms":
+      case "md":
+      case "ma":
+      case "me": {
+        const answer = this.meta.execute(req, peer);
+        return answer instanceof Promise ? answer.then((a) => metaReply(a, out)) : metaReply(answer, out);
+      }
       case "quit":
         return false;
       case "reply":

@@ -21,6 +21,21 @@ export type DeleteResult = "DELETED" | "NOT_FOUND" | "EXISTS";
 export type ArithmeticResult = bigint | "NOT_FOUND" | "NON_NUMERIC";
 export type MaybePromise<T> = T | Promise<T>;
 
+/** What a command run through `Store.transact` may do to its key, once. */
+export interface StoreTx {
+  /**
+   * The version a new write of the key takes: the next after what it had; or `explicit` when that
+   * is newer than anything the key had (else undefined: versions never go back).
+   */
+  version(item: Item | undefined, explicit?: bigint): bigint | undefined;
+  /** Stores the item; `expiryOnly` when only its expiry changed (the version stays). */
+  put(item: Item, expiryOnly?: boolean): void;
+  /** Deletes the item; the key keeps `version`. */
+  remove(version: bigint): void;
+  /** An add is refused: a delete's hold (Flare) still runs. */
+  held(): boolean;
+}
+
 const UINT64_MASK = (1n << 64n) - 1n;
 
 /** A write a command decided on; applied after the decision (at once on a synchronous engine). */
@@ -133,18 +148,11 @@ export class Store {
         else c.incr_misses++;
         return "NOT_FOUND";
       }
-      const current = parseCounter(item.value);
-      if (current === null) return "NON_NUMERIC";
+      const counted = applyDelta(item.value, delta, decrement);
+      if (counted === null) return "NON_NUMERIC";
       if (decrement) c.decr_hits++;
       else c.incr_hits++;
-      const next = decrement ? (current > delta ? current - delta : 0n) : (current + delta) & UINT64_MASK;
-      // As memcached: a result no longer than the old value takes its place, padded with spaces to
-      // the old length (clients see "9 " after "10" - 1); a longer one is stored as it is.
-      const digits = next.toString();
-      const value = Buffer.from(
-        digits.length < item.value.length ? digits.padEnd(item.value.length, " ") : digits,
-        "latin1",
-      );
+      const { next, value } = counted;
       this.write(key, {
         value,
         flags: item.flags,
@@ -178,6 +186,38 @@ export class Store {
       c.delete_hits++;
       return "DELETED";
     });
+  }
+
+  /**
+   * Runs a command whose semantics live elsewhere (the meta commands) as every command here runs:
+   * `decide` sees the live item (a client's read when `access`, else a look that leaves it as it
+   * is) and writes or removes it at most once through `tx`.
+   */
+  transact<R>(
+    key: string,
+    access: boolean,
+    decide: (item: Item | undefined, now: number, tx: StoreTx) => R,
+  ): MaybePromise<R> {
+    return this.run(key, (item, now) => decide(item, now, this.txFor(key, now)), access);
+  }
+
+  private txFor(key: string, now: number): StoreTx {
+    return {
+      version: (item, explicit) => {
+        const had = item?.version ?? this.tombstones.lastVersion(key);
+        if (explicit === undefined) return nextVersion(key, had);
+        return explicit > (item?.version ?? this.tombstones.get(key)?.version ?? 0n) ? explicit : undefined;
+      },
+      put: (item, expiryOnly = false) => {
+        this.write(key, item, expiryOnly);
+        if (!expiryOnly) this.counters.total_items++;
+      },
+      remove: (version) => this.remove(key, version, 0),
+      held: () => {
+        const t = this.tombstones.get(key);
+        return t !== undefined && t.holdUntil > now;
+      },
+    };
   }
 
   /** Whether the engine answers within `timeoutMs`: a frozen or unreachable backend counts as down. */
@@ -302,17 +342,21 @@ export class Store {
    * Runs one command on `key`: `decide` sees the live item and may `write` or `remove` once.
    * Returns synchronously when the engine is synchronous and nothing waits for durability.
    */
-  private run<R>(key: string, decide: (item: Item | undefined, now: number) => R): MaybePromise<R> {
+  private run<R>(
+    key: string,
+    decide: (item: Item | undefined, now: number) => R,
+    access = true,
+  ): MaybePromise<R> {
     const engine = this.engine;
     if (engine.sync) {
       const now = Date.now();
-      const result = decide(this.liveSync(key, now), now);
+      const result = decide(this.liveSync(key, now, access), now);
       const durable = engine.settled();
       return durable === undefined ? result : durable.then(() => result);
     }
     return this.locks.run(key, async () => {
       const now = Date.now();
-      const item = await this.liveAsync(key, now);
+      const item = await this.liveAsync(key, now, access);
       this.staged = undefined;
       const result = decide(item, now);
       const staged = this.staged as Staged;
@@ -358,10 +402,10 @@ export class Store {
   }
 
   /** The stored item if it has not expired; an expired one is removed and leaves its version behind. */
-  private liveSync(key: string, now: number): Item | undefined {
+  private liveSync(key: string, now: number, access = true): Item | undefined {
     const engine = this.engine;
     if (!engine.sync) throw new Error("liveSync on an asynchronous engine");
-    const item = engine.get(key);
+    const item = engine.get(key, access);
     if (item === undefined || !isExpired(item.expiresAt, now)) return item;
     engine.delete(key);
     this.tombstones.set(key, item.version, 0);
@@ -369,9 +413,9 @@ export class Store {
     return undefined;
   }
 
-  private async liveAsync(key: string, now: number): Promise<Item | undefined> {
+  private async liveAsync(key: string, now: number, access = true): Promise<Item | undefined> {
     const engine = this.engine;
-    if (engine.sync) return this.liveSync(key, now);
+    if (engine.sync) return this.liveSync(key, now, access);
     const item = await engine.get(key);
     if (item === undefined || !isExpired(item.expiresAt, now)) return item;
     await engine.delete(key);
@@ -417,6 +461,28 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   out.set(a, 0);
   out.set(b, a.length);
   return out;
+}
+
+/**
+ * incr/decr of a stored value as memcached does them: 64-bit unsigned, incr wraps, decr stops at
+ * 0; null when the value is no number. A result no longer than the old value takes its place,
+ * padded with spaces to the old length (clients see "9 " after "10" - 1); a longer one is stored
+ * as it is.
+ */
+export function applyDelta(
+  stored: Uint8Array,
+  delta: bigint,
+  decrement: boolean,
+): { next: bigint; value: Buffer } | null {
+  const current = parseCounter(stored);
+  if (current === null) return null;
+  const next = decrement ? (current > delta ? current - delta : 0n) : (current + delta) & UINT64_MASK;
+  const digits = next.toString();
+  const value = Buffer.from(
+    digits.length < stored.length ? digits.padEnd(stored.length, " ") : digits,
+    "latin1",
+  );
+  return { next, value };
 }
 
 /**

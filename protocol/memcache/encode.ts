@@ -1,6 +1,6 @@
 /**
  * Requests back on the wire, for a proxy forwarding them to a node. noreply is never forwarded: the
- * proxy needs every reply to know a write landed.
+ * proxy needs every reply to know a write landed (a meta request's q is: see the proxy).
  */
 import type { Request } from "./request.js";
 
@@ -45,6 +45,24 @@ export function encodeRequest(req: Request): Buffer {
       return Buffer.from(`touch ${req.key} ${req.exptime}\r\n`, "latin1");
     case "flush_all":
       return Buffer.from(`flush_all ${req.delay}\r\n`, "latin1");
+    case "mg":
+    case "ms":
+    case "md":
+    case "ma":
+    case "me": {
+      // Meta requests go as sent, quiet mode (q) included: the proxy closes them with an `mn`.
+      const length = req.op === "ms" ? ` ${req.value.length}` : "";
+      const flags =
+        req.op === "me" ? (req.flags.binary ? " b" : "") : req.flags.tokens.map((t) => ` ${t}`).join("");
+      const head = `${req.op} ${req.wireKey}${length}${flags}\r\n`;
+      if (req.op !== "ms") return Buffer.from(head, "latin1");
+      const out = Buffer.allocUnsafe(head.length + req.value.length + 2);
+      out.latin1Write(head, 0);
+      out.set(req.value, head.length);
+      out[out.length - 2] = 13;
+      out[out.length - 1] = 10;
+      return out;
+    }
     default:
       throw new Error(`${req.op} is not forwarded`);
   }

@@ -5,8 +5,9 @@
  * and a value larger than `maxValue` is skipped (counted, never buffered).
  */
 import { type AuthSession, answerCluster, type ClusterSecret } from "../cluster-auth.js";
+import { type MetaCommand, parseMeta } from "./meta.js";
 import { strtol32, strtoul32, strtoull } from "./numbers.js";
-import type { Request, StoreOp, SyncOption } from "./request.js";
+import type { MetaRequest, Request, StoreOp, SyncOption } from "./request.js";
 
 export interface ParserLimits {
   /** Longest request line, in bytes, before the connection is given up. */
@@ -30,7 +31,7 @@ const UINT64_MAX = (1n << 64n) - 1n;
 /** A length field past this is nonsense, not a big value: we refuse instead of swallowing it. */
 const MAX_DECLARED_BYTES = INT32_MAX - 2;
 
-type PendingStore = Extract<Request, { op: StoreOp }>;
+type PendingStore = Extract<Request, { op: StoreOp }> | MetaRequest;
 
 export class RequestParser {
   /** Unconsumed bytes of an incomplete line. */
@@ -193,7 +194,7 @@ export class RequestParser {
       const need = this.pendingBytes;
       if (end - pos >= need + 2) {
         this.pending = null;
-        if (this.keepRaw && this.pendingHot && !proxied)
+        if (this.keepRaw && this.pendingHot && !proxied && pending.op === "set")
           pending.raw = data.subarray(lineStart, pos + need + 2);
         this.finishValue(pending, data.subarray(pos, pos + need), data[pos + need], data[pos + need + 1]);
         pos += need + 2;
@@ -231,7 +232,8 @@ export class RequestParser {
     lf: number | undefined,
   ): void {
     if (cr !== 13 || lf !== 10) {
-      this.emit(req.noreply ? NOTHING : { op: "reply", line: BAD_CHUNK });
+      // A meta set's errors are answered in quiet mode too.
+      this.emit("noreply" in req && req.noreply ? NOTHING : { op: "reply", line: BAD_CHUNK });
       return;
     }
     req.value = value;
@@ -369,6 +371,15 @@ export class RequestParser {
         if (delay === null) return refuse(BAD_EXPTIME, noreply);
         return { op: "flush_all", delay, noreply };
       }
+      case "mg":
+      case "ms":
+      case "md":
+      case "ma":
+      case "me":
+        return this.meta(cmd, tokens);
+      // memcached answers mn with no look at what follows it.
+      case "mn":
+        return { op: "reply", line: "MN" };
       case "stats":
         return { op: "stats", args: tokens.slice(1) };
       case "cluster": {
@@ -492,6 +503,33 @@ export class RequestParser {
       sync: opts.sync,
     };
     this.pendingBytes = bytes;
+    this.pendingHot = false;
+    return null;
+  }
+
+  /** A meta command; `ms` opens a data block (refused ones are skipped, as memcached swallows them). */
+  private meta(op: MetaCommand, tokens: string[]): Request | null {
+    const r = parseMeta(op, tokens, (key) => this.validKey(key));
+    if (r === "ERROR") return { op: "reply", line: "ERROR" };
+    if ("error" in r) {
+      if (r.swallow === 0) return { op: "reply", line: r.error };
+      this.skip = r.swallow;
+      this.skipThen = [{ op: "reply", line: r.error }];
+      return null;
+    }
+    if (op !== "ms") return r.req;
+    if (r.bytes > this.limits.maxValue) {
+      // memcached unlinks what the key held in every mode of ms.
+      this.counts.storeTooLarge++;
+      this.skip = r.bytes + 2;
+      this.skipThen = [
+        { op: "delete", key: r.req.key, hold: 0, version: 0n, noreply: true, sync: undefined },
+        { op: "reply", line: TOO_LARGE },
+      ];
+      return null;
+    }
+    this.pending = r.req;
+    this.pendingBytes = r.bytes;
     this.pendingHot = false;
     return null;
   }

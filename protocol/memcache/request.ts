@@ -1,10 +1,23 @@
 import type { PeerRole } from "../cluster-auth.js";
+import type { MetaFlags } from "./meta.js";
 
 /** Requests of the memcached text protocol (plus Flare's extensions), as the parser produces them. */
 
 export type StoreOp = "set" | "add" | "replace" | "append" | "prepend" | "cas";
 /** Flare's per-request replication option. */
 export type SyncOption = "sync" | "async" | undefined;
+
+/** A meta command (`mg`, `ms`, `md`, `ma`, `me`); `mn` is a `reply`. */
+export interface MetaRequest {
+  op: "mg" | "ms" | "md" | "ma" | "me";
+  /** The key, decoded when the request named it in base64 (flag b). */
+  key: string;
+  /** The key as sent. */
+  wireKey: string;
+  flags: MetaFlags;
+  /** ms: the data block. */
+  value: Buffer;
+}
 
 /**
  * `raw`: the request's bytes as they arrived (line, and data block for a set), when they arrived in
@@ -65,12 +78,15 @@ export type Request =
   | { op: "dump"; wait: number; partition: number; size: number; bwlimit: number; keysOnly?: boolean }
   /** Flare's map push from the index: `node sync <version>`, NODE lines, `END`. */
   | { op: "node_sync"; version: number; lines: string[] }
+  | MetaRequest
   /** A request the parser already answered: the line goes out in its place, in order. */
   | { op: "reply"; line: string };
 
 /**
- * Commands that change an item (gat and gats change its expiry): a node serves them only as a
- * master (fencing), and on one proxy connection they are ordered against other requests of the key.
+ * Commands that change an item (gat and gats change its expiry), and the meta commands, which may
+ * (a meta get can hand out a win token, vivify or touch) or read what only the master keeps (stale
+ * marks, tokens sent): a node serves them only as a master (fencing), and on one proxy connection
+ * they are ordered against other requests of the key.
  */
 export const WRITE_OPS: ReadonlySet<Request["op"]> = new Set<Request["op"]>([
   "set",
@@ -85,4 +101,9 @@ export const WRITE_OPS: ReadonlySet<Request["op"]> = new Set<Request["op"]>([
   "touch",
   "gat",
   "gats",
+  "mg",
+  "ms",
+  "md",
+  "ma",
+  "me",
 ]);

@@ -9,7 +9,11 @@ import { type NodeEntry, nodeKey } from "../../protocol/node-map.js";
 import { type Transport, TransportError } from "./transport.js";
 
 /** How a reply ends: one line, or VALUE blocks up to END (or one error line). */
-export type ReplyShape = "line" | "values";
+/**
+ * line: one line. values: VALUE blocks until END or an error line. meta: one meta reply (a line, or
+ * `VA <n>` and its data block). quiet: meta replies, maybe none, until the `MN` of an `mn` sent after.
+ */
+export type ReplyShape = "line" | "values" | "meta" | "quiet";
 
 /**
  * Called once with the replies, bytes `start` to `end` of a read buffer the connection shares
@@ -201,6 +205,7 @@ export class BackendConnection {
    * needed, -1 - (where to resume: past the whole VALUE blocks already seen).
    */
   private replyEnd(buf: Buffer, from: number, shape: ReplyShape): number {
+    if (shape === "meta" || shape === "quiet") return this.metaEnd(buf, from, shape === "quiet");
     let pos = from;
     for (;;) {
       const nl = buf.indexOf(10, pos);
@@ -219,6 +224,27 @@ export class BackendConnection {
       }
       this.lastLineFailed = buf[pos] === 83 && buf[pos + 1] === 69;
       return nl + 1;
+    }
+  }
+
+  /** replyEnd of meta replies; `quiet`: up to and with the `MN` line. */
+  private metaEnd(buf: Buffer, from: number, quiet: boolean): number {
+    let pos = from;
+    for (;;) {
+      const nl = buf.indexOf(10, pos);
+      if (nl < 0) return -1 - pos;
+      let end = nl + 1;
+      if (buf[pos] === 86 && buf[pos + 1] === 65 && buf[pos + 2] === 32) {
+        // VA <n> <flags>: a data block of n bytes and CRLF follows.
+        let n = 0;
+        for (let at = pos + 3, c = buf[at] as number; c >= 48 && c <= 57; c = buf[++at] as number)
+          n = n * 10 + c - 48;
+        end = nl + 1 + n + 2;
+        if (end > buf.length) return -1 - pos;
+      }
+      this.lastLineFailed = buf[pos] === 83 && buf[pos + 1] === 69;
+      if (!quiet || (buf[pos] === 77 && buf[pos + 1] === 78 && end - pos <= 4)) return end;
+      pos = end;
     }
   }
 }

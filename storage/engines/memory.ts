@@ -32,6 +32,9 @@ const SLOTS_GROWTH = 1.25;
  */
 export const ITEM_OVERHEAD = 72;
 const BUMP_INTERVAL_S = 1;
+/** `live` bits: the slot holds an item; a client read it since it was stored (meta get's h). */
+const LIVE = 1;
+const FETCHED = 2;
 const NONE = -1;
 /** pageOf value of an item with a Buffer of its own. */
 const LARGE = -2;
@@ -128,9 +131,12 @@ export class MemoryEngine implements SyncEngine {
     this.ticker.unref();
   }
 
-  get(key: string): Item | undefined {
+  get(key: string, access = true): Item | undefined {
     const id = this.find(key, hashKey(key));
     if (id === NONE) return undefined;
+    const item = this.item(id);
+    if (!access) return item;
+    this.live[id] = LIVE | FETCHED;
     const now = this.clock;
     if (now - (this.bumped[id] as number) >= BUMP_INTERVAL_S) {
       this.bumped[id] = now;
@@ -139,7 +145,7 @@ export class MemoryEngine implements SyncEngine {
         this.linkHead(id);
       }
     }
-    return this.item(id);
+    return item;
   }
 
   put(key: string, item: Item): boolean {
@@ -159,6 +165,8 @@ export class MemoryEngine implements SyncEngine {
           key,
           item,
         );
+        // A new item: not fetched yet.
+        this.live[id] = LIVE;
         this.touchLru(id);
         return true;
       }
@@ -218,7 +226,7 @@ export class MemoryEngine implements SyncEngine {
   async *scan(): AsyncIterable<[string, Item]> {
     let n = 0;
     for (let id = 0; id < this.nextId; id++) {
-      if (this.live[id] !== 1) continue;
+      if (this.live[id] === 0) continue;
       yield [this.keyOf(id), this.item(id)];
       // Let writes and other connections in between batches.
       if (++n % 1000 === 0) await new Promise<void>((resolve) => setImmediate(resolve));
@@ -283,6 +291,8 @@ export class MemoryEngine implements SyncEngine {
       flags: this.flags[id] as number,
       version: this.versions[id] as bigint,
       expiresAt: this.expires[id] as number,
+      fetched: ((this.live[id] as number) & FETCHED) !== 0,
+      idleSeconds: this.clock - (this.bumped[id] as number),
     };
   }
 
@@ -323,7 +333,7 @@ export class MemoryEngine implements SyncEngine {
     let i = (this.hashes[id] as number) & mask;
     while (table[i] !== 0) i = (i + 1) & mask;
     table[i] = id + 1;
-    this.live[id] = 1;
+    this.live[id] = LIVE;
     this.count++;
   }
 

@@ -86,6 +86,48 @@ const delta = fc.constantFrom(
   "18446744073709551616",
 );
 const anyTime = fc.constantFrom("1000", "+1000", "-1", "abc", "0x10", "");
+/** Meta flags, valid or not, repeated or not: refusals are compared too. */
+const metaFlag = fc.constantFrom(
+  "v",
+  "f",
+  "s",
+  "k",
+  "q",
+  "u",
+  "h",
+  "O1",
+  "Oab",
+  "T0",
+  "T1000",
+  "T-1",
+  "N1000",
+  "R1000",
+  "R5",
+  "I",
+  "F5",
+  "F-1",
+  "MS",
+  "ME",
+  "MA",
+  "MP",
+  "MR",
+  "MI",
+  "MD",
+  "M+",
+  "Mx",
+  "MSS",
+  "D2",
+  "D",
+  "J7",
+  "C0",
+  "C18446744073709551615",
+  "Cx",
+  "b",
+  "P/x",
+  "Lx",
+  "zz",
+  "Tx",
+);
 const command = fc.oneof(
   fc
     .tuple(fc.constantFrom("set", "add", "replace", "append", "prepend"), key, flags, exptime, value, noreply)
@@ -110,6 +152,18 @@ const command = fc.oneof(
     .tuple(fc.constantFrom("1", "+1", "-1", "x", "18446744073709551616"), noreply)
     .map(([l, nr]) => `verbosity ${l}${nr}\r\n`),
   fc.constantFrom("get a b c\r\n", "get c a\r\n", "gat 1000 a b\r\n", "incr a 1 2\r\n", "touch a\r\n"),
+  // Meta commands, mixed with the classic ones on the same keys (no c, t or l: cas values and
+  // clocks differ from memcached's; the corpus below compares those).
+  fc
+    .tuple(fc.constantFrom("mg", "md", "ma"), key, fc.array(metaFlag, { maxLength: 4 }))
+    .map(([op, k, fl]) => `${op} ${k}${fl.map((f) => ` ${f}`).join("")}\r\n`),
+  fc
+    .tuple(key, value, fc.array(metaFlag, { maxLength: 4 }), fc.boolean())
+    .map(
+      ([k, v, fl, bad]) =>
+        `ms ${k} ${v.length}${fl.map((f) => ` ${f}`).join("")}\r\n${v}${bad ? "x" : ""}\r\n`,
+    ),
+  fc.constantFrom("mn\r\n", "mg a\r\n", "ms a\r\n", "ms a x\r\n", "md\r\n", "mz a\r\n"),
 );
 
 /** How many random pipelines the property sends: `npm run fuzz` raises it. */
@@ -171,6 +225,68 @@ streams.push([
   Buffer.from(`set key00001 0 0 1\r\nz\r\nset key08199 0 0 1\r\ny\r\nget ${manyKeys.join(" ")}\r\n`),
   null,
 ]);
+
+/**
+ * Meta streams (each from an empty cache). Cas values, seconds left and idle seconds are compared
+ * by kind (memcached counts cas across all keys and ticks its clock on its own), all else by byte.
+ */
+const metaStreams: [string, string][] = [
+  ["mg of a miss, plain and quiet, with opaque and key", "mg a v\nmg a v q\nmg a v k O1 q\nmg a k O2\nmn\n"],
+  [
+    "ms and mg with every returned flag, in the order asked",
+    "ms a 3 T100 F5 c k O9\nfoo\nmg a v f t s k c O1 h l\nmg a s v t f\nmg a h l u\nmg a h\n",
+  ],
+  [
+    "quiet mode: hits answer, misses and HD are hidden, errors are not; mn closes the batch",
+    "ms a 1 q\nx\nms b 1 q MR\ny\nmg a v q\nmg b v q\nmg c v q k\nmd c q\nmd a q\nmg a v q\nms a 1 q Mx\nz\nmn\nmn\n",
+  ],
+  [
+    "ms modes: add, replace, append, prepend, set; classic reads see them",
+    "ms a 2 MR\nxx\nms a 2 ME\nxx\nms a 2 ME\nyy\nms a 1 MA\nz\nms a 1 MP\nw\nget a\nms b 1 MA\nz\nms a 2 MS F3\nqq\ngets b\nget a\n",
+  ],
+  [
+    "md: delete, miss, quiet, opaque and key echoed even on a miss",
+    "md a\nmd a q O5 k\nms a 1\nx\nmd a q\nmd a O5 k\nmg a v\nset a 0 0 1\nx\nmd a k O6\nget a\n",
+  ],
+  [
+    "ma: incr, decr, vivify with J, delta, wrap and floor, quiet, non-numeric",
+    "ma n\nma n N0 J10 v\nma n v\nma n MD D3 v t\nma n q\nma n v k O1\nma n M- D100 v\nma n MI D18446744073709551615 v\nma n M+ D2 v\nms s 3\nabc\nma s\nma s q\nma m q N0 J5\nmg m v\nincr n 5\nma n v\n",
+  ],
+  [
+    "stale while revalidate: md I marks stale, the first reader wins (W), the rest see Z; a new write clears it",
+    "ms k 1 T100\nx\nmd k I T30\nmg k s v t\nmg k s v\nmg k s v c\nms k 1\ny\nmg k v\nmd k I q\nmg k v\n",
+  ],
+  [
+    "vivify on miss (N): one win token, an empty item, then Z; R wins once when little time is left",
+    "mg viv N30 s t v\nmg viv N30 s t v\nmg viv s v\nms r 1 T10\nx\nmg r R30 v\nmg r R30 v\nmg r R5 v\nms r 1 T100\nx\nmg r R30 v t\nmg r R0 v\n",
+  ],
+  [
+    "touch with T, and its order against t in the reply",
+    "ms a 1 T100\nx\nmg a t T50 t v\nmg a t\nmg a T-1 v\nmg a v\nms b 1\ny\nmg b t T0 t\n",
+  ],
+  [
+    "refusals: repeated and unknown flags, bad numbers, long opaque, modes, missing length, too many flags",
+    "mg a v v\nmg a zz\nmg a T\nmg a Tx\nmg a O123456789012345678901234567890123\nms a bad\nms a -1\nms a 1 Mx\nx\nms a 1 MSS\nx\nms a\nmg\nmd a zz\nma a Mx\nma a Dx\nma a Jx\nmg a Fx\nms a 2 Fx\nab\nmg a 1 2 3 4 5 6 7 8 9 a b c d e f g h i j\nms a 1 T1 F1 C0 q k O1 MS\nx\nmd a Cx\n",
+  ],
+  [
+    "base64 keys (b) and what memcached refuses to decode",
+    "ms Zm9v 2 b k\nhi\nmg Zm9v b v k\nmd Zm9v b k q\nmg Zm9v b v\nmg Zm9v= b v\nmg !!!! b v\nmg Zm8= b k\nms w7_DqQ== 1 b\nx\nmg w7/DqQ== b v k\nms YQ 1 b\nx\n",
+  ],
+  [
+    "a bad data chunk is answered even in quiet mode; a too large value unlinks the key",
+    "ms a 2\nhixx\nget a\nms a 2 q\nhixx\nms a 1\nx\nms a 2000000 q\nmg a v\n",
+  ],
+  [
+    "classic and meta on one key: cas from gets compared by ms C, P and L ignored",
+    "set c 0 0 2\nab\nms c 2 C1\nxy\nmg c v P/path Lx\nmn\nmg c v\nme missing\n",
+  ],
+];
+/** A reply with cas values, seconds left and idle seconds replaced by their kind. */
+const byKind = (reply: string): string =>
+  reply
+    .replace(/ c[1-9]\d*/g, " c#")
+    .replace(/ t[1-9]\d*/g, " t#")
+    .replace(/ l\d+/g, " l#");
 
 /** What comes back before the server hangs up, or null when it did not hang up. */
 async function untilClosed(port: number, bytes: Buffer): Promise<string | null> {
@@ -255,6 +371,52 @@ describe("differential: memcached 1.6, a node, the proxy", () => {
     expect(await exchange(cluster.proxy.port, stream)).toBe(want);
     for (const port of passing) expect(await exchange(port, stream), `port ${port}`).toBe(want);
     if (onSlave !== null) expect(await admin(cluster.slave.port, "get k", "END\r\n")).toBe(onSlave);
+  });
+
+  it.each(metaStreams)("meta: %s", async (_what, text) => {
+    const stream = Buffer.from(
+      `flush_all\r\n${text.replaceAll("\n", "\r\n")}`.replace(
+        "2000000 q\r\n",
+        `2000000 q\r\n${"x".repeat(2_000_000)}\r\n`,
+      ),
+    );
+    const want = byKind(await exchange(memcached.port, stream));
+    for (const port of [node.port, cluster.proxy.port, ...passing])
+      expect(byKind(await exchange(port, stream)), `port ${port}`).toBe(want);
+  });
+
+  it("meta: a cas a reply gave is taken back by ms, md and ma (C), an older one with I stores it stale", async () => {
+    const cas = (reply: string): string => /c(\d+)/.exec(reply)?.[1] ?? "none";
+    let want: string | undefined;
+    for (const port of [memcached.port, node.port, cluster.proxy.port, ...passing]) {
+      const first = cas(await exchange(port, Buffer.from("flush_all\r\nms k 1 c\r\na\r\n")));
+      const second = cas(
+        await exchange(port, Buffer.from("mg k c\r\nms k 1 c\r\nb\r\n")).then(
+          (r) => r.split("\r\n")[1] as string,
+        ),
+      );
+      const steps = [
+        `ms k 1 C${first}\r\nx\r\n`,
+        `ms k 1 C${first} I\r\nc\r\n`,
+        "mg k v\r\nmg k v\r\n",
+        `md k C${first}\r\n`,
+        "mg k v c\r\n",
+      ].join("");
+      const got = byKind(await exchange(port, Buffer.from(steps)));
+      const now = cas(await exchange(port, Buffer.from("mg k c\r\n")));
+      const rest = byKind(
+        await exchange(
+          port,
+          Buffer.from(
+            `ms k 1 C${now} c\r\nd\r\nmg k v\r\nma k C${now} v\r\nset k 0 0 1\r\n7\r\nmd k C${second}\r\nmd k C0\r\n`,
+          ),
+        ),
+      );
+      const both = `${got}|${rest}`;
+      if (want === undefined) want = both;
+      else expect(both, `port ${port}`).toBe(want);
+    }
+    expect(want).toContain("X W");
   });
 
   it("TTL changes (touch, gat, gats) reach the slave", async () => {
