@@ -8,7 +8,8 @@ import { connect, type Socket } from "node:net";
 export interface LoadOptions {
   port: number;
   host?: string;
-  op: "get" | "set";
+  /** The classic commands, or their meta twins (mg with v and f, ms). */
+  op: "get" | "set" | "mg" | "ms";
   connections: number;
   depth: number;
   durationMs: number;
@@ -25,8 +26,30 @@ export interface LoadResult {
   errors: number;
 }
 
-const END = 0x45; // 'E' of END / ERROR
+const END = 0x45; // 'E' of END / ERROR / EN
 const STORED = 0x53; // 'S' of STORED / SERVER_ERROR
+const NOT_A_REPLY = 0;
+const ANSWERED = 1;
+const FAILED = 2;
+
+/**
+ * What a line starting with `c`, `c2` is to a load of `op`: the end of a reply, a failed one, or
+ * neither (a VALUE line, a data block: every key is there and values are x's).
+ */
+function replyAt(op: LoadOptions["op"], c: number, c2: number): number {
+  switch (op) {
+    case "get":
+      return c !== END ? NOT_A_REPLY : c2 === 0x52 ? FAILED : ANSWERED;
+    case "set":
+      return c !== STORED ? NOT_A_REPLY : c2 === 0x45 ? FAILED : ANSWERED;
+    case "mg":
+      // VA, or EN (a miss: every key was loaded) and error lines.
+      return c === 0x56 ? ANSWERED : c === END || c === STORED || c === 0x43 ? FAILED : NOT_A_REPLY;
+    case "ms":
+      // Every line is a reply: HD, or NS/EX/NF and error lines.
+      return c === 0x48 ? ANSWERED : FAILED;
+  }
+}
 
 /** Pre-encodes batches so the generator spends its CPU on I/O, not on building strings. */
 function makeBatches(o: LoadOptions): Buffer[] {
@@ -37,7 +60,14 @@ function makeBatches(o: LoadOptions): Buffer[] {
     let s = "";
     for (let i = 0; i < o.depth; i++) {
       const key = `key:${(b * o.depth + i) % o.keys}`;
-      s += o.op === "get" ? `get ${key}\r\n` : `set ${key} 0 0 ${o.valueSize}\r\n${value}\r\n`;
+      s +=
+        o.op === "get"
+          ? `get ${key}\r\n`
+          : o.op === "set"
+            ? `set ${key} 0 0 ${o.valueSize}\r\n${value}\r\n`
+            : o.op === "mg"
+              ? `mg ${key} v f\r\n`
+              : `ms ${key} ${o.valueSize}\r\n${value}\r\n`;
     }
     batches.push(Buffer.from(s));
   }
@@ -91,11 +121,9 @@ export async function runLoad(o: LoadOptions, maxBatches = Number.POSITIVE_INFIN
         const now = performance.now();
         while (pos < chunk.length) {
           if (lineStart) {
-            const c = chunk[pos];
-            // A reply ends at END (get) or STORED (set); anything else starting with E/S is an error line.
-            if (c === (o.op === "get" ? END : STORED)) {
-              if (chunk[pos + 1] === 0x52 && o.op === "get") errors++;
-              if (chunk[pos + 1] === 0x45 && o.op === "set") errors++;
+            const reply = replyAt(o.op, chunk[pos] as number, chunk[pos + 1] as number);
+            if (reply !== NOT_A_REPLY) {
+              if (reply === FAILED) errors++;
               awaiting--;
               ops++;
               latencies.push(now - sentAt);

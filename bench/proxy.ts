@@ -4,10 +4,12 @@ import { join } from "node:path";
 import { ask, joinArgs, startCluster, startRole } from "../harness/cluster.js";
 import { cpuSeconds, startMemcached, startTwemproxy } from "../harness/servers.js";
 import { runHttpLoad } from "./http-load.js";
-import { preload, runLoad } from "./load.js";
+import { type LoadOptions, preload, runLoad } from "./load.js";
 
 const KEYS = 10_000;
 const VALUE = 32;
+const META_OPS = ["ms", "mg"] as const;
+const ALL_OPS = ["set", "get", ...META_OPS] as const;
 
 interface Row {
   path: string;
@@ -22,10 +24,11 @@ async function measure(
   port: number,
   hopPid: number | undefined,
   durationMs: number,
+  ops: readonly LoadOptions["op"][] = ["set", "get"],
 ): Promise<Row[]> {
   await preload(port, KEYS, VALUE);
   const rows: Row[] = [];
-  for (const op of ["set", "get"] as const) {
+  for (const op of ops) {
     const o = { port, op, connections: 8, depth: 16, keys: KEYS, valueSize: VALUE };
     await runLoad({ ...o, durationMs: 300 });
     const cpu0 = hopPid === undefined ? 0 : cpuSeconds(hopPid);
@@ -118,7 +121,11 @@ export async function proxyBench(durationMs: number): Promise<void> {
   const cluster = await startCluster(0, ["--http-port", "0"]);
   const proxy = await startRole("proxy", joinArgs(cluster.index.port, ["--http-port", "0"]));
   try {
-    rows.push(...(await measure("flare-ts node, direct", cluster.master.port, undefined, durationMs)));
+    rows.push(
+      ...(await measure("flare-ts node, direct", cluster.master.port, undefined, durationMs, ALL_OPS)),
+    );
+    // twemproxy does not speak the meta protocol: the flare-ts proxy's meta rows stand alone.
+    rows.push(...(await measure("flare-ts proxy -> node", proxy.port, proxy.pid, durationMs, META_OPS)));
     // The same hop in C in front of the same node: what the proxy itself costs, apart from the backend.
     const twemNode = await startTwemproxy(cluster.master.port);
     try {
@@ -158,7 +165,7 @@ export async function proxyBench(durationMs: number): Promise<void> {
   const twem = await startTwemproxy(memcached.port);
   const flareToMemcached = await proxyInFront(memcached.port);
   try {
-    rows.push(...(await measure("memcached, direct", memcached.port, undefined, durationMs)));
+    rows.push(...(await measure("memcached, direct", memcached.port, undefined, durationMs, ALL_OPS)));
     rows.push(
       ...(await interleaved(
         [

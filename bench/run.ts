@@ -51,7 +51,7 @@ async function measure(server: BenchServer, durationMs: number): Promise<Row[]> 
   await preload(server.port, KEYS, VALUE_SIZE);
   const rows: Row[] = [];
   for (const w of workloads) {
-    for (const op of ["set", "get"] as const) {
+    for (const op of ["set", "get", "ms", "mg"] as const) {
       // Warm-up (JIT, connection set-up), not counted.
       await runLoad({
         port: server.port,

@@ -117,7 +117,9 @@ export class MetaCommands {
       const mark = created ? undefined : this.marks.get(req.key, item.version);
       let expires = item.expiresAt;
       let won = false;
-      let line = f.value ? `VA ${item.value.length}` : "HD";
+      // C: the client holds this version already, so the value is not sent again.
+      const withValue = f.value && !(f.compare !== undefined && f.compare === item.version);
+      let line = withValue ? `VA ${item.value.length}` : "HD";
       for (const t of f.tokens) {
         switch (t[0]) {
           case "T":
@@ -178,7 +180,7 @@ export class MetaCommands {
       }
       if (won)
         this.marks.set(req.key, { version: item.version, stale: mark?.stale ?? false, tokenSent: true });
-      return f.value ? { line, value: item.value } : { line };
+      return withValue ? { line, value: item.value } : { line };
     });
   }
 
