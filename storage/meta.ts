@@ -13,7 +13,7 @@ import { replyKey } from "../protocol/memcache/meta.js";
 import type { MetaRequest } from "../protocol/memcache/request.js";
 import type { Item } from "./engine.js";
 import { expiresAt } from "./expiry.js";
-import { applyDelta, type MaybePromise, type Store, type StoreTx } from "./store.js";
+import { applyDelta, type MaybePromise, type Store } from "./store.js";
 
 export interface MetaAnswer {
   /** The reply line without its CRLF; "" when quiet mode hides it. */
