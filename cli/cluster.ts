@@ -196,6 +196,7 @@ export async function runCluster(c: ClusterConfig, untilSignal: () => Promise<vo
         `flare-ts cluster is up (engine: ${o.storageType}, replication: ${c["replication-type"]})`,
         `  memcached  ${o.host}:${proxy.port}   (the proxy: any memcached client)`,
         `  HTTP       http://${o.host}:${proxy.httpPort}/v1/kv/<key>`,
+        `  dashboard  http://${o.host}:${(indexes[0] as Proc).httpPort}/   (the cluster, live, in a browser)`,
         ...indexes.map(
           (x, i) =>
             `  index      ${o.host}:${x.port} (flarei admin), http://${o.host}:${x.httpPort}/v1/cluster${i === 0 && indexDb !== undefined ? `  (${indexes.length} sharing ${indexDb})` : ""}`,

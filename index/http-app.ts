@@ -17,7 +17,9 @@ import {
 } from "../common/metrics.js";
 import { fail } from "../protocol/http-kv.js";
 import { ROLES, STATES } from "../protocol/node-map.js";
+import { mountDashboard } from "./dashboard/routes.js";
 import type { Change } from "./node-map.js";
+import type { NodeSample } from "./node-stats.js";
 import type { IndexService } from "./service.js";
 
 const LONG_POLL_MS = 30_000;
@@ -57,6 +59,40 @@ export function createIndexHttpApp(service: IndexService, tokens: readonly strin
     registry,
     () => service.map.version,
     () => service.map.list(),
+  );
+  // What the dashboard draws, from the same samples: one source of truth.
+  const perNode = (name: string, help: string, read: (s: NodeSample) => number | null): void =>
+    gaugeFrom(registry, name, help, ["node"], () =>
+      service.stats.nodes().flatMap((node) => {
+        const s = service.stats.latest(node);
+        const v = s === undefined ? null : read(s);
+        return v === null ? [] : [[{ node }, v] as [{ node: string }, number]];
+      }),
+    );
+  perNode(
+    "flare_node_ops_per_second",
+    "Each node's operations per second (its stats, sampled every second).",
+    (s) => s.opsPerSecond,
+  );
+  perNode("flare_node_hit_ratio", "Each node's get hits / gets over the last second.", (s) => s.hitRatio);
+  perNode("flare_node_items", "Items each node holds.", (s) => s.items);
+  perNode("flare_node_bytes", "Bytes each node's engine holds.", (s) => s.bytes);
+  perNode("flare_node_limit_bytes", "Each node's memory limit (0: none).", (s) => s.limitBytes);
+  perNode("flare_node_connections", "Open client connections of each node.", (s) => s.connections);
+  perNode(
+    "flare_node_replication_lag",
+    "Writes each master has queued for its slaves.",
+    (s) => s.replicationLag,
+  );
+  gaugeFrom(
+    registry,
+    "flare_failover_last_seconds",
+    "How long the last failover took: from the dead master's first failed check to the new map stored.",
+    [],
+    () => {
+      const last = service.timeline.findLast((e) => e.tookMs !== undefined);
+      return last === undefined ? [] : [[{}, (last.tookMs as number) / 1000]];
+    },
   );
   app.use(httpMetrics(registry));
   app.get("/metrics", metricsRoute(registry));
@@ -150,6 +186,8 @@ export function createIndexHttpApp(service: IndexService, tokens: readonly strin
       ? c.json({ ok: true })
       : fail(c, 404, "NOT_FOUND", "unknown node");
   });
+
+  mountDashboard(app, service);
 
   app.notFound((c) => fail(c, 404, "NO_ROUTE", `no route ${c.req.method} ${c.req.path}`));
   return app;

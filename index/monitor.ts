@@ -42,6 +42,8 @@ export class NodeMonitor {
   lastPingSentAt = 0;
   /** The last check found nothing listening on the node's port: its process is gone. */
   gone = false;
+  /** When the first of the checks failing now failed (Unix ms); 0 while checks pass. */
+  failingSince = 0;
 
   constructor(
     readonly host: string,
@@ -81,11 +83,22 @@ export class NodeMonitor {
 
   /** How far the node got in its master's replication stream (`stats` replication_seq), if it says. */
   async replicationSeq(): Promise<number | undefined> {
+    const seq = (await this.stats())?.get("replication_seq");
+    return seq === undefined ? undefined : Number(seq);
+  }
+
+  /** The node's `stats`, or undefined when it does not answer. */
+  async stats(): Promise<Map<string, string> | undefined> {
+    if (!this.events.mayAct()) return undefined;
     try {
       const link = await this.connect();
       const lines = await link.request("stats\r\n", untilEnd, this.options.readTimeoutMs);
-      const line = lines.find((l) => l.startsWith("STAT replication_seq "));
-      return line === undefined ? undefined : Number(line.slice("STAT replication_seq ".length));
+      const stats = new Map<string, string>();
+      for (const line of lines) {
+        const [tag, name, ...value] = line.split(" ");
+        if (tag === "STAT" && name !== undefined) stats.set(name, value.join(" "));
+      }
+      return stats;
     } catch {
       return undefined;
     }
@@ -117,10 +130,12 @@ export class NodeMonitor {
       ) {
         if (this.failures >= threshold || this.events.downInMap()) this.events.up();
         this.failures = 0;
+        this.failingSince = 0;
         wait = this.options.intervalMs;
         continue;
       }
       this.failures++;
+      if (this.failingSince === 0) this.failingSince = Date.now();
       this.log.debug("check failed", { node: this.name, failures: this.failures });
       if (this.failures === threshold) this.events.down();
       wait = this.failures < threshold ? this.options.retryWaitMs : this.options.intervalMs;

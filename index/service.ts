@@ -21,6 +21,26 @@ import type { IndexConfig } from "./config.js";
 import type { MapStore } from "./map-store.js";
 import { NodeMonitor } from "./monitor.js";
 import { type Change, NodeMap } from "./node-map.js";
+import { NodeStats } from "./node-stats.js";
+
+/** A change of the map, as the dashboard's timeline shows it. */
+export interface TimelineEntry {
+  /** Unix ms it was stored. */
+  at: number;
+  mapVersion: number;
+  /** What made it: `monitor down`, `node role`, ... */
+  what: string;
+  events: string[];
+  /** The slave made master, for a failover. */
+  promoted?: string;
+  /** A failover: from the first failed check of the dead master to the new map stored. */
+  tookMs?: number;
+}
+
+/** Timeline entries kept. */
+const TIMELINE = 100;
+/** How often every live node is asked for its stats (the dashboard's charts, /metrics). */
+const SAMPLE_MS = 1000;
 
 export class IndexService {
   readonly map = new NodeMap();
@@ -33,6 +53,12 @@ export class IndexService {
   private committed: NodeMapData | undefined;
   /** Changes run one after another: each starts from the map the one before stored. */
   private queue: Promise<unknown> = Promise.resolve();
+  /** What each live node is doing (sampled while this index leads). */
+  readonly stats = new NodeStats();
+  /** Changes stored by this index, oldest first. */
+  readonly timeline: TimelineEntry[] = [];
+  private readonly listeners = new Set<() => void>();
+  private sampler: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly config: IndexConfig,
@@ -41,8 +67,36 @@ export class IndexService {
     readonly store: MapStore,
   ) {}
 
+  /** Called after each change of the map and each round of stats; returns how to stop. */
+  onUpdate(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private updated(): void {
+    for (const l of [...this.listeners]) l();
+  }
+
+  /** Asks every live node for its stats, at once; nodes that do not answer are left out. */
+  private async sample(): Promise<void> {
+    if (!this.store.leading) return;
+    const live = this.map.list().filter((n) => n.state !== "down" && n.role !== "proxy");
+    const at = Date.now();
+    await Promise.all(
+      live.map(async (n) => {
+        const key = nodeKey(n.host, n.port);
+        const stats = await this.monitors.get(key)?.stats();
+        if (stats !== undefined) this.stats.record(key, stats, at);
+      }),
+    );
+    this.stats.retain(new Set(this.map.list().map((n) => nodeKey(n.host, n.port))));
+    this.updated();
+  }
+
   /** Loads the map and starts leading (the file store) or following and campaigning (etcd). */
   async start(self: string): Promise<void> {
+    this.sampler = setInterval(() => void this.sample(), SAMPLE_MS);
+    this.sampler.unref();
     await this.store.start(self, {
       elected: (data) => {
         this.follow(data);
@@ -85,10 +139,12 @@ export class IndexService {
     this.committed = data;
     this.map.reset(data);
     for (const w of [...this.waiters]) w();
+    this.updated();
   }
 
   stop(): void {
     this.stopped = true;
+    clearInterval(this.sampler);
     for (const m of this.monitors.values()) m.stop();
     this.monitors.clear();
     for (const w of this.waiters) w();
@@ -233,8 +289,11 @@ export class IndexService {
     return run;
   }
 
-  /** Stores the map a change made, then tells everyone; a map the store refused is undone. */
-  private async commit(change: Change, what: string): Promise<Change> {
+  /**
+   * Stores the map a change made, then tells everyone; a map the store refused is undone.
+   * `since`: when the failure it answers was first seen (a failover's detection).
+   */
+  private async commit(change: Change, what: string, since?: number): Promise<Change> {
     if (!change.ok) {
       this.log.warn(`${what} refused`, { reason: change.error });
       return change;
@@ -253,7 +312,18 @@ export class IndexService {
       this.log.info(event.split(" ").slice(0, 2).join(" "), { detail: event, mapVersion: data.version });
     if (change.promoted !== undefined) this.failovers++;
     this.log.info("partition map rebuilt", { mapVersion: data.version });
+    const at = Date.now();
+    this.timeline.push({
+      at,
+      mapVersion: data.version,
+      what,
+      events: change.events,
+      ...(change.promoted !== undefined ? { promoted: change.promoted } : {}),
+      ...(since !== undefined && since > 0 ? { tookMs: at - since } : {}),
+    });
+    if (this.timeline.length > TIMELINE) this.timeline.shift();
     for (const w of [...this.waiters]) w();
+    this.updated();
     void this.broadcast(data.version, data.nodes, change.promoted);
     return change;
   }
@@ -301,6 +371,7 @@ export class IndexService {
    */
   private async failover(host: string, port: number): Promise<void> {
     const dead = this.map.get(host, port);
+    const since = this.monitors.get(nodeKey(host, port))?.failingSince;
     let applied: Map<string, number> | undefined;
     if (dead?.role === "master" && dead.state === "active") {
       const monitor = this.monitors.get(nodeKey(host, port));
@@ -325,7 +396,7 @@ export class IndexService {
       if (applied.size > 0)
         this.log.info("slave progress", { partition: dead.partition, applied: Object.fromEntries(applied) });
     }
-    await this.serially(() => this.commit(this.map.down(host, port, applied), "monitor down"));
+    await this.serially(() => this.commit(this.map.down(host, port, applied), "monitor down", since));
   }
 
   private watch(host: string, port: number): void {

@@ -21,7 +21,14 @@ if (!existsSync("node_modules/.package-lock.json")) {
 const event = process.env.npm_lifecycle_event;
 if (event === "pretest" || event === "prebench") {
   // command -> Debian package
-  const tools = { memccapable: "libmemcached-tools", memcached: "memcached", "redis-server": "redis-server" };
+  const tools = {
+    memccapable: "libmemcached-tools",
+    memcached: "memcached",
+    "redis-server": "redis-server",
+    etcd: "etcd-server",
+    // The dashboard's browser test: Debian's Chromium, driven by playwright-core.
+    chromium: "chromium",
+  };
   // The proxy bench runs twemproxy beside the flare-ts proxy; the tests do not need it.
   if (event === "prebench") tools.nutcracker = "nutcracker";
   const missing = Object.entries(tools).filter(([cmd]) => !has(cmd));

@@ -87,6 +87,9 @@ describe("npm start", () => {
     // HTTP through the proxy.
     expect((await fetch(`${http}/v1/kv/hi`, { method: "PUT", body: "there" })).status).toBe(200);
     expect(await (await fetch(`${http}/v1/kv/hi`)).text()).toBe("there");
+    // The dashboard URL it prints serves the page.
+    const dashboard = /dashboard\s+(http:\S+)/.exec(out)?.[1] as string;
+    expect(await (await fetch(dashboard)).text()).toContain("<title>flare-ts cluster</title>");
 
     // The admin CLI of the clone lists the four processes with their roles: the seed's layout.
     const table = execFileSync(
