@@ -16,6 +16,7 @@ import {
   startRedis,
 } from "../harness/servers.js";
 import { addPartitionBench } from "./add-partition.js";
+import { dashboardBench } from "./dashboard.js";
 import { failoverBench } from "./failover.js";
 import { preload, runLoad } from "./load.js";
 import { memoryBench } from "./memory.js";
@@ -132,6 +133,10 @@ export async function runBench(): Promise<void> {
   }
   if (process.argv.includes("add-partition")) {
     await addPartitionBench(arg("items", 1_000_000), arg("duration", 3));
+    return;
+  }
+  if (process.argv.includes("dashboard")) {
+    await dashboardBench(arg("duration", 6));
     return;
   }
   if (process.argv.includes("one-in-flight")) {

@@ -53,7 +53,11 @@ export function joinArgs(indexPort: number, extra: string[] = []): string[] {
 }
 
 /** index (monitor-interval 1, threshold 3) + master + `slaves` rebuilt and active (balance 2 each). */
-export async function startCluster(slaves: number, nodeArgs: string[] = []): Promise<Cluster> {
+export async function startCluster(
+  slaves: number,
+  nodeArgs: string[] = [],
+  indexArgs: string[] = [],
+): Promise<Cluster> {
   const dir = mkdtempSync(join(tmpdir(), "flare-bench-cluster-"));
   const index = await startRole("index", [
     "--data-dir",
@@ -62,6 +66,7 @@ export async function startCluster(slaves: number, nodeArgs: string[] = []): Pro
     "1",
     "--monitor-threshold",
     "3",
+    ...indexArgs,
   ]);
   const join_ = joinArgs(index.port, nodeArgs);
   const master = await startRole("node", join_);
