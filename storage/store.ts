@@ -198,26 +198,38 @@ export class Store {
     access: boolean,
     decide: (item: Item | undefined, now: number, tx: StoreTx) => R,
   ): MaybePromise<R> {
-    return this.run(key, (item, now) => decide(item, now, this.txFor(key, now)), access);
+    return this.run(
+      key,
+      (item, now) => {
+        const tx = this.tx;
+        tx.key = key;
+        tx.now = now;
+        return decide(item, now, tx);
+      },
+      access,
+    );
   }
 
-  private txFor(key: string, now: number): StoreTx {
-    return {
-      version: (item, explicit) => {
-        const had = item?.version ?? this.tombstones.lastVersion(key);
-        if (explicit === undefined) return nextVersion(key, had);
-        return explicit > (item?.version ?? this.tombstones.get(key)?.version ?? 0n) ? explicit : undefined;
-      },
-      put: (item, expiryOnly = false) => {
-        this.write(key, item, expiryOnly);
-        if (!expiryOnly) this.counters.total_items++;
-      },
-      remove: (version) => this.remove(key, version, 0),
-      held: () => {
-        const t = this.tombstones.get(key);
-        return t !== undefined && t.holdUntil > now;
-      },
-    };
+  /** The one transaction object: commands run one at a time per key, and each decides at once. */
+  private readonly tx = new Transaction(this);
+
+  /** For Transaction: what the key had, and its writes. */
+  lastVersionOf(key: string, exact: boolean): bigint {
+    return exact ? (this.tombstones.get(key)?.version ?? 0n) : this.tombstones.lastVersion(key);
+  }
+
+  heldAt(key: string, now: number): boolean {
+    const t = this.tombstones.get(key);
+    return t !== undefined && t.holdUntil > now;
+  }
+
+  putFor(key: string, item: Item, expiryOnly: boolean): void {
+    this.write(key, item, expiryOnly);
+    if (!expiryOnly) this.counters.total_items++;
+  }
+
+  removeFor(key: string, version: bigint): void {
+    this.remove(key, version, 0);
   }
 
   /** Whether the engine answers within `timeoutMs`: a frozen or unreachable backend counts as down. */
@@ -461,6 +473,32 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   out.set(a, 0);
   out.set(b, a.length);
   return out;
+}
+
+/** StoreTx over a Store, for the key a transaction runs on. */
+class Transaction implements StoreTx {
+  key = "";
+  now = 0;
+
+  constructor(private readonly store: Store) {}
+
+  version(item: Item | undefined, explicit?: bigint): bigint | undefined {
+    if (explicit === undefined)
+      return nextVersion(this.key, item?.version ?? this.store.lastVersionOf(this.key, false));
+    return explicit > (item?.version ?? this.store.lastVersionOf(this.key, true)) ? explicit : undefined;
+  }
+
+  put(item: Item, expiryOnly = false): void {
+    this.store.putFor(this.key, item, expiryOnly);
+  }
+
+  remove(version: bigint): void {
+    this.store.removeFor(this.key, version);
+  }
+
+  held(): boolean {
+    return this.store.heldAt(this.key, this.now);
+  }
 }
 
 /**

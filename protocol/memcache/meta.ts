@@ -103,6 +103,10 @@ export interface MetaFlags {
   initial: bigint;
 }
 
+/** Which flags a line named: `seen[c] === readings` for the line being read (no clearing between lines). */
+const seen = new Uint32Array(127);
+let readings = 0;
+
 /**
  * memcached's `_meta_flag_preparse`: a repeated or unknown flag stops at once; a bad number is
  * noted and the flags after it still read (a later message wins).
@@ -131,12 +135,11 @@ function readFlags(
   };
   let error: string | undefined;
   let key = wireKey;
-  const seen = new Set<number>();
+  const stamp = ++readings;
   for (const t of f.tokens) {
     const o = t.charCodeAt(0);
-    if (o >= 127 || seen.has(o)) return "CLIENT_ERROR duplicate flag";
-    seen.add(o);
-    const arg = t.slice(1);
+    if (o >= 127 || seen[o] === stamp) return "CLIENT_ERROR duplicate flag";
+    seen[o] = stamp;
     switch (t[0]) {
       case "b": {
         f.binary = true;
@@ -148,7 +151,7 @@ function readFlags(
       case "N":
       case "T":
       case "R": {
-        const n = strtol32(arg);
+        const n = strtol32(t.slice(1));
         if (n === null) error = "CLIENT_ERROR bad token in command line format";
         else if (o === 78) f.vivify = n;
         else if (o === 84) f.ttl = n;
@@ -179,7 +182,7 @@ function readFlags(
       case "l":
         break;
       case "F": {
-        const n = strtoul32(arg);
+        const n = strtoul32(t.slice(1));
         // memcached notes the error but keeps its default message.
         if (n === null) error ??= BAD_FORMAT;
         else f.clientFlags = n;
@@ -187,7 +190,7 @@ function readFlags(
       }
       case "C":
       case "E": {
-        const n = strtoull(arg);
+        const n = strtoull(t.slice(1));
         if (n === null) error = "CLIENT_ERROR bad token in command line format";
         else if (o === 67) f.compare = n;
         else f.explicit = n;
@@ -195,16 +198,16 @@ function readFlags(
       }
       case "M":
         if (t.length !== 2) error = "CLIENT_ERROR incorrect length for M token";
-        else f.mode = arg;
+        else f.mode = t[1];
         break;
       case "J": {
-        const n = strtoull(arg);
+        const n = strtoull(t.slice(1));
         if (n === null) error = "CLIENT_ERROR invalid numeric initial value";
         else f.initial = n;
         break;
       }
       case "D": {
-        const n = strtoull(arg);
+        const n = strtoull(t.slice(1));
         if (n === null) error = "CLIENT_ERROR invalid numeric delta value";
         else f.delta = n;
         break;

@@ -331,6 +331,15 @@ export class RequestParser {
     }
     const cmd = tokens[0];
     switch (cmd) {
+      case "mg":
+      case "ms":
+      case "md":
+      case "ma":
+      case "me":
+        return this.meta(cmd, tokens);
+      // memcached answers mn with no look at what follows it.
+      case "mn":
+        return { op: "reply", line: "MN" };
       case "get":
       case "gets":
         return this.retrieval(cmd, tokens, 1, 0);
@@ -371,15 +380,6 @@ export class RequestParser {
         if (delay === null) return refuse(BAD_EXPTIME, noreply);
         return { op: "flush_all", delay, noreply };
       }
-      case "mg":
-      case "ms":
-      case "md":
-      case "ma":
-      case "me":
-        return this.meta(cmd, tokens);
-      // memcached answers mn with no look at what follows it.
-      case "mn":
-        return { op: "reply", line: "MN" };
       case "stats":
         return { op: "stats", args: tokens.slice(1) };
       case "cluster": {
