@@ -395,11 +395,22 @@ export class Store {
     return item;
   }
 
-  /** The floor rises before anything is cleared, so a write right after cannot reuse a version. */
+  /**
+   * The floor rises before anything is cleared, so a write right after cannot reuse a version. On
+   * an asynchronous engine the flush waits for the commands before it, and those after wait for it.
+   */
   private flushNow(): MaybePromise<void> {
-    this.tombstones.raiseFloor(this.maxVersion);
-    this.tombstones.clear();
-    return this.engine.clear();
+    const engine = this.engine;
+    if (engine.sync) {
+      this.tombstones.raiseFloor(this.maxVersion);
+      this.tombstones.clear();
+      return engine.clear();
+    }
+    return this.locks.all(async () => {
+      this.tombstones.raiseFloor(this.maxVersion);
+      this.tombstones.clear();
+      await engine.clear();
+    });
   }
 
   private retouch(key: string, item: Item, exptime: number, now: number): Item {

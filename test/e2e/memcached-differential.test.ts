@@ -4,12 +4,16 @@
  * a node with no partition: everything elsewhere): the replies must be the same, byte for byte.
  * Streams from bugs real clients found.
  */
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type BenchServer, startMemcached } from "../../harness/servers.js";
 import { admin, joinArgs, type SeedLayout, seedLayout } from "../helpers/cluster.js";
 import { type NodeProcess, startNodeProcess, stopAll } from "../helpers/processes.js";
 import { RawClient } from "../helpers/raw-client.js";
+import { RedisServer } from "../helpers/redis.js";
 import { requireCommand } from "../helpers/tools.js";
 
 afterAll(stopAll);
@@ -316,8 +320,26 @@ describe("differential: memcached 1.6, a node, the proxy", () => {
   let cluster: SeedLayout;
   /** The cluster's nodes that answer by passing requests on: its slave, and a node with no partition. */
   let passing: number[];
+  /** Nodes on the leveldb and redis engines. */
+  let engines: [string, number][];
+  let redis: RedisServer;
   beforeAll(async () => {
     requireCommand("memcached", "memcached");
+    requireCommand("redis-server", "redis-server");
+    redis = await RedisServer.start();
+    const [leveldb, onRedis] = await Promise.all([
+      startNodeProcess([
+        "--storage-type",
+        "leveldb",
+        "--data-dir",
+        mkdtempSync(join(tmpdir(), "flare-meta-")),
+      ]),
+      startNodeProcess(["--storage-type", "redis", "--redis-url", redis.url]),
+    ]);
+    engines = [
+      ["leveldb", leveldb.port],
+      ["redis", onRedis.port],
+    ];
     [memcached, node, cluster] = await Promise.all([
       startMemcached(),
       startNodeProcess(),
@@ -330,6 +352,8 @@ describe("differential: memcached 1.6, a node, the proxy", () => {
   }, 60_000);
   afterAll(async () => {
     await Promise.all([memcached?.stop(), cluster?.stop()]);
+    await stopAll();
+    await redis?.stop();
   });
 
   it.each(ordered)("the proxy keeps a connection's order: %s (50 times)", async (_what, text) => {
@@ -392,6 +416,10 @@ describe("differential: memcached 1.6, a node, the proxy", () => {
     const want = byKind(await exchange(memcached.port, stream));
     for (const port of [node.port, cluster.proxy.port, ...passing])
       expect(byKind(await exchange(port, stream)), `port ${port}`).toBe(want);
+    // The same semantics over the engines that store records (they do not track reads: h and l).
+    const unread = (reply: string): string => byKind(reply).replace(/ h[01]/g, " h#");
+    for (const [engine, port] of engines)
+      expect(unread(await exchange(port, stream)), engine).toBe(unread(want));
   });
 
   it("meta: a cas a reply gave is taken back by ms, md and ma (C), an older one with I stores it stale", async () => {

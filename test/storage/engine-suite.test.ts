@@ -201,6 +201,22 @@ describe.each(kinds)("%s engine", (kind) => {
     expect((await s.get("n"))?.version).toBe(201n);
   });
 
+  test("flush_all in a pipeline: what came before it is gone, what comes after it sees it done", async () => {
+    const s = await open();
+    await s.store("set", "a", v("1"), 0, 0, 0n);
+    const before = s.store("set", "b", v("2"), 0, 0, 0n);
+    const flushed = s.flush(0);
+    const read = s.get("a");
+    const written = s.store("set", "c", v("3"), 0, 0, 0n);
+    const deleted = s.delete("b", 0, 0n);
+    await Promise.all([before, flushed]);
+    expect(await read).toBeUndefined();
+    expect(await written).toBe("STORED");
+    expect(await deleted).toBe("NOT_FOUND");
+    expect(text(await s.get("c"))).toBe("3");
+    expect(await s.get("b")).toBeUndefined();
+  });
+
   test("flush_all with a delay clears later", async () => {
     const s = await open();
     await s.store("set", "k", v("a"), 0, 0, 0n);
