@@ -279,6 +279,16 @@
     }
   });
 
+  // Charts follow the window's width.
+  let resizing;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizing);
+    resizing = setTimeout(() => {
+      for (const el of document.querySelectorAll("[data-chart]"))
+        charts.get(el.dataset.chart)?.setSize({ width: Math.max(200, el.clientWidth), height: 90 });
+    }, 100);
+  });
+
   const live = $("live");
   const events = new EventSource("/v1/dashboard/events");
   events.addEventListener("state", (ev) => render(JSON.parse(ev.data)));

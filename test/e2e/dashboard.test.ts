@@ -92,7 +92,14 @@ describe("dashboard: the cluster in a browser", () => {
     console.log(`dashboard: the failover showed ${shownMs} ms after kill -9`);
     await settle(15_000);
     await page.screenshot({ path: join(shots, "dashboard-after.png"), fullPage: true });
-    for (const f of ["dashboard-before.png", "dashboard-after.png"])
+    // A phone's width, in the dark.
+    await page.emulateMedia({ colorScheme: "dark" });
+    await page.setViewportSize({ width: 400, height: 860 });
+    await page.waitForTimeout(300);
+    await page.screenshot({ path: join(shots, "dashboard-narrow-dark.png") });
+    await page.emulateMedia({ colorScheme: "light" });
+    await page.setViewportSize({ width: 1000, height: 900 });
+    for (const f of ["dashboard-before.png", "dashboard-after.png", "dashboard-narrow-dark.png"])
       expect(statSync(join(shots, f)).size).toBeGreaterThan(10_000);
   }, 90_000);
 
