@@ -5,8 +5,9 @@
  * every change of the map and every round of node stats). Admin actions go through the index's
  * own change API (`/v1/nodes/...`), with its credentials and its refusals.
  */
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Context, Hono } from "hono";
 import { streamSSE } from "hono/streaming";
@@ -22,10 +23,18 @@ interface Asset {
   type: string;
 }
 
+/**
+ * Where app.js and app.css are: beside this module when it runs from the sources (tests), in the
+ * package's index/dashboard when it runs compiled from dist/.
+ */
+function assetDir(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  return existsSync(join(here, "app.js")) ? here : join(here, "..", "..", "..", "index", "dashboard");
+}
+
 /** The page's files, read once from the package. */
 function assets(): Record<string, Asset> {
-  const here = (file: string): string =>
-    readFileSync(fileURLToPath(new URL(`../../../index/dashboard/${file}`, import.meta.url)), "utf8");
+  const here = (file: string): string => readFileSync(join(assetDir(), file), "utf8");
   const require = createRequire(import.meta.url);
   const uplot = (file: string): string => readFileSync(require.resolve(`uplot/dist/${file}`), "utf8");
   return {
