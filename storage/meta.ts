@@ -160,10 +160,8 @@ export class MetaCommands {
             line += ` h${item.fetched ? 1 : 0}`;
             break;
           case "O":
-            line += ` ${t}`;
-            break;
           case "k":
-            line += ` k${replyKey(req.key, f.binary)}`;
+            line += echoed(req, t);
             break;
         }
       }
@@ -263,11 +261,7 @@ export class MetaCommands {
       }
       if (code === "HD" && f.quiet) return { line: "" };
       let line = code;
-      for (const t of f.tokens) {
-        if (t[0] === "O") line += ` ${t}`;
-        else if (t[0] === "k") line += ` k${replyKey(req.key, f.binary)}`;
-        else if (t[0] === "c") line += ` c${stored?.version ?? 0}`;
-      }
+      for (const t of f.tokens) line += t[0] === "c" ? ` c${stored?.version ?? 0}` : echoed(req, t);
       return { line };
     });
   }
@@ -348,10 +342,8 @@ export class MetaCommands {
             if (created) stored.expiresAt = expiresAt(f.vivify as number, now);
             break;
           case "O":
-            line += ` ${t}`;
-            break;
           case "k":
-            line += ` k${replyKey(req.key, f.binary)}`;
+            line += echoed(req, t);
             break;
         }
       }
@@ -382,13 +374,17 @@ function ttl(expires: number, now: number): number {
   return expires === 0 ? -1 : Math.max(0, Math.ceil((expires - now) / 1000));
 }
 
+/** What an O (opaque) or k (key) flag puts in a reply; nothing for another flag. */
+function echoed(req: MetaRequest, t: string): string {
+  if (t[0] === "O") return ` ${t}`;
+  if (t[0] === "k") return ` k${replyKey(req.key, req.flags.binary)}`;
+  return "";
+}
+
 /** The O and k flags a reply without an item echoes, in the order sent. */
 function echo(req: MetaRequest): string {
   let out = "";
-  for (const t of req.flags.tokens) {
-    if (t[0] === "O") out += ` ${t}`;
-    else if (t[0] === "k") out += ` k${replyKey(req.key, req.flags.binary)}`;
-  }
+  for (const t of req.flags.tokens) out += echoed(req, t);
   return out;
 }
 

@@ -20,13 +20,10 @@ export function encodeRequest(req: Request): Buffer {
     case "cas": {
       const version = req.op === "cas" || req.version !== 0n ? ` ${req.version}` : "";
       const sync = req.sync === undefined ? "" : ` ${req.sync}`;
-      const head = `${req.op} ${req.key} ${req.flags} ${req.exptime} ${req.value.length}${version}${sync}\r\n`;
-      const out = Buffer.allocUnsafe(head.length + req.value.length + 2);
-      out.latin1Write(head, 0);
-      out.set(req.value, head.length);
-      out[out.length - 2] = 13;
-      out[out.length - 1] = 10;
-      return out;
+      return withBlock(
+        `${req.op} ${req.key} ${req.flags} ${req.exptime} ${req.value.length}${version}${sync}\r\n`,
+        req.value,
+      );
     }
     case "incr":
     case "decr":
@@ -55,15 +52,19 @@ export function encodeRequest(req: Request): Buffer {
       const flags =
         req.op === "me" ? (req.flags.binary ? " b" : "") : req.flags.tokens.map((t) => ` ${t}`).join("");
       const head = `${req.op} ${req.wireKey}${length}${flags}\r\n`;
-      if (req.op !== "ms") return Buffer.from(head, "latin1");
-      const out = Buffer.allocUnsafe(head.length + req.value.length + 2);
-      out.latin1Write(head, 0);
-      out.set(req.value, head.length);
-      out[out.length - 2] = 13;
-      out[out.length - 1] = 10;
-      return out;
+      return req.op === "ms" ? withBlock(head, req.value) : Buffer.from(head, "latin1");
     }
     default:
       throw new Error(`${req.op} is not forwarded`);
   }
+}
+
+/** A request line and its data block, in one buffer. */
+function withBlock(head: string, value: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(head.length + value.length + 2);
+  out.latin1Write(head, 0);
+  out.set(value, head.length);
+  out[out.length - 2] = 13;
+  out[out.length - 1] = 10;
+  return out;
 }
