@@ -215,7 +215,9 @@ export class ProxyCommands implements CommandHandler {
       case "me":
         if (req.op === "mg") c.get++;
         else if (req.op === "ms") c.set++;
-        return this.reply(req.op, this.meta(req), out);
+        // Quiet requests may have no reply: each goes alone, closed by an mn.
+        if (req.flags.quiet) return this.reply(req.op, this.quietMeta(req), out);
+        return this.writeRun(run, req.op, req.key, encodeRequest(req), out, false, packet, "meta");
       case "quit":
         return false;
       case "reply":
@@ -225,14 +227,12 @@ export class ProxyCommands implements CommandHandler {
   }
 
   /**
-   * A meta request goes to the key's master, which alone keeps stale marks and win tokens. In
-   * quiet mode a reply may not come at all, so an `mn` follows the request and its `MN` closes
-   * the reply (and is not passed on): the client's own `mn` is answered here, in its turn.
+   * Meta requests go to the key's master, which alone keeps stale marks and win tokens, in runs as
+   * writes do. In quiet mode a reply may not come at all, so an `mn` follows the request and its
+   * `MN` closes the reply (and is not passed on): the client's own `mn` is answered here, in turn.
    */
-  private async meta(req: MetaRequest): Promise<Buffer> {
-    const bytes = encodeRequest(req);
-    if (!req.flags.quiet) return this.write(req.key, bytes, "meta");
-    const reply = await this.write(req.key, Buffer.concat([bytes, MN]), "quiet");
+  private async quietMeta(req: MetaRequest): Promise<Buffer> {
+    const reply = await this.write(req.key, Buffer.concat([encodeRequest(req), MN]), "quiet");
     return reply.subarray(0, reply.length - MN_REPLY.length);
   }
 
@@ -307,6 +307,7 @@ export class ProxyCommands implements CommandHandler {
     out: ReplyBuffer,
     noreply: boolean,
     packet: number,
+    shape: "line" | "meta" = "line",
   ): Execution | Later | typeof FOLLOWS {
     const partition = this.router.partitionOf(key);
     if (
@@ -321,7 +322,7 @@ export class ProxyCommands implements CommandHandler {
       return FOLLOWS;
     }
     const master = this.router.writerIn(partition);
-    if (master === undefined) return this.reply(op, this.write(key, bytes, "line"), out, noreply);
+    if (master === undefined) return this.reply(op, this.write(key, bytes, shape), out, noreply);
     const seen = this.member.version;
     const later = new Later();
     const run: Run = {
@@ -335,7 +336,7 @@ export class ProxyCommands implements CommandHandler {
       sent: undefined,
       later,
     };
-    run.sent = this.transport.send(master, bytes, "line", (reply, start, end, serverErrors) => {
+    run.sent = this.transport.send(master, bytes, shape, (reply, start, end, serverErrors) => {
       const n = run.keys.length;
       if (!(reply instanceof TransportError) && serverErrors === 0) {
         if (!noreply) out.range(reply, start, end);
@@ -343,7 +344,7 @@ export class ProxyCommands implements CommandHandler {
         return;
       }
       if (reply instanceof TransportError) this.hooks.unreachable(master, reply);
-      const lines = reply instanceof TransportError ? undefined : splitLines(reply, start, end);
+      const lines = reply instanceof TransportError ? undefined : splitReplies(reply, start, end, shape);
       // The wait for a new master is bounded from the moment the writes found their master gone.
       const deadline = Date.now() + this.options.writeWaitMs;
       let previous: Promise<unknown> = Promise.resolve();
@@ -352,7 +353,7 @@ export class ProxyCommands implements CommandHandler {
         if (line !== undefined && !isNotMaster(line)) return Promise.resolve(line);
         this.events.writeRetries++;
         // One after another: a later write of a key must not land before an earlier one.
-        const retried = previous.then(() => this.writeNow(k, run.bytes[i] as Buffer, "line", deadline, seen));
+        const retried = previous.then(() => this.writeNow(k, run.bytes[i] as Buffer, shape, deadline, seen));
         previous = retried.catch(() => undefined);
         return retried;
       });
@@ -582,14 +583,20 @@ const joins = (run: Run, packet: number, op: string, partition: number, write: b
   run.write === write &&
   run.keys.length < MAX_RUN;
 
-/** The lines of a reply of several one-line replies, as views. */
-function splitLines(reply: Buffer, start: number, end: number): Buffer[] {
-  const lines: Buffer[] = [];
+/** The replies of a run, as views: one line each, or (meta) a line and a VA's data block. */
+function splitReplies(reply: Buffer, start: number, end: number, shape: "line" | "meta"): Buffer[] {
+  const replies: Buffer[] = [];
   for (let at = start; at < end; ) {
     const nl = reply.indexOf(10, at);
-    const next = nl < 0 || nl >= end ? end : nl + 1;
-    lines.push(reply.subarray(at, next));
+    let next = nl < 0 || nl >= end ? end : nl + 1;
+    if (shape === "meta" && reply[at] === 86 && reply[at + 1] === 65 && reply[at + 2] === 32) {
+      let n = 0;
+      for (let i = at + 3, c = reply[i] as number; c >= 48 && c <= 57; c = reply[++i] as number)
+        n = n * 10 + c - 48;
+      next = Math.min(end, next + n + 2);
+    }
+    replies.push(reply.subarray(at, next));
     at = next;
   }
-  return lines;
+  return replies;
 }

@@ -4,7 +4,7 @@
  * the others hear that someone did (Z). On a node, through the proxy and through a slave that
  * passes meta requests on to its master, while a set/get load runs through the proxy.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { admin, type SeedLayout, seedLayout } from "../helpers/cluster.js";
 import { Load } from "../helpers/load.js";
 import { type NodeProcess, startNodeProcess, stopAll } from "../helpers/processes.js";
@@ -110,4 +110,34 @@ describe("meta protocol: one win token among many concurrent clients", () => {
       `VALUE e-${cluster.proxy.port} 0 1 6000\r\na\r\nEND\r\n`,
     );
   });
+});
+
+describe("meta writes through a failover", () => {
+  it("every ms the proxy acknowledged, before, during and after kill -9 of the master, is there after it", async () => {
+    const cluster = await seedLayout("meta-failover-secret", ["--replication-type", "sync"]);
+    onTestFinished(() => cluster.stop());
+    const c = await RawClient.open(cluster.proxy.port);
+    onTestFinished(() => c.close());
+    const acked: number[] = [];
+    const failed: string[] = [];
+    const wrong: string[] = [];
+    for (let i = 0; i < 3000; i++) {
+      if (i === 1000) cluster.master.proc.kill("SIGKILL");
+      const value = `v${i}`;
+      const reply = await c.ask(`ms mk${i} ${value.length} O${i} c\r\n${value}\r\n`);
+      if (/^HD O\d+ c\d+\r\n$/.test(reply) && reply.startsWith(`HD O${i} `)) acked.push(i);
+      else failed.push(`${i}: ${reply.trim()}`);
+      if (i % 7 === 0 && acked.length > 0) {
+        const k = acked[Math.floor(Math.random() * acked.length)] as number;
+        const got = await c.ask(`mg mk${k} v O${k}\r\nmn\r\n`, "MN\r\n");
+        if (got !== `VA ${`v${k}`.length} O${k}\r\nv${k}\r\nMN\r\n`) wrong.push(`${k}: ${got.trim()}`);
+      }
+    }
+    expect(failed).toEqual([]);
+    expect(wrong).toEqual([]);
+    const batch = acked.map((k) => `mg mk${k} v k q\r\n`).join("");
+    const all = await c.ask(`${batch}mn\r\n`, "MN\r\n");
+    expect(all.match(/^VA /gm)?.length).toBe(acked.length);
+    for (const k of acked) expect(all).toContain(`VA ${`v${k}`.length} kmk${k}\r\nv${k}\r\n`);
+  }, 60_000);
 });
