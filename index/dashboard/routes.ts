@@ -67,6 +67,15 @@ export function dashboardState(service: IndexService, withHistory: boolean): obj
 export function mountDashboard(app: Hono, service: IndexService): void {
   const files = assets();
   const page = dashboardPage();
+  // One JSON text per update, whatever the number of pages open.
+  let generation = 0;
+  let cached = { generation: -1, json: "" };
+  service.onUpdate(() => generation++);
+  const stateJson = (): string => {
+    if (cached.generation !== generation)
+      cached = { generation, json: JSON.stringify(dashboardState(service, false)) };
+    return cached.json;
+  };
   app.get("/", (c) => c.html(page));
   app.get("/dashboard/:file", (c) => {
     const asset = files[c.req.param("file")];
@@ -92,7 +101,8 @@ export function mountDashboard(app: Hono, service: IndexService): void {
         wake = undefined;
         if (stream.aborted) break;
         pending = false;
-        await stream.writeSSE({ event: "state", data: JSON.stringify(dashboardState(service, first)) });
+        const data = first ? JSON.stringify(dashboardState(service, true)) : stateJson();
+        await stream.writeSSE({ event: "state", data });
         first = false;
       }
       stop();

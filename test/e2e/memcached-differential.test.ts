@@ -456,10 +456,11 @@ describe("differential: memcached 1.6, a node, the proxy", () => {
     expect(want).toContain("X W");
   });
 
-  it("TTL changes (touch, gat, gats) reach the slave", async () => {
+  it("TTL changes (touch, gat, gats, mg T) reach the slave", async () => {
     const proxy = cluster.proxy.port;
-    for (const k of ["t1", "t2", "t3", "t4"])
+    for (const k of ["t1", "t2", "t3", "t4", "t5"])
       expect(await admin(proxy, `set ${k} 0 2 1\r\nx`)).toBe("STORED\r\n");
+    expect(await admin(proxy, "mg t5 T100")).toBe("HD\r\n");
     expect(await admin(proxy, "touch t1 100")).toBe("TOUCHED\r\n");
     expect(await admin(proxy, "gat 100 t2", "END\r\n")).toBe("VALUE t2 0 1\r\nx\r\nEND\r\n");
     expect(await admin(proxy, "gats 100 t3", "END\r\n")).toMatch(/^VALUE t3 0 1 \d+\r\nx\r\nEND\r\n$/);
@@ -468,8 +469,8 @@ describe("differential: memcached 1.6, a node, the proxy", () => {
     expect(await admin(cluster.slave.port, "get t4", "END\r\n")).toBe("END\r\n");
     await new Promise((r) => setTimeout(r, 3000));
     for (const port of [cluster.master.port, cluster.slave.port])
-      expect(await admin(port, "get t1 t2 t3 t4", "END\r\n")).toBe(
-        "VALUE t1 0 1\r\nx\r\nVALUE t2 0 1\r\nx\r\nVALUE t3 0 1\r\nx\r\nEND\r\n",
+      expect(await admin(port, "get t1 t2 t3 t4 t5", "END\r\n")).toBe(
+        "VALUE t1 0 1\r\nx\r\nVALUE t2 0 1\r\nx\r\nVALUE t3 0 1\r\nx\r\nVALUE t5 0 1\r\nx\r\nEND\r\n",
       );
   });
 
