@@ -15,6 +15,8 @@ export interface Item {
   /**
    * Read access, from engines that track it (memory), as it was before the read that returned the
    * item: whether a client read it since it was stored, and how many seconds ago it was last used.
+   * On a put, `fetched` says whether the item stays read (a touch, an in-place incr); absent: a new
+   * item, not read yet.
    */
   fetched?: boolean;
   idleSeconds?: number;

@@ -25,6 +25,7 @@ export interface MetaAnswer {
 /** What a client may not give as an explicit cas (E): the top half stays for versions to grow in. */
 const CLIENT_VERSION_LIMIT = 1n << 63n;
 const EMPTY = Buffer.alloc(0);
+const NON_NUMERIC = "CLIENT_ERROR cannot increment or decrement non-numeric value";
 
 interface Mark {
   version: bigint;
@@ -132,12 +133,13 @@ export class MetaCommands {
             }
             break;
           case "R":
-            // Wins when what is left of the item's life is below the token.
+            // Wins when what is left of the item's life is below the token, counted in whole
+            // seconds as memcached counts both.
             if (
               !mark?.tokenSent &&
               !created &&
               expires !== 0 &&
-              expires < expiresAt(f.recache as number, now)
+              Math.ceil(expires / 1000) < Math.ceil(expiresAt(f.recache as number, now) / 1000)
             )
               won = true;
             break;
@@ -173,8 +175,12 @@ export class MetaCommands {
       }
       if (won) line += " W";
       if (created || expires !== item.expiresAt) {
-        const stored = { value: item.value, flags: item.flags, version: item.version, expiresAt: expires };
-        tx.put(stored, !created);
+        // Read by this request unless u said not to (memcached bumps the item after the command).
+        const fetched = f.noBump ? item.fetched === true : true;
+        tx.put(
+          { value: item.value, flags: item.flags, version: item.version, expiresAt: expires, fetched },
+          !created,
+        );
       }
       if (won)
         this.marks.set(req.key, { version: item.version, stale: mark?.stale ?? false, tokenSent: true });
@@ -283,7 +289,13 @@ export class MetaCommands {
         if (version === undefined) code = "EX";
         else {
           const expires = f.ttl !== undefined ? expiresAt(f.ttl, now) : item.expiresAt;
-          tx.put({ value: item.value, flags: item.flags, version, expiresAt: expires });
+          tx.put({
+            value: item.value,
+            flags: item.flags,
+            version,
+            expiresAt: expires,
+            fetched: item.fetched,
+          });
           this.marks.set(req.key, { version, stale: true, tokenSent: false });
           code = "HD";
         }
@@ -315,16 +327,25 @@ export class MetaCommands {
         stored = { value: Buffer.from(digits, "latin1"), flags: 0, version, expiresAt: 0 };
         created = true;
       } else {
+        // memcached's order: an empty value is no number, then the cas, then the digits.
+        if (item.value.length === 0) return { line: NON_NUMERIC };
         if (f.compare !== undefined && f.compare !== 0n && f.compare !== item.version)
           return { line: `EX${echo(req)}` };
         const counted = applyDelta(item.value, f.delta, decrement);
-        if (counted === null) return { line: "CLIENT_ERROR cannot increment or decrement non-numeric value" };
+        if (counted === null) return { line: NON_NUMERIC };
         const version = tx.version(item, f.explicit);
         if (version === undefined) return { line: `EX${echo(req)}` };
         if (decrement) c.decr_hits++;
         else c.incr_hits++;
         digits = counted.next.toString();
-        stored = { value: counted.value, flags: item.flags, version, expiresAt: item.expiresAt };
+        stored = {
+          value: counted.value,
+          flags: item.flags,
+          version,
+          expiresAt: item.expiresAt,
+          // Rewritten in place (it fits): as read as it was.
+          fetched: counted.value.length === item.value.length && item.fetched === true,
+        };
       }
       let line = f.value ? `VA ${digits.length}` : "HD";
       for (const t of f.tokens) {

@@ -116,10 +116,14 @@ export class Store {
     exptime: number,
     version: bigint,
   ): MaybePromise<StoreResult> {
-    return this.run(key, (item, now) => {
-      const r = this.decideStore(mode, key, item, value, flags, exptime, version, now);
-      return typeof r === "string" ? r : "STORED";
-    });
+    return this.run(
+      key,
+      (item, now) => {
+        const r = this.decideStore(mode, key, item, value, flags, exptime, version, now);
+        return typeof r === "string" ? r : "STORED";
+      },
+      false,
+    );
   }
 
   /** As `store`, but a success returns the stored item (the HTTP API answers with its version). */
@@ -131,8 +135,10 @@ export class Store {
     exptime: number,
     version: bigint,
   ): MaybePromise<Item | Exclude<StoreResult, "STORED">> {
-    return this.run(key, (item, now) =>
-      this.decideStore(mode, key, item, value, flags, exptime, version, now),
+    return this.run(
+      key,
+      (item, now) => this.decideStore(mode, key, item, value, flags, exptime, version, now),
+      false,
     );
   }
 
@@ -142,25 +148,31 @@ export class Store {
    */
   arithmetic(key: string, delta: bigint, decrement: boolean): MaybePromise<ArithmeticResult> {
     const c = this.counters;
-    return this.run(key, (item) => {
-      if (item === undefined) {
-        if (decrement) c.decr_misses++;
-        else c.incr_misses++;
-        return "NOT_FOUND";
-      }
-      const counted = applyDelta(item.value, delta, decrement);
-      if (counted === null) return "NON_NUMERIC";
-      if (decrement) c.decr_hits++;
-      else c.incr_hits++;
-      const { next, value } = counted;
-      this.write(key, {
-        value,
-        flags: item.flags,
-        version: nextVersion(key, item.version),
-        expiresAt: item.expiresAt,
-      });
-      return next;
-    });
+    return this.run(
+      key,
+      (item) => {
+        if (item === undefined) {
+          if (decrement) c.decr_misses++;
+          else c.incr_misses++;
+          return "NOT_FOUND";
+        }
+        const counted = applyDelta(item.value, delta, decrement);
+        if (counted === null) return "NON_NUMERIC";
+        if (decrement) c.decr_hits++;
+        else c.incr_hits++;
+        const { next, value } = counted;
+        this.write(key, {
+          value,
+          flags: item.flags,
+          version: nextVersion(key, item.version),
+          expiresAt: item.expiresAt,
+          // memcached rewrites a result that fits in place: the item stays as read as it was.
+          fetched: value.length === item.value.length && item.fetched === true,
+        });
+        return next;
+      },
+      false,
+    );
   }
 
   /**
@@ -170,22 +182,26 @@ export class Store {
   /** `expect`: delete only the item of this version (HTTP If-Match), else EXISTS. */
   delete(key: string, holdSeconds: number, version: bigint, expect?: bigint): MaybePromise<DeleteResult> {
     const c = this.counters;
-    return this.run(key, (item, now) => {
-      const holdUntil = holdSeconds > 0 ? expiresAt(holdSeconds, now) : 0;
-      if (expect !== undefined && item !== undefined && item.version !== expect) return "EXISTS";
-      if (item === undefined || (version !== 0n && version < item.version)) {
-        // A versioned delete of an absent key still records the version: a late older write stays dead.
-        if (item === undefined && version > (this.tombstones.get(key)?.version ?? 0n)) {
-          this.tombstones.set(key, version, holdUntil);
-          this.noteVersion(version);
+    return this.run(
+      key,
+      (item, now) => {
+        const holdUntil = holdSeconds > 0 ? expiresAt(holdSeconds, now) : 0;
+        if (expect !== undefined && item !== undefined && item.version !== expect) return "EXISTS";
+        if (item === undefined || (version !== 0n && version < item.version)) {
+          // A versioned delete of an absent key still records the version: a late older write stays dead.
+          if (item === undefined && version > (this.tombstones.get(key)?.version ?? 0n)) {
+            this.tombstones.set(key, version, holdUntil);
+            this.noteVersion(version);
+          }
+          c.delete_misses++;
+          return "NOT_FOUND";
         }
-        c.delete_misses++;
-        return "NOT_FOUND";
-      }
-      this.remove(key, version > item.version ? version : item.version, holdUntil);
-      c.delete_hits++;
-      return "DELETED";
-    });
+        this.remove(key, version > item.version ? version : item.version, holdUntil);
+        c.delete_hits++;
+        return "DELETED";
+      },
+      false,
+    );
   }
 
   /**
@@ -419,6 +435,8 @@ export class Store {
       flags: item.flags,
       version: item.version,
       expiresAt: expiresAt(exptime, now),
+      // A touch is a client's read of the item.
+      fetched: true,
     };
     this.write(key, touched, true);
     return touched;

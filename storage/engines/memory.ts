@@ -165,8 +165,7 @@ export class MemoryEngine implements SyncEngine {
           key,
           item,
         );
-        // A new item: not fetched yet.
-        this.live[id] = LIVE;
+        this.live[id] = item.fetched === true ? LIVE | FETCHED : LIVE;
         this.touchLru(id);
         return true;
       }
@@ -186,6 +185,7 @@ export class MemoryEngine implements SyncEngine {
       return false;
     }
     this.index(id);
+    if (item.fetched === true) this.live[id] = LIVE | FETCHED;
     this.bumped[id] = this.clock;
     this.linkHead(id);
     return true;
