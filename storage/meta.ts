@@ -35,7 +35,7 @@ interface Mark {
 }
 
 /** The marks of items that have one, oldest first; past `cap` the oldest is forgotten. */
-export class MetaMarks {
+class MetaMarks {
   private readonly marks = new Map<string, Mark>();
 
   constructor(private readonly cap = 100_000) {}
@@ -57,14 +57,10 @@ export class MetaMarks {
       this.marks.delete(oldest);
     }
   }
-
-  get size(): number {
-    return this.marks.size;
-  }
 }
 
 export class MetaCommands {
-  readonly marks = new MetaMarks();
+  private readonly marks = new MetaMarks();
 
   constructor(private readonly store: Store) {}
 

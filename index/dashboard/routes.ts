@@ -46,7 +46,7 @@ function assets(): Record<string, Asset> {
 }
 
 /** What the page shows: the map, what each node is doing, the timeline (newest first). */
-export function dashboardState(service: IndexService, withHistory: boolean): object {
+function dashboardState(service: IndexService, withHistory: boolean): object {
   const latest: Record<string, unknown> = {};
   for (const n of service.map.list()) {
     const key = nodeKey(n.host, n.port);

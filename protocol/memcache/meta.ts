@@ -19,7 +19,7 @@ const BAD_FORMAT = "CLIENT_ERROR bad command line format";
 export type MetaCommand = MetaRequest["op"];
 
 /** A meta line's meaning, or the line that refuses it (`swallow`: bytes of a data block to skip). */
-export type MetaParse = { req: MetaRequest; bytes: number } | { error: string; swallow: number };
+type MetaParse = { req: MetaRequest; bytes: number } | { error: string; swallow: number };
 
 /**
  * Reads `tokens` (the line split on spaces). `validKey` is the node's own key rule; a base64 key
@@ -244,7 +244,7 @@ DECODE[61] = 0;
  * memcached's base64_decode, byte for byte: what it decodes to (latin1), or null where it fails (no
  * symbols, a count not a multiple of four, three pads).
  */
-export function decodeBase64(s: string): string | null {
+function decodeBase64(s: string): string | null {
   let count = 0;
   for (let i = 0; i < s.length; i++) if (DECODE[s.charCodeAt(i) & 0xff] !== 0x80) count++;
   if (count === 0 || count % 4 !== 0) return null;
