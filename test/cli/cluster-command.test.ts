@@ -2,7 +2,7 @@
  * `npm start` (flare cluster) as a new user runs it: from a fresh clone, which installs, builds and
  * starts the seed's layout; Ctrl-C (SIGINT to the process group, as a terminal sends it) stops it all.
  */
-import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import { once } from "node:events";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { createServer } from "node:net";
@@ -36,6 +36,44 @@ function groupMembers(pgid: number): number[] {
     .map(([pid]) => pid as number);
 }
 
+/**
+ * `command` in a process group of its own, as a terminal starts it (so a SIGINT to the group is
+ * Ctrl-C), with what it writes kept; whatever is left of the group is killed when the test ends.
+ */
+function startInGroup(
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): { proc: ChildProcess; group: number; output: { out: string; err: string } } {
+  const proc = spawn(command, args, { ...options, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  const group = proc.pid as number;
+  onTestFinished(() => {
+    for (const pid of groupMembers(group)) process.kill(pid, "SIGKILL");
+  });
+  const output = { out: "", err: "" };
+  proc.stdout?.on("data", (d: Buffer) => {
+    output.out += d.toString();
+  });
+  proc.stderr?.on("data", (d: Buffer) => {
+    output.err += d.toString();
+  });
+  return { proc, group, output };
+}
+
+/** Waits for flare cluster's "up" message; fails with what it wrote when it exits or takes too long. */
+async function untilUp(
+  proc: ChildProcess,
+  output: { out: string; err: string },
+  timeoutMs: number,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!output.out.includes("Ctrl-C stops the cluster.")) {
+    if (Date.now() > deadline || proc.exitCode !== null)
+      throw new Error(`the cluster did not come up:\n${output.out}\n${output.err.slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 describe("npm start", () => {
   it("from a fresh clone: the seed's layout comes up, serves through the proxy, and Ctrl-C leaves no process", async () => {
     const dir = mkdtempSync(join(tmpdir(), "flare-fresh-clone-"));
@@ -44,31 +82,17 @@ describe("npm start", () => {
     execFileSync("git", ["clone", "-q", REPO, clone]);
     expect(existsSync(join(clone, "node_modules"))).toBe(false);
     // Its own process group, as in a terminal, so Ctrl-C reaches npm and everything under it.
-    const npm = spawn("npm", ["start", "--", "--base-port", "0"], {
+    const {
+      proc: npm,
+      group,
+      output,
+    } = startInGroup("npm", ["start", "--", "--base-port", "0"], {
       cwd: clone,
-      detached: true,
-      stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, npm_config_update_notifier: "false" },
     });
-    const group = npm.pid as number;
-    onTestFinished(() => {
-      for (const pid of groupMembers(group)) process.kill(pid, "SIGKILL");
-    });
-    let out = "";
-    let err = "";
-    npm.stdout.on("data", (d: Buffer) => {
-      out += d.toString();
-    });
-    npm.stderr.on("data", (d: Buffer) => {
-      err += d.toString();
-    });
     // npm ci and the TypeScript build run first (prestart).
-    const deadline = Date.now() + 150_000;
-    while (!out.includes("Ctrl-C stops the cluster.")) {
-      if (Date.now() > deadline || npm.exitCode !== null)
-        throw new Error(`npm start did not come up:\n${out}\n${err.slice(-2000)}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await untilUp(npm, output, 150_000);
+    const out = output.out;
     const port = Number(/memcached\s+127\.0\.0\.1:(\d+)/.exec(out)?.[1]);
     const http = /HTTP\s+(http:\S+)\/v1\/kv/.exec(out)?.[1] as string;
     const index = /index\s+(127\.0\.0\.1:\d+)/.exec(out)?.[1] as string;
@@ -158,7 +182,7 @@ describe("npm start", () => {
     process.kill(-group, "SIGINT");
     await exited;
     // npm exits as its script does; the cluster's own exit code and goodbye are what say it stopped well.
-    expect(out).toContain("stopped.");
+    expect(output.out).toContain("stopped.");
     for (const pid of pids) expect(alive(pid), `pid ${pid}`).toBe(false);
     const deadline2 = Date.now() + 5000;
     while (groupMembers(group).length > 0 && Date.now() < deadline2)
@@ -188,24 +212,16 @@ describe("npm start", () => {
 
   it("--etcd on: three indexes share a local etcd; kill -9 of the leading one, another leads and the cluster serves; Ctrl-C stops etcd too", async () => {
     requireCommand("etcd", "etcd-server");
-    const proc = spawn(process.execPath, [BIN, "cluster", "--etcd", "on", "--base-port", "0"], {
-      stdio: ["ignore", "pipe", "pipe"],
-      detached: true,
-    });
-    const group = proc.pid as number;
-    onTestFinished(() => {
-      if (alive(group)) process.kill(-group, "SIGKILL");
-    });
-    let out = "";
-    proc.stdout.on("data", (d: Buffer) => {
-      out += d.toString();
-    });
-    proc.stderr.on("data", (d: Buffer) => {
-      out += d.toString();
-    });
-    const deadline = Date.now() + 60_000;
-    while (!out.includes("Ctrl-C stops the cluster.") && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 100));
+    const { proc, group, output } = startInGroup(process.execPath, [
+      BIN,
+      "cluster",
+      "--etcd",
+      "on",
+      "--base-port",
+      "0",
+    ]);
+    await untilUp(proc, output, 60_000);
+    const out = output.out;
     expect(out).toContain("flare-ts cluster is up");
     const indexes = [...out.matchAll(/ index {6}127\.0\.0\.1:(\d+) /g)].map((m) => Number(m[1]));
     expect(indexes).toHaveLength(3);
@@ -256,7 +272,7 @@ describe("npm start", () => {
     process.kill(-group, "SIGINT");
     const [code] = (await exited) as [number];
     expect(code).toBe(0);
-    expect(out).toContain("stopped.");
+    expect(output.out).toContain("stopped.");
     for (const pid of [...pids, ...etcdPids]) expect(alive(pid), `pid ${pid}`).toBe(false);
   }, 120_000);
 });
