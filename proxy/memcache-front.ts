@@ -26,7 +26,7 @@ import {
   type StatsSource,
   writeStats,
 } from "../protocol/memcache/stats.js";
-import { valueBlocks } from "../protocol/memcache/values.js";
+import { metaReplyEnd, valueBlocks } from "../protocol/memcache/values.js";
 import { type NodeEntry, nodeKey } from "../protocol/node-map.js";
 import { type Access, accessOf, ConnectionOrder } from "./connection-order.js";
 import {
@@ -588,13 +588,8 @@ function splitReplies(reply: Buffer, start: number, end: number, shape: "line" |
   const replies: Buffer[] = [];
   for (let at = start; at < end; ) {
     const nl = reply.indexOf(10, at);
-    let next = nl < 0 || nl >= end ? end : nl + 1;
-    if (shape === "meta" && reply[at] === 86 && reply[at + 1] === 65 && reply[at + 2] === 32) {
-      let n = 0;
-      for (let i = at + 3, c = reply[i] as number; c >= 48 && c <= 57; c = reply[++i] as number)
-        n = n * 10 + c - 48;
-      next = Math.min(end, next + n + 2);
-    }
+    const next =
+      nl < 0 || nl >= end ? end : shape === "meta" ? Math.min(end, metaReplyEnd(reply, at, nl)) : nl + 1;
     replies.push(reply.subarray(at, next));
     at = next;
   }

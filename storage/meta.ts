@@ -192,7 +192,6 @@ export class MetaCommands {
     const cas = f.compare !== undefined && (mode === "S" || mode === "R");
     return this.store.transact(req.key, false, (item, now, tx) => {
       c.cmd_set++;
-      const mark = this.marks.get(req.key, item?.version);
       let stored: Item | undefined;
       let code: string;
       let stale = false;
@@ -254,11 +253,12 @@ export class MetaCommands {
       }
       if (stored !== undefined) {
         tx.put(stored);
+        // A stale store keeps the token the item had sent.
         if (stale)
           this.marks.set(req.key, {
             version: stored.version,
             stale: true,
-            tokenSent: mark?.tokenSent ?? false,
+            tokenSent: this.marks.get(req.key, item?.version)?.tokenSent ?? false,
           });
       }
       if (code === "HD" && f.quiet) return { line: "" };
@@ -327,21 +327,14 @@ export class MetaCommands {
         if (item.value.length === 0) return { line: NON_NUMERIC };
         if (f.compare !== undefined && f.compare !== 0n && f.compare !== item.version)
           return { line: `EX${echo(req)}` };
-        const counted = applyDelta(item.value, f.delta, decrement);
+        const counted = applyDelta(item, f.delta, decrement);
         if (counted === null) return { line: NON_NUMERIC };
         const version = tx.version(item, f.explicit);
         if (version === undefined) return { line: `EX${echo(req)}` };
         if (decrement) c.decr_hits++;
         else c.incr_hits++;
         digits = counted.next.toString();
-        stored = {
-          value: counted.value,
-          flags: item.flags,
-          version,
-          expiresAt: item.expiresAt,
-          // Rewritten in place (it fits): as read as it was.
-          fetched: counted.value.length === item.value.length && item.fetched === true,
-        };
+        stored = { ...counted.item, version };
       }
       let line = f.value ? `VA ${digits.length}` : "HD";
       for (const t of f.tokens) {

@@ -156,20 +156,12 @@ export class Store {
           else c.incr_misses++;
           return "NOT_FOUND";
         }
-        const counted = applyDelta(item.value, delta, decrement);
+        const counted = applyDelta(item, delta, decrement);
         if (counted === null) return "NON_NUMERIC";
         if (decrement) c.decr_hits++;
         else c.incr_hits++;
-        const { next, value } = counted;
-        this.write(key, {
-          value,
-          flags: item.flags,
-          version: nextVersion(key, item.version),
-          expiresAt: item.expiresAt,
-          // memcached rewrites a result that fits in place: the item stays as read as it was.
-          fetched: value.length === item.value.length && item.fetched === true,
-        });
-        return next;
+        this.write(key, { ...counted.item, version: nextVersion(key, item.version) });
+        return counted.next;
       },
       false,
     );
@@ -217,36 +209,34 @@ export class Store {
     return this.run(
       key,
       (item, now) => {
-        const tx = this.tx;
-        tx.key = key;
-        tx.now = now;
-        return decide(item, now, tx);
+        this.txKey = key;
+        this.txNow = now;
+        return decide(item, now, this.tx);
       },
       access,
     );
   }
 
-  /** The one transaction object: commands run one at a time per key, and each decides at once. */
-  private readonly tx = new Transaction(this);
+  /** The key and time of the transaction deciding now (commands decide one at a time, at once). */
+  private txKey = "";
+  private txNow = 0;
 
-  /** For Transaction: what the key had, and its writes. */
-  lastVersionOf(key: string, exact: boolean): bigint {
-    return exact ? (this.tombstones.get(key)?.version ?? 0n) : this.tombstones.lastVersion(key);
-  }
-
-  heldAt(key: string, now: number): boolean {
-    const t = this.tombstones.get(key);
-    return t !== undefined && t.holdUntil > now;
-  }
-
-  putFor(key: string, item: Item, expiryOnly: boolean): void {
-    this.write(key, item, expiryOnly);
-    if (!expiryOnly) this.counters.total_items++;
-  }
-
-  removeFor(key: string, version: bigint): void {
-    this.remove(key, version, 0);
-  }
+  private readonly tx: StoreTx = {
+    version: (item, explicit) => {
+      const key = this.txKey;
+      if (explicit === undefined) return nextVersion(key, item?.version ?? this.tombstones.lastVersion(key));
+      return explicit > (item?.version ?? this.tombstones.get(key)?.version ?? 0n) ? explicit : undefined;
+    },
+    put: (item, expiryOnly = false) => {
+      this.write(this.txKey, item, expiryOnly);
+      if (!expiryOnly) this.counters.total_items++;
+    },
+    remove: (version) => this.remove(this.txKey, version, 0),
+    held: () => {
+      const t = this.tombstones.get(this.txKey);
+      return t !== undefined && t.holdUntil > this.txNow;
+    },
+  };
 
   /** Whether the engine answers within `timeoutMs`: a frozen or unreachable backend counts as down. */
   healthy(timeoutMs: number): MaybePromise<boolean> {
@@ -416,17 +406,12 @@ export class Store {
    * an asynchronous engine the flush waits for the commands before it, and those after wait for it.
    */
   private flushNow(): MaybePromise<void> {
-    const engine = this.engine;
-    if (engine.sync) {
+    const clear = (): MaybePromise<void> => {
       this.tombstones.raiseFloor(this.maxVersion);
       this.tombstones.clear();
-      return engine.clear();
-    }
-    return this.locks.all(async () => {
-      this.tombstones.raiseFloor(this.maxVersion);
-      this.tombstones.clear();
-      await engine.clear();
-    });
+      return this.engine.clear();
+    };
+    return this.engine.sync ? clear() : this.locks.all(async () => clear());
   }
 
   private retouch(key: string, item: Item, exptime: number, now: number): Item {
@@ -504,52 +489,33 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   return out;
 }
 
-/** StoreTx over a Store, for the key a transaction runs on. */
-class Transaction implements StoreTx {
-  key = "";
-  now = 0;
-
-  constructor(private readonly store: Store) {}
-
-  version(item: Item | undefined, explicit?: bigint): bigint | undefined {
-    if (explicit === undefined)
-      return nextVersion(this.key, item?.version ?? this.store.lastVersionOf(this.key, false));
-    return explicit > (item?.version ?? this.store.lastVersionOf(this.key, true)) ? explicit : undefined;
-  }
-
-  put(item: Item, expiryOnly = false): void {
-    this.store.putFor(this.key, item, expiryOnly);
-  }
-
-  remove(version: bigint): void {
-    this.store.removeFor(this.key, version);
-  }
-
-  held(): boolean {
-    return this.store.heldAt(this.key, this.now);
-  }
-}
-
 /**
- * incr/decr of a stored value as memcached does them: 64-bit unsigned, incr wraps, decr stops at
- * 0; null when the value is no number. A result no longer than the old value takes its place,
- * padded with spaces to the old length (clients see "9 " after "10" - 1); a longer one is stored
- * as it is.
+ * incr/decr of an item as memcached does them: 64-bit unsigned, incr wraps, decr stops at 0; null
+ * when the value is no number. The result keeps the item's flags and expiry (its version is the
+ * caller's). A result no longer than the old value takes its place, padded with spaces to the old
+ * length (clients see "9 " after "10" - 1), and the item stays as read as it was, memcached
+ * rewriting it in place; a longer one is a new item.
  */
 export function applyDelta(
-  stored: Uint8Array,
+  item: Item,
   delta: bigint,
   decrement: boolean,
-): { next: bigint; value: Buffer } | null {
-  const current = parseCounter(stored);
+): { next: bigint; item: Omit<Item, "version"> } | null {
+  const current = parseCounter(item.value);
   if (current === null) return null;
   const next = decrement ? (current > delta ? current - delta : 0n) : (current + delta) & UINT64_MASK;
   const digits = next.toString();
-  const value = Buffer.from(
-    digits.length < stored.length ? digits.padEnd(stored.length, " ") : digits,
-    "latin1",
-  );
-  return { next, value };
+  const old = item.value.length;
+  const inPlace = digits.length <= old;
+  return {
+    next,
+    item: {
+      value: Buffer.from(inPlace ? digits.padEnd(old, " ") : digits, "latin1"),
+      flags: item.flags,
+      expiresAt: item.expiresAt,
+      fetched: inPlace && item.fetched === true,
+    },
+  };
 }
 
 /**

@@ -1,4 +1,4 @@
-/** Reading a get/gets reply: its VALUE blocks, up to END (or anything else). */
+/** Reading replies: a get/gets reply's VALUE blocks, up to END (or anything else); meta replies. */
 
 export interface ValueBlock {
   key: string;
@@ -31,4 +31,15 @@ export function valueBlocks(reply: Buffer): ValueBlock[] {
     pos = end + 2;
   }
   return out;
+}
+
+/**
+ * Where the meta reply whose line starts at `at` and ends at `nl` (its LF) ends: after that line,
+ * or for `VA <n> ...` after its n-byte data block and CRLF (possibly past what was read so far).
+ */
+export function metaReplyEnd(buf: Buffer, at: number, nl: number): number {
+  if (buf[at] !== 86 || buf[at + 1] !== 65 || buf[at + 2] !== 32) return nl + 1;
+  let n = 0;
+  for (let i = at + 3, c = buf[i] as number; c >= 48 && c <= 57; c = buf[++i] as number) n = n * 10 + c - 48;
+  return nl + 1 + n + 2;
 }

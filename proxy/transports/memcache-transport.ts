@@ -5,12 +5,12 @@
  */
 import { connect, type Socket } from "node:net";
 import { authenticate, type Credentials } from "../../protocol/cluster-auth.js";
+import { metaReplyEnd } from "../../protocol/memcache/values.js";
 import { type NodeEntry, nodeKey } from "../../protocol/node-map.js";
 import { type Transport, TransportError } from "./transport.js";
 
-/** How a reply ends: one line, or VALUE blocks up to END (or one error line). */
 /**
- * line: one line. values: VALUE blocks until END or an error line. meta: one meta reply (a line, or
+ * How a reply ends. line: one line. values: VALUE blocks until END or an error line. meta: one meta reply (a line, or
  * `VA <n>` and its data block). quiet: meta replies, maybe none, until the `MN` of an `mn` sent after.
  */
 export type ReplyShape = "line" | "values" | "meta" | "quiet";
@@ -233,15 +233,8 @@ export class BackendConnection {
     for (;;) {
       const nl = buf.indexOf(10, pos);
       if (nl < 0) return -1 - pos;
-      let end = nl + 1;
-      if (buf[pos] === 86 && buf[pos + 1] === 65 && buf[pos + 2] === 32) {
-        // VA <n> <flags>: a data block of n bytes and CRLF follows.
-        let n = 0;
-        for (let at = pos + 3, c = buf[at] as number; c >= 48 && c <= 57; c = buf[++at] as number)
-          n = n * 10 + c - 48;
-        end = nl + 1 + n + 2;
-        if (end > buf.length) return -1 - pos;
-      }
+      const end = metaReplyEnd(buf, pos, nl);
+      if (end > buf.length) return -1 - pos;
       this.lastLineFailed = buf[pos] === 83 && buf[pos + 1] === 69;
       if (!quiet || (buf[pos] === 77 && buf[pos + 1] === 78 && end - pos <= 4)) return end;
       pos = end;
