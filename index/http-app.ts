@@ -99,7 +99,7 @@ export function createIndexHttpApp(service: IndexService, tokens: readonly strin
 
   const snapshot = () => ({
     version: service.map.version,
-    nodes: service.map.list().map(({ pendingBalance: _, ...n }) => n),
+    nodes: service.map.published(),
     meta: Object.fromEntries(service.meta().map((line) => line.split(" ").slice(1) as [string, string])),
   });
 

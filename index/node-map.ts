@@ -49,6 +49,11 @@ export class NodeMap {
     return [...this.nodes.entries()].sort(([a], [b]) => compareKeys(a, b)).map(([, n]) => ({ ...n }));
   }
 
+  /** Nodes as clients of the index see them: a balance that waits for a rebuild stays inside. */
+  published(): Omit<NodeEntry, "pendingBalance">[] {
+    return this.list().map(({ pendingBalance: _, ...n }) => n);
+  }
+
   get(host: string, port: number): NodeEntry | undefined {
     const n = this.nodes.get(nodeKey(host, port));
     return n === undefined ? undefined : { ...n };

@@ -57,7 +57,7 @@ function dashboardState(service: IndexService, withHistory: boolean): object {
     version: service.map.version,
     leading: service.leading,
     ...(service.leading ? {} : { notLeader: service.notLeader() }),
-    nodes: service.map.list().map(({ pendingBalance: _, ...n }) => n),
+    nodes: service.map.published(),
     latest,
     timeline: service.timeline.slice(-TIMELINE_SHOWN).reverse(),
     ...(withHistory ? { history: service.stats.history() } : {}),
