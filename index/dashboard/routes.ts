@@ -32,17 +32,17 @@ function assetDir(): string {
   return existsSync(join(here, "app.js")) ? here : join(here, "..", "..", "..", "index", "dashboard");
 }
 
-/** The page's files, read once from the package. */
-function assets(): Record<string, Asset> {
+/** The page's files, read once from the package (a Map: a name such as `__proto__` is no file). */
+function assets(): Map<string, Asset> {
   const here = (file: string): string => readFileSync(join(assetDir(), file), "utf8");
   const require = createRequire(import.meta.url);
   const uplot = (file: string): string => readFileSync(require.resolve(`uplot/dist/${file}`), "utf8");
-  return {
-    "app.js": { body: here("app.js"), type: "text/javascript; charset=utf-8" },
-    "app.css": { body: here("app.css"), type: "text/css; charset=utf-8" },
-    "uplot.js": { body: uplot("uPlot.iife.min.js"), type: "text/javascript; charset=utf-8" },
-    "uplot.css": { body: uplot("uPlot.min.css"), type: "text/css; charset=utf-8" },
-  };
+  return new Map([
+    ["app.js", { body: here("app.js"), type: "text/javascript; charset=utf-8" }],
+    ["app.css", { body: here("app.css"), type: "text/css; charset=utf-8" }],
+    ["uplot.js", { body: uplot("uPlot.iife.min.js"), type: "text/javascript; charset=utf-8" }],
+    ["uplot.css", { body: uplot("uPlot.min.css"), type: "text/css; charset=utf-8" }],
+  ]);
 }
 
 /** What the page shows: the map, what each node is doing, the timeline (newest first). */
@@ -78,7 +78,7 @@ export function mountDashboard(app: Hono, service: IndexService): void {
   };
   app.get("/", (c) => c.html(page));
   app.get("/dashboard/:file", (c) => {
-    const asset = files[c.req.param("file")];
+    const asset = files.get(c.req.param("file"));
     if (asset === undefined) return c.notFound();
     return c.body(asset.body, 200, { "Content-Type": asset.type, "Cache-Control": "max-age=300" });
   });

@@ -159,5 +159,8 @@ describe("dashboard: the cluster in a browser", () => {
     }
     console.log(`dashboard: page and assets ${total} bytes`);
     expect(total).toBeLessThan(300_000);
+    // Names that are no file of the page, hostile ones included, are a plain 404.
+    for (const name of ["__proto__", "constructor", "toString", "..%2F..%2Fpackage.json", "app.js%00"])
+      expect((await fetch(`${origin}/dashboard/${name}`)).status, name).toBe(404);
   });
 });
