@@ -22,6 +22,19 @@ export interface Item {
   idleSeconds?: number;
 }
 
+/**
+ * An item as an engine holds it, for a get's reply: its value is bytes `start` to `end` of `buf`,
+ * the engine's own memory. Valid only until the engine's next call, and never to be written to:
+ * the reply copies it at once (no copy of the value is made on the way).
+ */
+export interface ItemView {
+  flags: number;
+  expiresAt: number;
+  buf: Buffer;
+  start: number;
+  end: number;
+}
+
 export interface EngineStats {
   items: number;
   bytes: number;
@@ -55,6 +68,8 @@ export interface SyncEngine extends EngineBase {
    * false for a look that must leave it as it is (a write deciding, a meta get with `u`).
    */
   get(key: string, access?: boolean): Item | undefined;
+  /** As `get` (a client's read), as a view of the engine's memory, when the engine keeps items in memory. */
+  view?(key: string): ItemView | undefined;
   /** Returns false when the item cannot be held at all (larger than the engine's memory). */
   put(key: string, item: Item): boolean;
   delete(key: string): boolean;

@@ -10,7 +10,27 @@ const CRLF = Buffer.from("\r\n");
 
 const NONE = Buffer.alloc(0);
 
-const VALUE_ = Buffer.from("VALUE ");
+/**
+ * Below this many bytes a JS loop beats a call into Buffer's C++ (latin1Write, copy): most keys,
+ * reply lines and small values are shorter.
+ */
+const SHORT = 64;
+
+/** Writes latin1 `text` at `at`; returns the end. */
+function writeLatin1(c: Buffer, at: number, text: string): number {
+  const n = text.length;
+  if (n >= SHORT) return at + c.latin1Write(text, at);
+  for (let i = 0; i < n; i++) c[at + i] = text.charCodeAt(i);
+  return at + n;
+}
+
+/** Copies bytes `start` to `end` of `src` to `at` of `dst`; returns the end. */
+function copyBytes(src: Uint8Array, start: number, end: number, dst: Buffer, at: number): number {
+  const n = end - start;
+  if (n >= SHORT) dst.set(src.subarray(start, end), at);
+  else for (let i = 0; i < n; i++) dst[at + i] = src[start + i] as number;
+  return at + n;
+}
 
 export class ReplyBuffer {
   /** Allocated on first use: a reply held back in a slot is often one small line. */
@@ -41,7 +61,7 @@ export class ReplyBuffer {
     if (this.used + need > this.chunk.length) this.grow(need);
     const c = this.chunk;
     let at = this.used;
-    at += c.latin1Write(text, at);
+    at = writeLatin1(c, at, text);
     c[at++] = 13;
     c[at++] = 10;
     this.used = at;
@@ -52,27 +72,50 @@ export class ReplyBuffer {
    * reply of every get hit, so no string is built for it.
    */
   value(key: string, flags: number, data: Uint8Array, cas?: bigint): void {
+    this.valueLine(key, flags, data.length, cas);
+    this.bytes(data);
+    this.bytes(CRLF);
+  }
+
+  /**
+   * `value` for a value that is bytes `start` to `end` of memory someone else owns and may reuse
+   * (an engine's page): it is copied here and now, never kept by reference.
+   */
+  valueOf(key: string, flags: number, buf: Buffer, start: number, end: number): void {
+    const n = end - start;
+    this.valueLine(key, flags, n, undefined);
+    if (this.used + n + 2 > this.chunk.length) this.grow(n + 2);
+    const c = this.chunk;
+    let at = copyBytes(buf, start, end, c, this.used);
+    c[at++] = 13;
+    c[at++] = 10;
+    this.used = at;
+  }
+
+  private valueLine(key: string, flags: number, n: number, cas: bigint | undefined): void {
     const casText = cas === undefined ? "" : cas.toString();
     const need = 6 + key.length + 24 + casText.length + 2;
     if (this.used + need > this.chunk.length) this.grow(need);
     const c = this.chunk;
     let at = this.used;
-    VALUE_.copy(c, at);
-    at += 6;
-    at += c.latin1Write(key, at);
+    c[at] = 86; // VALUE + space
+    c[at + 1] = 65;
+    c[at + 2] = 76;
+    c[at + 3] = 85;
+    c[at + 4] = 69;
+    c[at + 5] = 32;
+    at = writeLatin1(c, at + 6, key);
     c[at++] = 32;
     at = writeDigits(c, at, flags);
     c[at++] = 32;
-    at = writeDigits(c, at, data.length);
+    at = writeDigits(c, at, n);
     if (cas !== undefined) {
       c[at++] = 32;
-      at += c.latin1Write(casText, at);
+      at = writeLatin1(c, at, casText);
     }
     c[at++] = 13;
     c[at++] = 10;
     this.used = at;
-    this.bytes(data);
-    this.bytes(CRLF);
   }
 
   bytes(data: Uint8Array): void {
@@ -94,8 +137,7 @@ export class ReplyBuffer {
       return;
     }
     if (this.used + n > this.chunk.length) this.grow(n);
-    data.copy(this.chunk, this.used, start, end);
-    this.used += n;
+    this.used = copyBytes(data, start, end, this.chunk, this.used);
   }
 
   /** Appends everything another buffer holds (used to release replies that waited their turn). */

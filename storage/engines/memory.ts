@@ -17,7 +17,7 @@
  * Reads copy the value out: a chunk is reused once its item goes, and a reply may still be
  * waiting to be written.
  */
-import type { EngineStats, EvictionListener, Item, SyncEngine } from "../engine.js";
+import type { EngineStats, EvictionListener, Item, ItemView, SyncEngine } from "../engine.js";
 
 /** Page size: 1 MiB, smaller under a small limit so that it still holds several pages. */
 const MAX_PAGE = 1 << 20;
@@ -135,7 +135,28 @@ export class MemoryEngine implements SyncEngine {
     const id = this.find(key, hashKey(key));
     if (id === NONE) return undefined;
     const item = this.item(id);
-    if (!access) return item;
+    if (access) this.accessed(id);
+    return item;
+  }
+
+  /** One object, refilled by every call: a view lives only until the next. */
+  private readonly itemView: ItemView = { flags: 0, expiresAt: 0, buf: Buffer.alloc(0), start: 0, end: 0 };
+
+  view(key: string): ItemView | undefined {
+    const id = this.find(key, hashKey(key));
+    if (id === NONE) return undefined;
+    const v = this.itemView;
+    v.flags = this.flags[id] as number;
+    v.expiresAt = this.expires[id] as number;
+    v.buf = this.bufOf(id);
+    v.start = this.offsetOf(id) + (this.keyLength[id] as number);
+    v.end = v.start + (this.valueLength[id] as number);
+    this.accessed(id);
+    return v;
+  }
+
+  /** A client read the item: it is fetched, and counts as recently used. */
+  private accessed(id: number): void {
     this.live[id] = LIVE | FETCHED;
     const now = this.clock;
     if (now - (this.bumped[id] as number) >= BUMP_INTERVAL_S) {
@@ -145,7 +166,6 @@ export class MemoryEngine implements SyncEngine {
         this.linkHead(id);
       }
     }
-    return item;
   }
 
   put(key: string, item: Item): boolean {

@@ -1,0 +1,50 @@
+/**
+ * The reply writer: `valueOf` (a get served from an engine's own memory) writes the same bytes as
+ * `value`, whatever the lengths of key, value and line, and copies the value at once, so a reply
+ * held back in a slot never changes when the engine reuses that memory.
+ */
+import { describe, expect, it } from "vitest";
+import { ReplyBuffer } from "../../protocol/memcache/reply.js";
+
+function bytes(out: ReplyBuffer): Buffer {
+  return Buffer.concat(out.take());
+}
+
+describe("reply buffer", () => {
+  it("valueOf and value write the same reply for short and long keys, values and lines", () => {
+    for (const keyLength of [1, 63, 64, 65, 250]) {
+      for (const valueLength of [0, 1, 63, 64, 65, 5000, 70_000]) {
+        const key = "k".repeat(keyLength);
+        const value = Buffer.alloc(valueLength);
+        for (let i = 0; i < valueLength; i++) value[i] = (i * 131 + keyLength) & 0xff;
+        const page = Buffer.concat([Buffer.from("before"), value, Buffer.from("after")]);
+        const a = new ReplyBuffer();
+        const b = new ReplyBuffer();
+        for (const out of [a, b]) out.line(`${"x".repeat(keyLength)} line`);
+        a.value(key, 4294967295, value);
+        b.valueOf(key, 4294967295, page, 6, 6 + valueLength);
+        for (const out of [a, b]) out.line("END");
+        const expected = Buffer.concat([
+          Buffer.from(`${"x".repeat(keyLength)} line\r\nVALUE ${key} 4294967295 ${valueLength}\r\n`),
+          value,
+          Buffer.from("\r\nEND\r\n"),
+        ]);
+        expect(bytes(a)).toEqual(expected);
+        expect(bytes(b)).toEqual(expected);
+      }
+    }
+  });
+
+  it("a held-back reply keeps the value as it was when written, not a view of the engine's memory", () => {
+    for (const valueLength of [10, 100, 10_000]) {
+      const page = Buffer.alloc(valueLength + 8, 0x61);
+      const slot = new ReplyBuffer(512, true);
+      slot.valueOf("key", 0, page, 4, 4 + valueLength);
+      page.fill(0x62);
+      const reply = bytes(slot);
+      expect(reply.subarray(reply.indexOf("\r\n") + 2, reply.length - 2)).toEqual(
+        Buffer.alloc(valueLength, 0x61),
+      );
+    }
+  });
+});
