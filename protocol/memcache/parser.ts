@@ -5,6 +5,7 @@
  * and a value larger than `maxValue` is skipped (counted, never buffered).
  */
 import { type AuthSession, answerCluster, type ClusterSecret } from "../cluster-auth.js";
+import { newlineAt } from "./bytes.js";
 import { type MetaCommand, parseMeta } from "./meta.js";
 import { strtol32, strtoul32, strtoull } from "./numbers.js";
 import type { MetaRequest, Request, StoreOp, SyncOption } from "./request.js";
@@ -135,7 +136,7 @@ export class RequestParser {
           return;
         }
       }
-      const nl = data.indexOf(10, pos);
+      const nl = newlineAt(data, pos);
       const maxLine = this.maxLineAt(data, pos);
       if (nl < 0 || nl - pos > maxLine) {
         if (end - pos > maxLine) {

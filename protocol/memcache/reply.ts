@@ -3,34 +3,14 @@
  * one write (syscalls are the expensive part here). Small pieces are copied into a shared chunk;
  * large values are referenced, not copied.
  */
+import { copyBytes, writeLatin1 } from "./bytes.js";
+
 const CHUNK = 16 * 1024;
 /** Values at least this big are sent by reference instead of being copied. */
 const BY_REFERENCE = 4 * 1024;
 const CRLF = Buffer.from("\r\n");
 
 const NONE = Buffer.alloc(0);
-
-/**
- * Below this many bytes a JS loop beats a call into Buffer's C++ (latin1Write, copy): most keys,
- * reply lines and small values are shorter.
- */
-const SHORT = 64;
-
-/** Writes latin1 `text` at `at`; returns the end. */
-function writeLatin1(c: Buffer, at: number, text: string): number {
-  const n = text.length;
-  if (n >= SHORT) return at + c.latin1Write(text, at);
-  for (let i = 0; i < n; i++) c[at + i] = text.charCodeAt(i);
-  return at + n;
-}
-
-/** Copies bytes `start` to `end` of `src` to `at` of `dst`; returns the end. */
-function copyBytes(src: Uint8Array, start: number, end: number, dst: Buffer, at: number): number {
-  const n = end - start;
-  if (n >= SHORT) dst.set(src.subarray(start, end), at);
-  else for (let i = 0; i < n; i++) dst[at + i] = src[start + i] as number;
-  return at + n;
-}
 
 export class ReplyBuffer {
   /** Allocated on first use: a reply held back in a slot is often one small line. */

@@ -5,6 +5,7 @@
  */
 import { connect, type Socket } from "node:net";
 import { authenticate, type Credentials } from "../../protocol/cluster-auth.js";
+import { newlineAt } from "../../protocol/memcache/bytes.js";
 import { metaReplyEnd } from "../../protocol/memcache/values.js";
 import { type NodeEntry, nodeKey } from "../../protocol/node-map.js";
 import { type Transport, TransportError } from "./transport.js";
@@ -45,6 +46,9 @@ export interface Sent {
 }
 
 const MAX_REPLY = 64 * 1024 * 1024;
+const SLAB = 64 * 1024;
+/** A slab with less room than this left is replaced, so that no read is starved. */
+const MIN_READ = 16 * 1024;
 
 export class BackendConnection {
   private socket: Socket | undefined;
@@ -112,21 +116,48 @@ export class BackendConnection {
     this.fail("closed");
   }
 
+  /**
+   * Replies are read into a slab this connection owns (Node's `onread`), not into a fresh Buffer
+   * pushed through a Readable stream per read. Replies are handed on as views that their requests
+   * may keep, so every read lands after the one before, and a used-up slab is left to those views.
+   */
+  private slab = Buffer.allocUnsafeSlow(SLAB);
+  private offset = 0;
+
+  private readonly nextBuffer = (): Buffer => {
+    if (SLAB - this.offset < MIN_READ) {
+      this.slab = Buffer.allocUnsafeSlow(SLAB);
+      this.offset = 0;
+    }
+    return this.slab.subarray(this.offset);
+  };
+
+  /** Returns true: reading goes on (the connection never stops reading replies). */
+  private readonly onRead = (n: number, buf: Uint8Array): boolean => {
+    const chunk = (buf as Buffer).subarray(0, n);
+    this.offset += n;
+    // The cluster handshake reads the socket's data events until it is done.
+    if (this.authenticating) this.socket?.emit("data", chunk);
+    else this.onData(chunk);
+    return true;
+  };
+
   private open(): void {
-    const socket = connect({ host: this.host, port: this.port, noDelay: true });
+    const socket = connect({
+      host: this.host,
+      port: this.port,
+      noDelay: true,
+      onread: { buffer: this.nextBuffer, callback: this.onRead },
+    });
     this.socket = socket;
     socket.on("error", (err) => this.fail(err.message));
     socket.on("close", () => this.fail("connection closed"));
     const credentials = this.options.credentials;
-    if (credentials === undefined) {
-      socket.on("data", (d: Buffer) => this.onData(d));
-      return;
-    }
+    if (credentials === undefined) return;
     this.authenticating = true;
     authenticate(socket, credentials, this.timeoutMs).then(
       () => {
         this.authenticating = false;
-        socket.on("data", (d: Buffer) => this.onData(d));
         this.flush();
       },
       (err: Error) => this.fail(err.message),
@@ -208,7 +239,7 @@ export class BackendConnection {
     if (shape === "meta" || shape === "quiet") return this.metaEnd(buf, from, shape === "quiet");
     let pos = from;
     for (;;) {
-      const nl = buf.indexOf(10, pos);
+      const nl = newlineAt(buf, pos);
       if (nl < 0) return -1 - pos;
       // values: VALUE <key> <flags> <bytes> [<cas>] + block, until END or an error line
       if (
@@ -231,7 +262,7 @@ export class BackendConnection {
   private metaEnd(buf: Buffer, from: number, quiet: boolean): number {
     let pos = from;
     for (;;) {
-      const nl = buf.indexOf(10, pos);
+      const nl = newlineAt(buf, pos);
       if (nl < 0) return -1 - pos;
       const end = metaReplyEnd(buf, pos, nl);
       if (end > buf.length) return -1 - pos;
