@@ -1,9 +1,9 @@
 /**
- * `npm run bench -- one-in-flight [--duration S] [--connections N]`: the shape most traffic has,
+ * `npm run bench -- one-in-flight [--duration S] [--connections N] [--rounds R]`: the shape most traffic has,
  * many connections with one request in flight each (bench/oneload.c, a C epoll client: 90% get,
  * 20-byte values, 10 000 keys), against memcached, a flare-ts node, twemproxy in front of each, and
- * the flare-ts proxy in front of a flare-ts master, one after another in the same run. Server CPU
- * is read from /proc over the measured seconds only.
+ * the flare-ts proxy in front of a flare-ts master, one after another in the same run, in `--rounds`
+ * turns (default 2) that are averaged. Server CPU is read from /proc over the measured seconds only.
  */
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, statSync } from "node:fs";
@@ -98,6 +98,20 @@ export function measureOneInFlight(
   });
 }
 
+function average(rs: OneInFlightRow[]): OneInFlightRow {
+  const mean = (f: (r: OneInFlightRow) => number) => rs.reduce((a, r) => a + f(r), 0) / rs.length;
+  const first = rs[0] as OneInFlightRow;
+  return {
+    name: first.name,
+    opsPerSecond: mean((r) => r.opsPerSecond),
+    p50us: Math.round(mean((r) => r.p50us)),
+    p99us: Math.max(...rs.map((r) => r.p99us)),
+    cpuUsPerOp: mean((r) => r.cpuUsPerOp),
+    hopCpuUsPerOp: first.hopCpuUsPerOp === undefined ? undefined : mean((r) => r.hopCpuUsPerOp ?? 0),
+    errors: rs.reduce((a, r) => a + r.errors, 0),
+  };
+}
+
 function table(rows: OneInFlightRow[]): string {
   const head = ["path", "ops/s", "p50 µs", "p99 µs", "CPU µs/op (all)", "hop CPU µs/op", "errors"];
   const body = rows.map((r) => [
@@ -115,11 +129,8 @@ function table(rows: OneInFlightRow[]): string {
   return [line(head), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...body.map(line)].join("\n");
 }
 
-export async function oneInFlightBench(seconds: number, connections: number): Promise<void> {
+export async function oneInFlightBench(seconds: number, connections: number, rounds: number): Promise<void> {
   const bin = oneloadBinary();
-  const rows: OneInFlightRow[] = [];
-  const run = async (t: Target) => rows.push(await measureOneInFlight(bin, t, seconds, connections));
-
   const memcached = await startMemcached();
   const node = await startFlareNode("flare-ts node (memory)");
   const twemMemcached = await startTwemproxy(memcached.port);
@@ -128,39 +139,49 @@ export async function oneInFlightBench(seconds: number, connections: number): Pr
   const proxy = await startRole("proxy", joinArgs(cluster.index.port));
   // A node with no partition passes every request on to the master (any node answers any key).
   const passing = await startRole("node", joinArgs(cluster.index.port));
-  try {
-    await run({ name: "memcached -t 1", port: memcached.port, pids: [memcached.pid] });
-    await run({ name: "flare-ts node (memory)", port: node.port, pids: [node.pid] });
-    await run({
+  const targets: Target[] = [
+    { name: "memcached -t 1", port: memcached.port, pids: [memcached.pid] },
+    { name: "flare-ts node (memory)", port: node.port, pids: [node.pid] },
+    {
       name: "twemproxy -> memcached",
       port: twemMemcached.port,
       pids: [twemMemcached.pid, memcached.pid],
       hop: twemMemcached.pid,
-    });
-    await run({
+    },
+    {
       name: "twemproxy -> flare-ts node",
       port: twemNode.port,
       pids: [twemNode.pid, node.pid],
       hop: twemNode.pid,
-    });
-    await run({
+    },
+    {
       name: "flare-ts proxy -> flare-ts master",
       port: proxy.port,
       pids: [proxy.pid, cluster.master.pid],
       hop: proxy.pid,
-    });
-    await run({
+    },
+    {
       name: "flare-ts node passing on -> master",
       port: passing.port,
       pids: [passing.pid, cluster.master.pid],
       hop: passing.pid,
-    });
+    },
+  ];
+  const runs = new Map<string, OneInFlightRow[]>(targets.map((t) => [t.name, []]));
+  try {
+    // Rounds run forward, then backward: on this shared machine a row measured later can run
+    // slower for no reason of its own, so every row gets early and late turns alike.
+    for (let round = 0; round < rounds; round++) {
+      const order = round % 2 === 0 ? targets : [...targets].reverse();
+      for (const t of order) runs.get(t.name)?.push(await measureOneInFlight(bin, t, seconds, connections));
+    }
   } finally {
     await Promise.all([proxy.kill("SIGTERM"), passing.kill("SIGTERM")]);
     await Promise.all([cluster.stop(), twemMemcached.stop(), twemNode.stop(), node.stop(), memcached.stop()]);
   }
+  const rows = targets.map((t) => average(runs.get(t.name) as OneInFlightRow[]));
   console.log(
-    `\none request in flight per connection: ${connections} connections, 90% get, 20-byte values, ${seconds} s per row\n`,
+    `\none request in flight per connection: ${connections} connections, 90% get, 20-byte values, ${seconds} s per row, mean of ${rounds} rounds (forward, then backward)\n`,
   );
   console.log(table(rows));
   const by = (name: string) => rows.find((r) => r.name === name) as OneInFlightRow;

@@ -140,7 +140,7 @@ export async function runBench(): Promise<void> {
     return;
   }
   if (process.argv.includes("one-in-flight")) {
-    await oneInFlightBench(arg("duration", 5), arg("connections", 50));
+    await oneInFlightBench(arg("duration", 5), arg("connections", 50), arg("rounds", 2));
     return;
   }
   if (process.argv.includes("memory")) {
