@@ -237,8 +237,11 @@ export class MemcacheServer {
 
 /** What a socket made by readInto reads into and reports to. */
 interface Reader {
-  /** The memory the next read goes into. */
-  nextBuffer(): Buffer;
+  /**
+   * The memory the next read goes into; undefined: the same as the last read's (Node then keeps
+   * it, instead of taking a new view from JS after every read). The first call must give one.
+   */
+  nextBuffer(): Buffer | undefined;
   onRead(n: number, buf: Buffer): void;
 }
 
@@ -322,7 +325,12 @@ class Connection implements ConnectionView, Reader {
   private offset = 0;
   private view = this.slab;
 
-  nextBuffer(): Buffer {
+  /** Whether the next read goes elsewhere than the last (the first read: yes). */
+  private moved = true;
+
+  nextBuffer(): Buffer | undefined {
+    if (!this.moved) return undefined;
+    this.moved = false;
     return this.view;
   }
 
@@ -336,6 +344,7 @@ class Connection implements ConnectionView, Reader {
       this.offset = 0;
     }
     this.view = this.slab.subarray(this.offset);
+    this.moved = true;
   }
 
   constructor(
