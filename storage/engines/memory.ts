@@ -15,7 +15,7 @@
  *   hot reads do not pay for reordering on every hit.
  *
  * Reads copy the value out: a chunk is reused once its item goes, and a reply may still be
- * waiting to be written.
+ * waiting to be written. `view` shows it where it is, for a get whose reply copies it at once.
  */
 import type { EngineStats, EvictionListener, Item, ItemView, SyncEngine } from "../engine.js";
 
