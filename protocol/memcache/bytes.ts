@@ -12,6 +12,12 @@ export function newlineAt(buf: Buffer, from: number): number {
   return stop === buf.length ? -1 : buf.indexOf(10, stop);
 }
 
+/** Where `byte` first is in bytes `from` to `end` (exclusive) of `buf`, or -1: within one line. */
+export function byteIn(buf: Buffer, byte: number, from: number, end: number): number {
+  for (let i = from; i < end; i++) if (buf[i] === byte) return i;
+  return -1;
+}
+
 /** Writes latin1 `text` at `at`; returns the end. */
 export function writeLatin1(c: Buffer, at: number, text: string): number {
   const n = text.length;

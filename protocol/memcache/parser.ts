@@ -5,7 +5,7 @@
  * and a value larger than `maxValue` is skipped (counted, never buffered).
  */
 import { type AuthSession, answerCluster, type ClusterSecret } from "../cluster-auth.js";
-import { newlineAt } from "./bytes.js";
+import { byteIn, newlineAt } from "./bytes.js";
 import { type MetaCommand, parseMeta } from "./meta.js";
 import { strtol32, strtoul32, strtoull } from "./numbers.js";
 import type { MetaRequest, Request, StoreOp, SyncOption } from "./request.js";
@@ -160,10 +160,10 @@ export class RequestParser {
       let from: string | undefined;
       let seq = -1;
       if (data[lineStart] === 60 && this.trusted) {
-        const gt = data.indexOf(62, lineStart);
-        if (gt > lineStart && gt < lineEnd) {
-          const at = data.indexOf(64, lineStart);
-          const hasSeq = at > lineStart && at < gt;
+        const gt = byteIn(data, 62, lineStart, lineEnd);
+        if (gt > lineStart) {
+          const at = byteIn(data, 64, lineStart, gt);
+          const hasSeq = at > lineStart;
           if (hasSeq) seq = digitsAt(data, at + 1, gt, 15);
           from = data.latin1Slice(lineStart + 1, hasSeq ? at : gt);
           lineStart = gt + 1;
@@ -272,8 +272,8 @@ export class RequestParser {
       const keys: string[] = [];
       at++;
       while (at < end) {
-        let sp = data.indexOf(32, at);
-        if (sp < 0 || sp > end) sp = end;
+        let sp = byteIn(data, 32, at, end);
+        if (sp < 0) sp = end;
         if (sp === at) return undefined;
         const key = data.latin1Slice(at, sp);
         if (!this.validKey(key)) return undefined;
@@ -285,13 +285,12 @@ export class RequestParser {
     if (c0 === 115 /* s */ && data[start + 1] === 101 && data[start + 2] === 116 && data[start + 3] === 32) {
       // set <key> <flags> <exptime> <bytes>, nothing more
       const k = start + 4;
-      const k2 = data.indexOf(32, k);
-      if (k2 < 0 || k2 >= end || k2 === k) return undefined;
-      const f2 = data.indexOf(32, k2 + 1);
-      if (f2 < 0 || f2 >= end) return undefined;
-      const e2 = data.indexOf(32, f2 + 1);
-      if (e2 < 0 || e2 >= end) return undefined;
-      if (data.indexOf(32, e2 + 1) >= 0 && data.indexOf(32, e2 + 1) < end) return undefined;
+      const k2 = byteIn(data, 32, k, end);
+      if (k2 < 0 || k2 === k) return undefined;
+      const f2 = byteIn(data, 32, k2 + 1, end);
+      if (f2 < 0) return undefined;
+      const e2 = byteIn(data, 32, f2 + 1, end);
+      if (e2 < 0 || byteIn(data, 32, e2 + 1, end) >= 0) return undefined;
       const flags = digitsAt(data, k2 + 1, f2, 10);
       const exptime = digitsAt(data, f2 + 1, e2, 9);
       const bytes = digitsAt(data, e2 + 1, end, 9);

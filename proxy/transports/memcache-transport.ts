@@ -5,7 +5,7 @@
  */
 import { connect, type Socket } from "node:net";
 import { authenticate, type Credentials } from "../../protocol/cluster-auth.js";
-import { newlineAt } from "../../protocol/memcache/bytes.js";
+import { byteIn, newlineAt } from "../../protocol/memcache/bytes.js";
 import { metaReplyEnd } from "../../protocol/memcache/values.js";
 import { type NodeEntry, nodeKey } from "../../protocol/node-map.js";
 import { type Transport, TransportError } from "./transport.js";
@@ -278,7 +278,10 @@ export class BackendConnection {
 
 /** The <bytes> field of a VALUE line: the third field after `VALUE `. */
 function valueBytes(buf: Buffer, from: number, nl: number): number {
-  let at = buf.indexOf(32, buf.indexOf(32, from) + 1) + 1;
+  const afterKey = byteIn(buf, 32, from, nl);
+  const afterFlags = afterKey < 0 ? -1 : byteIn(buf, 32, afterKey + 1, nl);
+  if (afterFlags < 0) return 0;
+  let at = afterFlags + 1;
   let n = 0;
   for (let c = buf[at] as number; at < nl && c >= 48 && c <= 57; c = buf[++at] as number) n = n * 10 + c - 48;
   return n;
