@@ -66,8 +66,10 @@ export interface SyncEngine extends EngineBase {
   /**
    * `access` (the default): a client reads the item, which then counts as recently used and fetched;
    * false for a look that must leave it as it is (a write deciding, a meta get with `u`).
+   * `withValue` false: the caller needs the item's other fields only (a set deciding), and an
+   * engine may leave its value empty rather than copy it out.
    */
-  get(key: string, access?: boolean): Item | undefined;
+  get(key: string, access?: boolean, withValue?: boolean): Item | undefined;
   /** As `get` (a client's read), as a view of the engine's memory, when the engine keeps items in memory. */
   view?(key: string): ItemView | undefined;
   /** Returns false when the item cannot be held at all (larger than the engine's memory). */

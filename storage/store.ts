@@ -38,6 +38,11 @@ export interface StoreTx {
 
 const UINT64_MASK = (1n << 64n) - 1n;
 
+/** Whether a store of `mode` builds on the value it replaces (the others need its other fields only). */
+function joinsValue(mode: StoreMode): boolean {
+  return mode === "append" || mode === "prepend";
+}
+
 /** A write a command decided on; applied after the decision (at once on a synchronous engine). */
 type Staged = { put: Item; expiryOnly: boolean } | { remove: bigint; holdUntil: number } | undefined;
 
@@ -144,6 +149,7 @@ export class Store {
         return typeof r === "string" ? r : "STORED";
       },
       false,
+      joinsValue(mode),
     );
   }
 
@@ -160,6 +166,7 @@ export class Store {
       key,
       (item, now) => this.decideStore(mode, key, item, value, flags, exptime, version, now),
       false,
+      joinsValue(mode),
     );
   }
 
@@ -385,11 +392,12 @@ export class Store {
     key: string,
     decide: (item: Item | undefined, now: number) => R,
     access = true,
+    withValue = true,
   ): MaybePromise<R> {
     const engine = this.engine;
     if (engine.sync) {
       const now = Date.now();
-      const result = decide(this.liveSync(key, now, access), now);
+      const result = decide(this.liveSync(key, now, access, withValue), now);
       const durable = engine.settled();
       return durable === undefined ? result : durable.then(() => result);
     }
@@ -449,10 +457,10 @@ export class Store {
   }
 
   /** The stored item if it has not expired; an expired one is removed and leaves its version behind. */
-  private liveSync(key: string, now: number, access = true): Item | undefined {
+  private liveSync(key: string, now: number, access = true, withValue = true): Item | undefined {
     const engine = this.engine;
     if (!engine.sync) throw new Error("liveSync on an asynchronous engine");
-    const item = engine.get(key, access);
+    const item = engine.get(key, access, withValue);
     if (item === undefined || !isExpired(item.expiresAt, now)) return item;
     engine.delete(key);
     this.tombstones.set(key, item.version, 0);

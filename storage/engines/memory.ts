@@ -19,6 +19,9 @@
  */
 import type { EngineStats, EvictionListener, Item, ItemView, SyncEngine } from "../engine.js";
 
+/** The value of an item read for its other fields only. */
+const NO_VALUE = Buffer.alloc(0);
+
 /** Page size: 1 MiB, smaller under a small limit so that it still holds several pages. */
 const MAX_PAGE = 1 << 20;
 const MIN_CHUNK = 48;
@@ -131,10 +134,10 @@ export class MemoryEngine implements SyncEngine {
     this.ticker.unref();
   }
 
-  get(key: string, access = true): Item | undefined {
+  get(key: string, access = true, withValue = true): Item | undefined {
     const id = this.find(key, hashKey(key));
     if (id === NONE) return undefined;
-    const item = this.item(id);
+    const item = this.item(id, withValue);
     if (access) this.accessed(id);
     return item;
   }
@@ -301,11 +304,14 @@ export class MemoryEngine implements SyncEngine {
     return this.bufOf(id).latin1Slice(at, at + (this.keyLength[id] as number));
   }
 
-  private item(id: number): Item {
-    const n = this.valueLength[id] as number;
-    const from = this.offsetOf(id) + (this.keyLength[id] as number);
-    const value = Buffer.allocUnsafe(n);
-    this.bufOf(id).copy(value, 0, from, from + n);
+  private item(id: number, withValue = true): Item {
+    let value = NO_VALUE;
+    if (withValue) {
+      const n = this.valueLength[id] as number;
+      const from = this.offsetOf(id) + (this.keyLength[id] as number);
+      value = Buffer.allocUnsafe(n);
+      this.bufOf(id).copy(value, 0, from, from + n);
+    }
     return {
       value,
       flags: this.flags[id] as number,
