@@ -161,6 +161,30 @@ describe.each(kinds)("%s engine", (kind) => {
     expect(await s.touch("rel", 10)).toBe(false);
   });
 
+  test("a get's view (engines that keep items in memory) answers as get does", async () => {
+    fakeClock();
+    const s = await open();
+    // Only the memory engine can show its memory; the others answer every get with a copy.
+    expect(s.viewable).toBe(kind === "memory");
+    await s.store("set", "a", v("hello"), 7, 0, 0n);
+    await s.store("set", "e", v("soon gone"), 0, 5, 0n);
+    if (!s.viewable) {
+      expect(text(await s.get("a"))).toBe("hello");
+      return;
+    }
+    const hit = s.view("a");
+    expect(hit && hit.buf.subarray(hit.start, hit.end).toString()).toBe("hello");
+    expect(hit?.flags).toBe(7);
+    expect(s.view("missing")).toBeUndefined();
+    const before = (s.get("e") as Item).version;
+    vi.advanceTimersByTime(6000);
+    expect(s.view("e")).toBeUndefined();
+    expect(s.counters).toMatchObject({ cmd_get: 4, get_hits: 2, get_misses: 2, get_expired: 1 });
+    // The expired item is gone from the engine and leaves its version behind.
+    await s.store("set", "e", v("again"), 0, 0, 0n);
+    expect((s.get("e") as Item).version).toBeGreaterThan(before);
+  });
+
   test("incr/decr: 64-bit wrap, floor at zero, non-numeric refused, flags kept", async () => {
     const s = await open();
     expect(await s.arithmetic("n", 1n, false)).toBe("NOT_FOUND");
