@@ -3,7 +3,7 @@
  * depend on where items live.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import type { Item } from "../../storage/engine.js";
+import type { Item, ItemView } from "../../storage/engine.js";
 import type { Store } from "../../storage/store.js";
 import { type EngineKind, type OpenedStore, openStore } from "../helpers/engines.js";
 import { RedisServer, redisAvailable } from "../helpers/redis.js";
@@ -173,8 +173,10 @@ describe.each(kinds)("%s engine", (kind) => {
       return;
     }
     const hit = s.view("a");
-    expect(hit && hit.buf.subarray(hit.start, hit.end).toString()).toBe("hello");
-    expect(hit?.flags).toBe(7);
+    expect(hit).toBeDefined();
+    const shown = hit as ItemView;
+    expect(shown.buf.subarray(shown.start, shown.end).toString()).toBe("hello");
+    expect(shown.flags).toBe(7);
     expect(s.view("missing")).toBeUndefined();
     const before = (s.get("e") as Item).version;
     vi.advanceTimersByTime(6000);
