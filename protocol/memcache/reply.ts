@@ -12,6 +12,8 @@ const CRLF = Buffer.from("\r\n");
 
 const NONE = Buffer.alloc(0);
 
+const VALUE_ = Buffer.from("VALUE ");
+
 export class ReplyBuffer {
   /** Allocated on first use: a reply held back in a slot is often one small line. */
   private chunk: Buffer = NONE;
@@ -78,13 +80,8 @@ export class ReplyBuffer {
     if (this.used + need > this.chunk.length) this.grow(need);
     const c = this.chunk;
     let at = this.used;
-    c[at] = 86; // VALUE + space
-    c[at + 1] = 65;
-    c[at + 2] = 76;
-    c[at + 3] = 85;
-    c[at + 4] = 69;
-    c[at + 5] = 32;
-    at = writeLatin1(c, at + 6, key);
+    at = copyBytes(VALUE_, 0, VALUE_.length, c, at);
+    at = writeLatin1(c, at, key);
     c[at++] = 32;
     at = writeDigits(c, at, flags);
     c[at++] = 32;

@@ -181,6 +181,21 @@ const command = fc.oneof(
   fc.constantFrom("mn\r\n", "mg a\r\n", "ms a\r\n", "ms a x\r\n", "md\r\n", "mz a\r\n"),
 );
 
+/**
+ * Whether a counter command follows an `mg` of its key: memcached then skips rewriting the number
+ * in place only when both arrive in one packet (the `mg` holds the item until the packet's replies
+ * are written), which a pipeline cut at random points cannot reproduce. A documented difference.
+ */
+function counterAfterMetaGet(commands: string[]): boolean {
+  const got = new Set<string>();
+  for (const c of commands) {
+    const [op, k] = c.split(/[ \r]/, 2);
+    if (op === "mg" && k !== undefined) got.add(k);
+    else if ((op === "incr" || op === "decr" || op === "ma") && k !== undefined && got.has(k)) return true;
+  }
+  return false;
+}
+
 /** How many random pipelines the property sends: `npm run fuzz` raises it. */
 const FUZZ_RUNS = Number(process.env.FLARE_FUZZ_RUNS ?? 150);
 /** Or for how long (`FLARE_FUZZ_SECONDS`): as many cases as fit. */
@@ -372,7 +387,9 @@ describe("differential: memcached 1.6, a node, the proxy", () => {
       let cases = 0;
       await fc.assert(
         fc.asyncProperty(
-          fc.array(command, { minLength: 1, maxLength: 40 }),
+          fc
+            .array(command, { minLength: 1, maxLength: 40 })
+            .filter((commands) => !counterAfterMetaGet(commands)),
           fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 4 }),
           async (commands, cuts) => {
             const stream = Buffer.from(`flush_all\r\n${commands.join("")}`);
