@@ -86,16 +86,13 @@ export class Store {
    * engine's memory, valid until the next call on the store. No item is made, no value copied.
    */
   view(key: string): ItemView | undefined {
-    const engine = this.engine as SyncEngine;
-    const v = (engine.view as (key: string) => ItemView | undefined)(key);
-    // An expired item is removed as a get removes it, leaving its version behind.
-    if (v !== undefined && v.expiresAt !== 0 && v.expiresAt <= Date.now())
-      return this.counted(this.liveSync(key, Date.now())) as undefined;
-    const c = this.counters;
-    c.cmd_get++;
-    if (v === undefined) c.get_misses++;
-    else c.get_hits++;
-    return v;
+    const v = (this.engine as SyncEngine).view?.(key);
+    if (v === undefined || v.expiresAt === 0) return this.counted(v);
+    const now = Date.now();
+    if (!isExpired(v.expiresAt, now)) return this.counted(v);
+    // Removed as a get removes it, leaving its version behind.
+    this.liveSync(key, now);
+    return this.counted<ItemView>(undefined);
   }
 
   /** gat/gats: a live item with its expiry changed, or undefined. */
@@ -422,12 +419,12 @@ export class Store {
     });
   }
 
-  private counted(item: Item | undefined): Item | undefined {
+  private counted<T>(found: T | undefined): T | undefined {
     const c = this.counters;
     c.cmd_get++;
-    if (item === undefined) c.get_misses++;
+    if (found === undefined) c.get_misses++;
     else c.get_hits++;
-    return item;
+    return found;
   }
 
   /**

@@ -152,7 +152,7 @@ export class MemoryEngine implements SyncEngine {
     v.flags = this.flags[id] as number;
     v.expiresAt = this.expires[id] as number;
     v.buf = this.bufOf(id);
-    v.start = this.offsetOf(id) + (this.keyLength[id] as number);
+    v.start = this.valueStart(id);
     v.end = v.start + (this.valueLength[id] as number);
     this.accessed(id);
     return v;
@@ -299,6 +299,11 @@ export class MemoryEngine implements SyncEngine {
     return (this.chunkOf[id] as number) * (this.classes[(this.pages[page] as Page).cls] as SizeClass).size;
   }
 
+  /** Where the item's value starts in its buffer (after its key). */
+  private valueStart(id: number): number {
+    return this.offsetOf(id) + (this.keyLength[id] as number);
+  }
+
   private keyOf(id: number): string {
     const at = this.offsetOf(id);
     return this.bufOf(id).latin1Slice(at, at + (this.keyLength[id] as number));
@@ -308,7 +313,7 @@ export class MemoryEngine implements SyncEngine {
     let value = NO_VALUE;
     if (withValue) {
       const n = this.valueLength[id] as number;
-      const from = this.offsetOf(id) + (this.keyLength[id] as number);
+      const from = this.valueStart(id);
       value = Buffer.allocUnsafe(n);
       this.bufOf(id).copy(value, 0, from, from + n);
     }
