@@ -28,7 +28,7 @@ import {
 } from "../protocol/memcache/stats.js";
 import { metaReplyEnd, valueBlocks } from "../protocol/memcache/values.js";
 import { type NodeEntry, nodeKey } from "../protocol/node-map.js";
-import { type Access, accessOf, ConnectionOrder } from "./connection-order.js";
+import { ConnectionOrder, type Keys, keysOf, NONE, type Touch, touchOf } from "./connection-order.js";
 import {
   type FailureHooks,
   type MapFeed,
@@ -121,20 +121,21 @@ export class ProxyCommands implements CommandHandler {
     packet = 0,
     conn?: ConnectionState,
   ): Execution | Later | typeof FOLLOWS {
-    const access = conn === undefined ? undefined : accessOf(req);
-    if (access === undefined) return this.dispatch(req, out, packet);
+    const touch = conn === undefined ? NONE : touchOf(req);
+    if (touch === NONE) return this.dispatch(req, out, packet);
+    const keys = keysOf(req);
     let order = conn?.handler as ConnectionOrder | undefined;
     if (order === undefined) {
       order = new ConnectionOrder();
       (conn as ConnectionState).handler = order;
     }
-    if (!order.mustWait(access)) return this.track(order, access, this.dispatch(req, out, packet));
+    if (!order.mustWait(touch, keys)) return this.track(order, touch, keys, this.dispatch(req, out, packet));
     const held = order;
     return held.hold(() => {
       // Sent on its own: it neither joins a run nor may be joined.
       const saved = this.run;
       this.run = undefined;
-      const r = this.track(held, access, this.dispatch(req, out, 0));
+      const r = this.track(held, touch, keys, this.dispatch(req, out, 0));
       this.run = saved;
       return settled(r);
     });
@@ -143,11 +144,13 @@ export class ProxyCommands implements CommandHandler {
   /** Counts a request in flight on its connection until it is answered. */
   private track(
     order: ConnectionOrder,
-    access: NonNullable<Access>,
+    touch: Touch,
+    keys: Keys,
     r: Execution | Later | typeof FOLLOWS,
   ): Execution | Later | typeof FOLLOWS {
     if (typeof r === "boolean") return r;
-    const end = order.begin(access);
+    const slot = order.begin(touch, keys);
+    const end = (): void => order.end(slot);
     if (r === FOLLOWS) (this.run as Run).later.also(end);
     else if (r instanceof Later) r.also(end);
     else r.then(end, end);

@@ -21,7 +21,7 @@ import {
   settled,
 } from "../protocol/memcache/server.js";
 import { valueBlocks } from "../protocol/memcache/values.js";
-import { accessOf, ConnectionOrder } from "../proxy/connection-order.js";
+import { ConnectionOrder, keysOf, NONE, touchOf } from "../proxy/connection-order.js";
 import { ProxyCommands } from "../proxy/memcache-front.js";
 import { Router } from "../proxy/router.js";
 
@@ -72,8 +72,8 @@ export class Forwarding {
     const order = conn.handler;
     if (route === ELSEWHERE || !(order instanceof ConnectionOrder) || !("key" in req || "keys" in req))
       return route;
-    const access = accessOf(req);
-    return access !== undefined && order.mustWait(access) ? ELSEWHERE : route;
+    const touch = touchOf(req);
+    return touch !== NONE && order.mustWait(touch, keysOf(req)) ? ELSEWHERE : route;
   }
 
   private where(req: Request): Route {
