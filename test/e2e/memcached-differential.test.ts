@@ -64,7 +64,23 @@ const ordered: [string, string][] = [
     "noreply writes, then reads",
     "set q 0 0 1 noreply\r\nA\r\nappend q 0 0 1 noreply\r\nB\r\nget q\r\ndelete q noreply\r\nget q\r\n",
   ],
+  ["runs of 60 writes, then reads and writes of the same keys, in one pipeline", deepPipeline()],
 ];
+
+/**
+ * Writes to 60 different keys, all in flight at once (past the 32 the proxy's order scans, so it
+ * counts them), then reads of the same keys, newest first, and more writes, which must wait. Every
+ * key is set first: what earlier runs left does not matter.
+ */
+function deepPipeline(): string {
+  const lines: string[] = [];
+  for (let round = 0; round < 2; round++) {
+    for (let j = 0; j < 60; j++) lines.push(`set e${j} 0 0 ${`r${round}j${j}`.length}\r\nr${round}j${j}\r\n`);
+    for (let j = 59; j > 0; j -= 3) lines.push(`get e${j} e${j - 1}\r\nappend e${j - 2} 0 0 1\r\n+\r\n`);
+    for (let j = 0; j < 60; j += 7) lines.push(`delete e${j}\r\nget e${j} e${j + 2}\r\n`);
+  }
+  return lines.join("");
+}
 
 /** Random pipelines over three keys, for a sequential model: memcached itself. */
 const key = fc.constantFrom("a", "b", "c");
