@@ -67,6 +67,44 @@ const ordered: [string, string][] = [
   ["runs of 60 writes, then reads and writes of the same keys, in one pipeline", deepPipeline()],
 ];
 
+/** A seeded generator of integers below `n`: the same pipelines on every run. */
+function xorshift(seed: number): (n: number) => number {
+  let x = seed;
+  return (n) => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) % n;
+  };
+}
+
+/** `n` storage and read commands over 40 keys named `prefix`…, which it first deletes. */
+function randomPipeline(prefix: string, n: number, random: (n: number) => number): string {
+  const key = (): string => `${prefix}${random(40)}`;
+  const value = (): string => (random(5) === 0 ? String(random(100)) : "abcdefghij".slice(0, random(10)));
+  const out = Array.from({ length: 40 }, (_, i) => `delete ${prefix}${i} noreply\r\n`);
+  const stored = (op: string, k: string, v: string, tail = ""): string =>
+    `${op} ${k} ${random(3)} 0 ${v.length}${tail}\r\n${v}\r\n`;
+  for (let i = 0; i < n; i++) {
+    const r = random(20);
+    const k = key();
+    const v = value();
+    if (r < 5) out.push(stored("set", k, v));
+    else if (r < 10) out.push(`get ${k}\r\n`);
+    else if (r < 11) out.push(`get ${k} ${key()} ${key()}\r\n`);
+    else if (r < 12) out.push(stored("append", k, v));
+    else if (r < 13) out.push(stored("prepend", k, v));
+    else if (r < 14) out.push(`incr ${k} ${random(5)}\r\n`);
+    else if (r < 15) out.push(`decr ${k} ${random(5)}\r\n`);
+    else if (r < 16) out.push(`delete ${k}\r\n`);
+    else if (r < 17) out.push(stored("add", k, v));
+    else if (r < 18) out.push(stored("replace", k, v));
+    else if (r < 19) out.push(stored("set", k, v, " noreply"));
+    else out.push(`touch ${k} 1000\r\n`);
+  }
+  return out.join("");
+}
+
 /**
  * Writes to 60 different keys, all in flight at once (past the 32 the proxy's order scans, so it
  * counts them), then reads of the same keys, newest first, and more writes, which must wait. Every
@@ -395,6 +433,23 @@ describe("differential: memcached 1.6, a node, the proxy", () => {
     expect(await exchange(node.port, Buffer.from(text))).toBe(want);
     for (const port of passing)
       for (let i = 0; i < 10; i++) expect(await exchange(port, Buffer.from(text)), `port ${port}`).toBe(want);
+  });
+
+  it("30 connections at once, each a random pipeline of 300 over 40 keys of its own, cut at random points: each is answered as memcached answers it", async () => {
+    const random = xorshift(11);
+    for (let round = 0; round < 2; round++) {
+      const streams = Array.from({ length: 30 }, (_, c) =>
+        Buffer.from(randomPipeline(`c${c}-`, 300, random)),
+      );
+      const cuts = streams.map(() => [random(1000) / 1000, random(1000) / 1000, random(1000) / 1000]);
+      const want = await Promise.all(streams.map((s) => exchange(memcached.port, s)));
+      for (const port of [cluster.proxy.port, passing[0] as number]) {
+        const got = await Promise.all(streams.map((s, c) => exchangeSplit(port, s, cuts[c] as number[])));
+        got.forEach((g, c) => {
+          expect(g, `round ${round}, connection ${c}, port ${port}`).toBe(want[c]);
+        });
+      }
+    }
   });
 
   it(
