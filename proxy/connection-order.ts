@@ -55,7 +55,7 @@ export class ConnectionOrder {
   private tail: Promise<void> = Promise.resolve();
   private idle: (() => void)[] = [];
 
-  /** Must a request touching `keys` so wait for what is in flight (or already held)? */
+  /** Must a request that `touch`es `keys` wait for what is in flight (or already held)? */
   mustWait(touch: Touch, keys: Keys): boolean {
     if (this.held > 0) return true;
     if (this.inflight === 0) return false;
@@ -146,7 +146,7 @@ function overlaps(a: Keys, b: Keys): boolean {
   return false;
 }
 
-/** Does a request touching `key` so conflict with the counted ones? */
+/** Does a request that `touch`es `key` conflict with the requests counted? */
 function counted(counts: Counts, touch: Touch, key: string): boolean {
   return counts.writes.has(key) || (touch === WRITE && counts.reads.has(key));
 }
