@@ -90,8 +90,8 @@ export class Store {
     if (v === undefined || v.expiresAt === 0) return this.counted(v);
     const now = Date.now();
     if (!isExpired(v.expiresAt, now)) return this.counted(v);
-    // Removed as a get removes it, leaving its version behind.
-    this.liveSync(key, now);
+    // Removed as a get removes it, leaving its version behind; its value is not copied out for that.
+    this.liveSync(key, now, false, false);
     return this.counted<ItemView>(undefined);
   }
 
