@@ -4,9 +4,11 @@
  * what was last written, what it holds stays within the limit, and what it evicts is always older
  * than everything it keeps (LRU).
  */
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import fc from "fast-check";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { ITEM_OVERHEAD, MemoryEngine } from "../../storage/engines/memory.js";
+import { GROWTH_SLACK, ITEM_OVERHEAD, MemoryEngine } from "../../storage/engines/memory.js";
 
 afterEach(() => {
   vi.useRealTimers();
@@ -120,5 +122,146 @@ describe("memory engine", () => {
     // The newest big values are all there; the small ones made room.
     for (let i = 1_700; i < 2_000; i++) expect(engine.get(`big:${i}`)?.value.length).toBe(3000);
     expect(engine.get("small:0")).toBeUndefined();
+  });
+
+  it("a cache turned from small values to large ones and back keeps as many small items as before", () => {
+    const limit = 4 * 1024 * 1024;
+    const engine = new MemoryEngine({ limitBytes: limit });
+    const small = Buffer.alloc(100, 1);
+    const large = Buffer.alloc(100_000, 2);
+    const n = 100_000;
+    let version = 0n;
+    for (let i = 0; i < n; i++) engine.put(`a:${i}`, item(small, ++version));
+    const before = engine.stats().items;
+    for (let i = 0; i < 500; i++) engine.put(`b:${i}`, item(large, ++version));
+    // The large values took the memory the small ones had.
+    expect(engine.stats().items).toBeLessThan(50);
+    const first = version + 1n;
+    for (let i = 0; i < n; i++) engine.put(`c:${i}`, item(small, ++version));
+    const after = engine.stats();
+    expect(after.items).toBeGreaterThan(before * 0.95);
+    expect(after.bytes).toBeLessThanOrEqual(limit);
+    for (let i = n - after.items; i < n; i++) expect(engine.get(`c:${i}`)?.version).toBe(first + BigInt(i));
+  });
+
+  it("holds no more than its limit in real memory as small items give way to large ones and back", async () => {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    // What every ArrayBuffer of the process holds (the engine's pages, buffers and typed arrays).
+    const held = (): number => {
+      // Backing stores are freed as the collector sweeps: collect until the figure settles.
+      let last = Number.POSITIVE_INFINITY;
+      for (;;) {
+        gc();
+        const now = process.memoryUsage().arrayBuffers;
+        if (now >= last) return now;
+        last = now;
+      }
+    };
+    const limit = 16 * 1024 * 1024;
+    const tiny = Buffer.alloc(1, 1);
+    const large = Buffer.alloc(200_000, 2);
+    const base = held();
+    const engine = new MemoryEngine({ limitBytes: limit });
+    // Beyond the limit: the arrays' smallest size (1 024 slots), and right after they grew, the
+    // slack of 1.25 slots an item.
+    const slack = (items: number) => 256 * 1024 + items * GROWTH_SLACK;
+    let version = 0n;
+    const phases: [string, Buffer, number][] = [
+      ["tiny", tiny, 300_000],
+      ["large", large, 2_000],
+      ["tiny again", tiny, 300_000],
+      ["large again", large, 2_000],
+    ];
+    for (const [name, value, n] of phases) {
+      for (let i = 0; i < n; i++) engine.put(`${name}:${i}`, item(value, ++version));
+      const stats = engine.stats();
+      expect(stats.bytes, name).toBeLessThanOrEqual(limit);
+      expect(held() - base, name).toBeLessThanOrEqual(limit + slack(stats.items));
+      // Full: the limit was reached, not just respected.
+      expect(stats.bytes, name).toBeGreaterThan(limit * 0.9);
+    }
+    await engine.close();
+  });
+
+  it("keeps exact values and LRU order while its slots are renumbered (small values, then large, and again)", () => {
+    vi.useFakeTimers();
+    const limit = 2 * 1024 * 1024;
+    const evicted: string[] = [];
+    const keyOfVersion = new Map<bigint, string>();
+    const engine = new MemoryEngine({
+      limitBytes: limit,
+      onEvict: (v) => evicted.push(keyOfVersion.get(v) as string),
+    });
+    // The engine's slot count, read to show the renumbering really ran.
+    const slots = (): number => (engine as unknown as { capacity: number }).capacity;
+    const model = new Map<string, { value: Buffer; version: bigint }>();
+    const used = new Map<string, number>();
+    /** Every use in order; the oldest still current one is the oldest key kept. */
+    const uses: [string, number][] = [];
+    let oldestUse = 0;
+    const oldestKept = (): number => {
+      for (;;) {
+        const [key, at] = uses[oldestUse] as [string, number];
+        if (model.has(key) && used.get(key) === at) return at;
+        oldestUse++;
+      }
+    };
+    const use = (key: string, at: number) => {
+      used.set(key, at);
+      uses.push([key, at]);
+    };
+    let seed = 7;
+    const random = () => {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return (seed >>> 0) / 4294967296;
+    };
+    let version = 0n;
+    let shrinks = 0;
+    let evictions = 0;
+    let lastSlots = 0;
+    for (let step = 1; step <= 60_000; step++) {
+      vi.advanceTimersByTime(1000);
+      const large = Math.floor(step / 10_000) % 2 === 1;
+      const key = `k${Math.floor(random() * 40_000)}`;
+      const r = random();
+      if (r < 0.7) {
+        const size = large ? 20_000 + Math.floor(random() * 40_000) : Math.floor(random() * 40);
+        const value = Buffer.alloc(size, Number(++version % 251n));
+        keyOfVersion.set(version, key);
+        expect(engine.put(key, item(value, version))).toBe(true);
+        model.set(key, { value, version });
+        use(key, step);
+      } else if (r < 0.9) {
+        const want = model.get(key);
+        const got = engine.get(key);
+        expect(got?.version).toBe(want?.version);
+        if (want !== undefined) {
+          expect(got?.value.equals(want.value)).toBe(true);
+          use(key, step);
+        }
+      } else {
+        expect(engine.delete(key)).toBe(model.has(key));
+        model.delete(key);
+      }
+      if (evicted.length > 0) {
+        evictions += evicted.length;
+        const gone = evicted.splice(0);
+        const last = Math.max(...gone.map((k) => used.get(k) as number));
+        for (const k of gone) model.delete(k);
+        // What went is older than everything kept.
+        if (model.size > 0) expect(last).toBeLessThan(oldestKept());
+      }
+      expect(engine.stats().items).toBe(model.size);
+      if (slots() < lastSlots) shrinks++;
+      lastSlots = slots();
+    }
+    expect(engine.stats().bytes).toBeLessThanOrEqual(limit);
+    for (const [key, want] of model) expect(engine.get(key)?.value.equals(want.value)).toBe(true);
+    // Each turn to large values renumbered the slots; evictions came in every phase.
+    expect(shrinks).toBeGreaterThanOrEqual(3);
+    expect(evictions).toBeGreaterThan(10_000);
   });
 });
