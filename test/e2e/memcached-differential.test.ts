@@ -310,6 +310,37 @@ streams.push([
   null,
 ]);
 
+/** Thousands of keys, most deleted, all read back: under it the memory engine's slot arrays shrink. */
+function shrinkingStream(): Buffer {
+  const key = (i: number) => `shrink${String(i).padStart(5, "0")}`;
+  const value = (i: number) => Buffer.from([0, 13, 10, 255, i & 255, (i >> 8) & 255]);
+  const parts: Buffer[] = [];
+  const set = (i: number, noreply: boolean) =>
+    parts.push(
+      Buffer.from(`set ${key(i)} ${i} 0 6${noreply ? " noreply" : ""}\r\n`),
+      value(i),
+      Buffer.from("\r\n"),
+    );
+  const gets = (from: number, to: number) => {
+    for (let i = from; i < to; i += 1500) {
+      const keys = Array.from({ length: Math.min(1500, to - i) }, (_, j) => key(i + j));
+      parts.push(Buffer.from(`get ${keys.join(" ")}\r\n`));
+    }
+  };
+  for (let i = 0; i < 12_000; i++) set(i, i % 2 === 0);
+  for (let i = 0; i < 12_000; i++) if (i % 4 !== 0) parts.push(Buffer.from(`delete ${key(i)}\r\n`));
+  gets(0, 12_000);
+  for (let i = 12_000; i < 15_000; i++) set(i, true);
+  parts.push(Buffer.from(`delete ${key(4)}\r\nincr ${key(8)} 1\r\n`));
+  gets(0, 15_000);
+  return Buffer.concat(parts);
+}
+streams.push([
+  "12 000 keys of binary values stored, three in four deleted, all read back, 3 000 more stored, all read again",
+  shrinkingStream(),
+  null,
+]);
+
 /**
  * Meta streams (each from an empty cache). Cas values, seconds left and idle seconds are compared
  * by kind (memcached counts cas across all keys and ticks its clock on its own), all else by byte.
