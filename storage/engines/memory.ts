@@ -560,13 +560,18 @@ export class MemoryEngine implements SyncEngine {
   }
 
   private grow(): void {
-    const cap = Math.max(MIN_SLOTS, Math.ceil(this.capacity * SLOTS_GROWTH));
+    this.resizeArrays(Math.max(MIN_SLOTS, Math.ceil(this.capacity * SLOTS_GROWTH)));
+  }
+
+  /** Every slot array to `cap` slots: grown with their contents, or cut to their first `cap`. */
+  private resizeArrays(cap: number): void {
     const resize = <
       T extends Uint8Array | Uint16Array | Int32Array | Uint32Array | Float64Array | BigUint64Array,
     >(
       old: T,
       make: (n: number) => T,
     ): T => {
+      if (cap <= old.length) return old.slice(0, cap) as T;
       const a = make(cap);
       a.set(old as never);
       return a;
@@ -605,20 +610,8 @@ export class MemoryEngine implements SyncEngine {
       while (live[hole] !== 0) hole++;
       this.moveSlot(id, hole);
     }
-    this.pageOf = this.pageOf.slice(0, cap);
-    this.chunkOf = this.chunkOf.slice(0, cap);
-    this.keyLength = this.keyLength.slice(0, cap);
-    this.live = this.live.slice(0, cap);
-    this.valueLength = this.valueLength.slice(0, cap);
-    this.hashes = this.hashes.slice(0, cap);
-    this.flags = this.flags.slice(0, cap);
-    this.versions = this.versions.slice(0, cap);
-    this.expires = this.expires.slice(0, cap);
-    this.bumped = this.bumped.slice(0, cap);
-    this.prev = this.prev.slice(0, cap);
-    this.next = this.next.slice(0, cap);
+    this.resizeArrays(cap);
     if (this.large.length > cap) this.large.length = cap;
-    this.capacity = cap;
     let top = Math.min(this.nextId, cap);
     while (top > 0 && this.live[top - 1] === 0) top--;
     this.nextId = top;
