@@ -150,10 +150,12 @@ export class ProxyCommands implements CommandHandler {
   ): Execution | Later | typeof FOLLOWS {
     if (typeof r === "boolean") return r;
     const slot = order.begin(touch, keys);
-    const end = (): void => order.end(slot);
-    if (r === FOLLOWS) (this.run as Run).later.also(end);
-    else if (r instanceof Later) r.also(end);
-    else r.then(end, end);
+    if (r === FOLLOWS) (this.run as Run).later.also(order, slot);
+    else if (r instanceof Later) r.also(order, slot);
+    else {
+      const end = (): void => order.end(slot);
+      r.then(end, end);
+    }
     return r;
   }
 

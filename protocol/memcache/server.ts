@@ -9,48 +9,65 @@ import type { ClusterSecret } from "../cluster-auth.js";
 import { type ParserLimits, RequestParser } from "./parser.js";
 import { ReplyBuffer } from "./reply.js";
 import type { Request } from "./request.js";
+import { SocketWriter } from "./socket-writer.js";
 
 /** true: keep the connection; false: close it after this reply; a promise: the same, later. */
 export type Execution = boolean | Promise<boolean>;
 
+/** Who is told that a Later is done: a method, so that no closure is made per reply. */
+export interface Settle {
+  /** `count`: how many requests' replies were written (the Later's and those that FOLLOW it). */
+  settle(keep: boolean, count: number): void;
+}
+
+/** Keeps numbered slots of requests in flight (the proxy's per-connection order). */
+export interface SlotKeeper {
+  end(slot: number): void;
+}
+
 /**
- * A reply finished by a call instead of a promise: no microtask hops, for the proxy, whose every
- * reply waits for a node.
+ * A reply finished by a call instead of a promise: no microtask hops and no closures, for the
+ * proxy, whose every reply waits for a node.
  */
 export class Later {
-  private listener: ((keep: boolean, count: number) => void) | undefined;
+  private listener: Settle | undefined;
   private result: boolean | undefined;
   private count = 1;
   /**
-   * Told when it is done, after the listener (the proxy's per-connection order): usually one, kept
-   * without an array.
+   * Slots ended when it is done, after the listener: usually one, kept without an array; those of
+   * requests that FOLLOW it in `more`.
    */
-  private finished: (() => void) | (() => void)[] | undefined;
+  private keeper: SlotKeeper | undefined;
+  private slot = 0;
+  private more: { keeper: SlotKeeper; slot: number }[] | undefined;
 
-  /** `count`: how many requests' replies were written (this one and those that FOLLOW it). */
   done(keep = true, count = 1): void {
     if (this.listener === undefined) {
       this.result = keep;
       this.count = count;
-    } else this.listener(keep, count);
-    const finished = this.finished;
-    this.finished = undefined;
-    if (typeof finished === "function") finished();
-    else if (finished !== undefined) for (const f of finished) f();
+    } else this.listener.settle(keep, count);
+    const keeper = this.keeper;
+    if (keeper === undefined) return;
+    this.keeper = undefined;
+    keeper.end(this.slot);
+    const more = this.more;
+    this.more = undefined;
+    if (more !== undefined) for (const m of more) m.keeper.end(m.slot);
   }
 
-  /** Calls `f` once done (at once if it already is). */
-  also(f: () => void): void {
-    const finished = this.finished;
-    if (this.result !== undefined) f();
-    else if (finished === undefined) this.finished = f;
-    else if (typeof finished === "function") this.finished = [finished, f];
-    else finished.push(f);
+  /** Ends `slot` of `keeper` once done (at once if it already is). */
+  also(keeper: SlotKeeper, slot: number): void {
+    if (this.result !== undefined) keeper.end(slot);
+    else if (this.keeper === undefined) {
+      this.keeper = keeper;
+      this.slot = slot;
+    } else if (this.more === undefined) this.more = [{ keeper, slot }];
+    else this.more.push({ keeper, slot });
   }
 
-  listen(listener: (keep: boolean, count: number) => void): void {
+  listen(listener: Settle): void {
     if (this.result === undefined) this.listener = listener;
-    else listener(this.result, this.count);
+    else listener.settle(this.result, this.count);
   }
 }
 
@@ -63,7 +80,7 @@ export const FOLLOWS = Symbol("follows");
 /** A request's outcome as a promise (one that does not FOLLOW another: it has an outcome of its own). */
 export function settled(r: Execution | Later | typeof FOLLOWS): Promise<boolean> {
   if (typeof r === "boolean") return Promise.resolve(r);
-  if (r instanceof Later) return new Promise((resolve) => r.listen((keep) => resolve(keep)));
+  if (r instanceof Later) return new Promise((resolve) => r.listen({ settle: (keep) => resolve(keep) }));
   if (r === FOLLOWS) throw new Error("a held request cannot follow a run");
   return r;
 }
@@ -273,15 +290,26 @@ function readInto(accepted: Socket, reader: Reader): Socket {
 }
 
 /** A reply held back until the replies before it are sent. */
-interface Slot {
-  out: ReplyBuffer;
-  done: boolean;
-  keep: boolean;
+class Slot implements Settle {
   /** A reply that waited: its command, timed from its packet's arrival to its release. */
-  op?: string;
-  started?: number;
+  op: string | undefined = undefined;
+  started = 0;
   /** Requests it answers (itself and those that FOLLOW it). */
-  count?: number;
+  count = 1;
+
+  constructor(
+    readonly out: ReplyBuffer,
+    private readonly conn: Connection | undefined,
+    public done = false,
+    public keep = true,
+  ) {}
+
+  settle(keep: boolean, count: number): void {
+    this.count = count;
+    this.done = true;
+    this.keep = keep;
+    this.conn?.settled();
+  }
 }
 
 /** Small enough to come from Node's buffer pool: most held-back replies are a line or one value. */
@@ -302,6 +330,7 @@ class Connection implements ConnectionView, Reader {
   readonly id = ++connectionIds;
   peer = "";
   private socket!: Socket;
+  private writer!: SocketWriter;
   readonly openedAt = Date.now();
   /** performance.now() of the last bytes read or streamed: idle connections are closed by it. */
   lastCommandAt = performance.now();
@@ -367,7 +396,7 @@ class Connection implements ConnectionView, Reader {
           return;
         }
         // After the replies still owed to the requests before it, then the connection closes.
-        const slot: Slot = { out: new ReplyBuffer(SLOT_CHUNK, true), done: true, keep: false };
+        const slot = new Slot(new ReplyBuffer(SLOT_CHUNK, true), undefined, true, false);
         if (line !== "") slot.out.line(line);
         this.waiting.push(slot);
         this.parser.halted = true;
@@ -382,14 +411,14 @@ class Connection implements ConnectionView, Reader {
   /** Called once the socket exists (readInto makes it with this connection as its reader). */
   attach(socket: Socket): void {
     this.socket = socket;
+    this.writer = new SocketWriter(socket, this.drained);
     this.peer = `${socket.remoteAddress}:${socket.remotePort}`;
     socket.on("end", () => {
       this.quit();
       if (this.waiting.length === 0) socket.end();
     });
-    socket.on("drain", () => {
-      if (this.waiting.length < MAX_WAITING) socket.resume();
-    });
+    socket.on("drain", this.drained);
+    socket.on("close", this.drained);
     // Peers vanish (resets, broken pipes): the socket closes itself; nothing to report to anyone.
     socket.on("error", () => {});
   }
@@ -414,7 +443,7 @@ class Connection implements ConnectionView, Reader {
       if (r === FOLLOWS) return;
       if (typeof r !== "boolean") {
         // The first waiting reply writes straight into `out`: everything before it is already there.
-        const slot: Slot = { out: this.out, done: false, keep: true };
+        const slot = new Slot(this.out, this);
         if (timed) this.timeSlot(slot, req.op);
         this.wait(r, slot);
         return;
@@ -423,7 +452,7 @@ class Connection implements ConnectionView, Reader {
     } else {
       const r = this.commands.execute(req, this.spare, undefined, packets, this.state);
       if (r === FOLLOWS) return;
-      const slot: Slot = { out: this.spare, done: false, keep: true };
+      const slot = new Slot(this.spare, this);
       this.spare = new ReplyBuffer(SLOT_CHUNK, true);
       if (typeof r !== "boolean") {
         if (timed) this.timeSlot(slot, req.op);
@@ -485,36 +514,48 @@ class Connection implements ConnectionView, Reader {
   private readonly stream = (): Promise<void> => {
     this.lastCommandAt = performance.now();
     this.flush();
-    const socket = this.socket;
-    if (!socket.writableNeedDrain || socket.destroyed) return Promise.resolve();
+    if (!this.writer.full || this.socket.destroyed) return RESOLVED;
     return new Promise((resolve) => {
-      const done = (): void => {
-        socket.off("drain", done);
-        socket.off("close", done);
-        resolve();
-      };
-      socket.on("drain", done);
-      socket.on("close", done);
+      this.streamWaits = resolve;
     });
+  };
+
+  /** The stream waiting for the socket to send what it holds. */
+  private streamWaits: (() => void) | undefined;
+
+  /** The socket sent all it held (or closed): readers paused for it and a waiting stream go on. */
+  private readonly drained = (): void => {
+    if (this.writer.full && !this.socket.destroyed) return;
+    const resume = this.streamWaits;
+    this.streamWaits = undefined;
+    resume?.();
+    if (this.waiting.length < MAX_WAITING && !this.socket.destroyed) this.socket.resume();
   };
 
   private wait(r: Promise<boolean> | Later, slot: Slot): void {
     this.waiting.push(slot);
-    const finish = (keep: boolean, count: number): void => {
-      slot.count = count;
-      slot.done = true;
-      slot.keep = keep;
-      // Replies that finish together (one engine batch, one node's packet) leave together, in one write.
-      if (!this.releaseQueued) {
-        this.releaseQueued = true;
-        // A resolved promise, not queueMicrotask: Node wraps each queueMicrotask callback in an
-        // AsyncResource, a cost paid on every reply of the proxy.
-        RESOLVED.then(this.release);
-      }
-    };
-    if (r instanceof Later) r.listen(finish);
-    else r.then((keep) => finish(keep, 1));
+    if (r instanceof Later) r.listen(slot);
+    else r.then((keep) => slot.settle(keep, 1));
   }
+
+  /** A waiting reply is done. */
+  settled(): void {
+    // The only reply owed, outside a packet's parsing (one request in flight): it leaves now.
+    if (this.waiting.length === 1 && !this.parsing) {
+      this.release();
+      return;
+    }
+    // Replies that finish together (one engine batch, one node's packet) leave together, in one write.
+    if (!this.releaseQueued) {
+      this.releaseQueued = true;
+      // A resolved promise, not queueMicrotask: Node wraps each queueMicrotask callback in an
+      // AsyncResource, a cost paid on every reply of the proxy.
+      RESOLVED.then(this.release);
+    }
+  }
+
+  /** A packet is being parsed: replies that finish meanwhile wait for the end of it. */
+  private parsing = false;
 
   private releaseQueued = false;
 
@@ -527,8 +568,7 @@ class Connection implements ConnectionView, Reader {
     let n = 0;
     while (n < waiting.length && (waiting[n] as Slot).done) {
       const slot = waiting[n++] as Slot;
-      if (slot.op !== undefined)
-        latency?.record(slot.op, (now - (slot.started as number)) / 1000, slot.count);
+      if (slot.op !== undefined) latency?.record(slot.op, (now - slot.started) / 1000, slot.count);
       if (slot.out !== this.out) this.out.append(slot.out);
       if (!slot.keep) {
         this.quit();
@@ -538,7 +578,7 @@ class Connection implements ConnectionView, Reader {
     waiting.splice(0, n);
     this.flush();
     if (this.closing && waiting.length === 0) this.socket.end();
-    else if (waiting.length < MAX_WAITING / 2 && this.socket.isPaused() && !this.socket.writableNeedDrain)
+    else if (waiting.length < MAX_WAITING / 2 && this.socket.isPaused() && !this.writer.full)
       this.socket.resume();
   };
 
@@ -550,7 +590,12 @@ class Connection implements ConnectionView, Reader {
     this.lastCommandAt = now;
     this.packetStart = now;
     const latency = this.info.latency;
-    this.parser.push(chunk);
+    this.parsing = true;
+    try {
+      this.parser.push(chunk);
+    } finally {
+      this.parsing = false;
+    }
     this.flush();
     if (latency !== undefined && this.runLength > 0) this.recordRuns(latency);
     if (this.closing && this.waiting.length === 0) this.socket.end();
@@ -568,7 +613,7 @@ class Connection implements ConnectionView, Reader {
     const one = this.out.takeOne();
     if (one !== undefined) {
       n = one.length;
-      ok = socket.write(one);
+      ok = this.writer.write(one);
     } else {
       const pieces = this.out.take();
       if (pieces.length === 0) return;

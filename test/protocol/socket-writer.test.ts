@@ -1,0 +1,93 @@
+/**
+ * Replies written straight to the socket's handle: what the kernel does not take at once waits, in
+ * order, behind and before writes made through the socket's own stream; the writer says when it
+ * is full and when it drained; a vanished peer closes the socket and throws nothing.
+ */
+import { type AddressInfo, connect, createServer, type Server, type Socket } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { directWrites, SocketWriter } from "../../protocol/memcache/socket-writer.js";
+
+const open: (Server | Socket)[] = [];
+
+afterEach(() => {
+  for (const s of open.splice(0)) {
+    if ("destroy" in s) s.destroy();
+    else s.close();
+  }
+});
+
+/** A connected pair over loopback: the server's end and the client's, the client not reading. */
+async function pair(): Promise<{ server: Socket; client: Socket }> {
+  const srv = createServer();
+  open.push(srv);
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  const accepted = new Promise<Socket>((r) => srv.once("connection", r));
+  const client = connect((srv.address() as AddressInfo).port, "127.0.0.1");
+  client.pause();
+  const server = await accepted;
+  open.push(server, client);
+  return { server, client };
+}
+
+/** Piece `i`: 16 KiB, every 4 bytes its number, so a piece out of place shows. */
+function piece(i: number): Buffer {
+  const b = Buffer.alloc(16 * 1024);
+  for (let at = 0; at < b.length; at += 4) b.writeUInt32LE(i, at);
+  return b;
+}
+
+describe("socket writer", () => {
+  it("writes on this Node go straight to the handle", () => {
+    expect(directWrites).toBe(true);
+  });
+
+  it("holds what the kernel cannot take in order, with stream writes between, and says when it drained", async () => {
+    const { server, client } = await pair();
+    let drains = 0;
+    const writer = new SocketWriter(server, () => drains++);
+    const sent: Buffer[] = [];
+    let firstHeld = -1;
+    // 64 MiB: far beyond what loopback's socket buffers hold while the client does not read.
+    for (let i = 0; i < 4096; i++) {
+      const b = piece(i);
+      sent.push(b);
+      // A few go through the stream itself, as other writers of the socket do.
+      const taken = i % 1000 === 999 ? server.write(b) : writer.write(b);
+      if (!taken && firstHeld < 0) firstHeld = i;
+    }
+    expect(firstHeld).toBeGreaterThan(0);
+    expect(writer.full).toBe(true);
+    expect(drains).toBe(0);
+
+    const expected = Buffer.concat(sent);
+    const got: Buffer[] = [];
+    let seen = 0;
+    const all = new Promise<void>((resolve) => {
+      client.on("data", (d: Buffer) => {
+        got.push(d);
+        seen += d.length;
+        if (seen >= expected.length) resolve();
+      });
+    });
+    client.resume();
+    await all;
+    await new Promise<void>((r) => setImmediate(r));
+    expect(seen).toBe(expected.length);
+    expect(Buffer.concat(got).equals(expected)).toBe(true);
+    expect(writer.full).toBe(false);
+    expect(drains).toBeGreaterThanOrEqual(1);
+  });
+
+  it("a peer that vanished closes the socket; writing on throws nothing", async () => {
+    const { server, client } = await pair();
+    const closed = new Promise<void>((r) => server.once("close", () => r()));
+    server.on("error", () => {});
+    const writer = new SocketWriter(server, () => {});
+    client.resetAndDestroy();
+    await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 100 && !server.destroyed; i++) writer.write(piece(i));
+    expect(writer.write(piece(0))).toBe(false);
+    await closed;
+    expect(server.destroyed).toBe(true);
+  });
+});
