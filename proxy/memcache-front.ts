@@ -37,7 +37,12 @@ import {
   writeToMaster,
 } from "./failover.js";
 import type { Router } from "./router.js";
-import { MemcacheTransport, type ReplyShape, type Sent } from "./transports/memcache-transport.js";
+import {
+  MemcacheTransport,
+  type ReplyShape,
+  type ReplyTaker,
+  type Sent,
+} from "./transports/memcache-transport.js";
 import { TransportError } from "./transports/transport.js";
 
 export interface ProxyOptions {
@@ -150,7 +155,7 @@ export class ProxyCommands implements CommandHandler {
   ): Execution | Later | typeof FOLLOWS {
     if (typeof r === "boolean") return r;
     const slot = order.begin(touch, keys);
-    if (r === FOLLOWS) (this.run as Run).later.also(order, slot);
+    if (r === FOLLOWS) (this.run as Run).also(order, slot);
     else if (r instanceof Later) r.also(order, slot);
     else {
       const end = (): void => order.end(slot);
@@ -262,41 +267,29 @@ export class ProxyCommands implements CommandHandler {
   ): Execution | Later | typeof FOLLOWS {
     const partition = this.router.partitionOf(key);
     if (prev !== undefined && joins(prev, packet, op, partition, false) && this.joined(prev, bytes)) {
-      prev.keys.push(key);
-      prev.bytes.push(bytes);
+      prev.join(key, bytes);
       this.run = prev;
       return FOLLOWS;
     }
     const node = this.router.readerIn(partition);
     if (node === undefined) return this.reply(op, this.readFrom(key, bytes), out);
-    const later = new Later();
-    const run: Run = {
-      packet,
-      op,
-      partition,
-      write: false,
-      noreply: false,
-      keys: [key],
-      bytes: [bytes],
-      sent: undefined,
-      later,
-    };
-    run.sent = this.transport.send(node, bytes, "values", (reply, start, end, serverErrors) => {
-      const n = run.keys.length;
-      if (!(reply instanceof TransportError) && serverErrors === 0) {
-        out.range(reply, start, end);
-        later.done(true, n);
-        return;
-      }
-      if (reply instanceof TransportError) this.hooks.unreachable(node, reply);
-      else this.hooks.refused?.(node, reply.subarray(start, end));
-      this.events.readRetries += n;
-      const tried = nodeKey(node.host, node.port);
-      const retried = run.keys.map((k, i) => this.readFrom(k, run.bytes[i] as Buffer, new Set([tried])));
-      this.replyAll(op, retried, out).then((keep) => later.done(keep, n));
-    });
+    const run = new Run(this, node, out, packet, op, partition, false, false, "values", key, bytes, 0);
+    run.sent = this.transport.send(node, bytes, "values", run);
     this.run = run;
-    return later;
+    return run;
+  }
+
+  /** A run's replica failed or refused: each of its reads tries the partition's other replicas. */
+  retryReads(run: Run, reply: Buffer | TransportError, start: number, end: number): void {
+    const node = run.node;
+    if (reply instanceof TransportError) this.hooks.unreachable(node, reply);
+    else this.hooks.refused?.(node, reply.subarray(start, end));
+    const n = run.size;
+    this.events.readRetries += n;
+    const tried = nodeKey(node.host, node.port);
+    const retried: Promise<Buffer>[] = [];
+    for (let i = 0; i < n; i++) retried.push(this.readFrom(run.keyAt(i), run.bytesAt(i), new Set([tried])));
+    this.replyAll(run.op, retried, run.out).then((keep) => run.done(keep, n));
   }
 
   /**
@@ -321,51 +314,59 @@ export class ProxyCommands implements CommandHandler {
       prev.noreply === noreply &&
       this.joined(prev, bytes)
     ) {
-      prev.keys.push(key);
-      prev.bytes.push(bytes);
+      prev.join(key, bytes);
       this.run = prev;
       return FOLLOWS;
     }
     const master = this.router.writerIn(partition);
     if (master === undefined) return this.reply(op, this.write(key, bytes, shape), out, noreply);
-    const seen = this.member.version;
-    const later = new Later();
-    const run: Run = {
+    const run = new Run(
+      this,
+      master,
+      out,
       packet,
       op,
       partition,
-      write: true,
+      true,
       noreply,
-      keys: [key],
-      bytes: [bytes],
-      sent: undefined,
-      later,
-    };
-    run.sent = this.transport.send(master, bytes, shape, (reply, start, end, serverErrors) => {
-      const n = run.keys.length;
-      if (!(reply instanceof TransportError) && serverErrors === 0) {
-        if (!noreply) out.range(reply, start, end);
-        later.done(true, n);
-        return;
-      }
-      if (reply instanceof TransportError) this.hooks.unreachable(master, reply);
-      const lines = reply instanceof TransportError ? undefined : splitReplies(reply, start, end, shape);
-      // The wait for a new master is bounded from the moment the writes found their master gone.
-      const deadline = Date.now() + this.options.writeWaitMs;
-      let previous: Promise<unknown> = Promise.resolve();
-      const results = run.keys.map((k, i) => {
-        const line = lines?.[i];
-        if (line !== undefined && !isNotMaster(line)) return Promise.resolve(line);
-        this.events.writeRetries++;
-        // One after another: a later write of a key must not land before an earlier one.
-        const retried = previous.then(() => this.writeNow(k, run.bytes[i] as Buffer, shape, deadline, seen));
-        previous = retried.catch(() => undefined);
-        return retried;
-      });
-      this.replyAll(op, results, out, noreply).then((keep) => later.done(keep, n));
-    });
+      shape,
+      key,
+      bytes,
+      this.member.version,
+    );
+    run.sent = this.transport.send(master, bytes, shape, run);
     this.run = run;
-    return later;
+    return run;
+  }
+
+  /**
+   * A run's master was unreachable, or some of its writes found it no longer master: those are
+   * retried, in order, once the map names a new master; the others keep the reply they had.
+   */
+  retryWrites(run: Run, reply: Buffer | TransportError, start: number, end: number): void {
+    if (reply instanceof TransportError) this.hooks.unreachable(run.node, reply);
+    const shape = run.shape as "line" | "meta";
+    const lines = reply instanceof TransportError ? undefined : splitReplies(reply, start, end, shape);
+    // The wait for a new master is bounded from the moment the writes found their master gone.
+    const deadline = Date.now() + this.options.writeWaitMs;
+    let previous: Promise<unknown> = Promise.resolve();
+    const n = run.size;
+    const results: Promise<Buffer>[] = [];
+    for (let i = 0; i < n; i++) {
+      const line = lines?.[i];
+      if (line !== undefined && !isNotMaster(line)) {
+        results.push(Promise.resolve(line));
+        continue;
+      }
+      this.events.writeRetries++;
+      const key = run.keyAt(i);
+      const bytes = run.bytesAt(i);
+      // One after another: a later write of a key must not land before an earlier one.
+      const retried = previous.then(() => this.writeNow(key, bytes, shape, deadline, run.seen));
+      previous = retried.catch(() => undefined);
+      results.push(retried);
+    }
+    this.replyAll(run.op, results, run.out, run.noreply).then((keep) => run.done(keep, n));
   }
 
   /** Adds `bytes` to the run's request to its node, if that is not written yet. */
@@ -561,19 +562,66 @@ function forwarded(req: Request): Buffer {
   return "raw" in req && req.raw !== undefined ? req.raw : encodeRequest(req);
 }
 
-/** Requests of one packet sent to one node as one request, answered as one reply. */
-interface Run {
-  packet: number;
-  op: string;
-  partition: number;
-  write: boolean;
-  noreply: boolean;
-  keys: string[];
-  bytes: Buffer[];
+/**
+ * Requests of one packet sent to one node as one request, answered as one reply; done when that
+ * reply (every request's in it) is written. One object per run: it is the run's Later and what the
+ * transport hands the reply to.
+ */
+class Run extends Later implements ReplyTaker {
   /** The run's request to the node, which later requests may join until it is written. */
-  sent: Sent | undefined;
-  /** Done when the run's reply (every request in it) is written. */
-  later: Later;
+  sent: Sent | undefined = undefined;
+  /** The keys and bytes of the requests that joined the first. */
+  private moreKeys: string[] | undefined = undefined;
+  private moreBytes: Buffer[] | undefined = undefined;
+
+  constructor(
+    private readonly commands: ProxyCommands,
+    readonly node: NodeEntry,
+    readonly out: ReplyBuffer,
+    readonly packet: number,
+    readonly op: string,
+    readonly partition: number,
+    readonly write: boolean,
+    readonly noreply: boolean,
+    readonly shape: ReplyShape,
+    private readonly key: string,
+    private readonly bytes: Buffer,
+    /** Writes: the map version they were sent under (a retry waits for a newer one). */
+    readonly seen: number,
+  ) {
+    super();
+  }
+
+  /** Requests in the run. */
+  get size(): number {
+    return this.moreKeys === undefined ? 1 : 1 + this.moreKeys.length;
+  }
+
+  keyAt(i: number): string {
+    return i === 0 ? this.key : ((this.moreKeys as string[])[i - 1] as string);
+  }
+
+  bytesAt(i: number): Buffer {
+    return i === 0 ? this.bytes : ((this.moreBytes as Buffer[])[i - 1] as Buffer);
+  }
+
+  join(key: string, bytes: Buffer): void {
+    if (this.moreKeys === undefined) {
+      this.moreKeys = [key];
+      this.moreBytes = [bytes];
+    } else {
+      this.moreKeys.push(key);
+      (this.moreBytes as Buffer[]).push(bytes);
+    }
+  }
+
+  replied(reply: Buffer | TransportError, start: number, end: number, serverErrors: number): void {
+    if (!(reply instanceof TransportError) && serverErrors === 0) {
+      if (!this.noreply) this.out.range(reply, start, end);
+      this.done(true, this.size);
+    } else if (this.write) this.commands.retryWrites(this, reply, start, end);
+    else this.commands.retryReads(this, reply, start, end);
+  }
 }
 
 /** Longest run: bounds one reply held in memory (and one slot's size). */
@@ -586,7 +634,7 @@ const joins = (run: Run, packet: number, op: string, partition: number, write: b
   run.op === op &&
   run.partition === partition &&
   run.write === write &&
-  run.keys.length < MAX_RUN;
+  run.size < MAX_RUN;
 
 /** The replies of a run, as views: one line each, or (meta) a line and a VA's data block. */
 function splitReplies(reply: Buffer, start: number, end: number, shape: "line" | "meta"): Buffer[] {

@@ -575,7 +575,9 @@ class Connection implements ConnectionView, Reader {
         n = waiting.length;
       }
     }
-    waiting.splice(0, n);
+    // Emptied by pops: setting the length drops the array's storage, which the next push regrows.
+    if (n === waiting.length) while (waiting.length > 0) waiting.pop();
+    else waiting.splice(0, n);
     this.flush();
     if (this.closing && waiting.length === 0) this.socket.end();
     else if (waiting.length < MAX_WAITING / 2 && this.socket.isPaused() && !this.writer.full)

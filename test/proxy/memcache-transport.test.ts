@@ -50,15 +50,12 @@ async function listening(s: Server): Promise<NodeEntry> {
 
 function run(transport: MemcacheTransport, node: NodeEntry, lines: string[]) {
   return new Promise<{ text: string; serverErrors: number }>((resolve, reject) => {
-    const sent = transport.send(
-      node,
-      Buffer.from(`${lines[0]}\r\n`),
-      "values",
-      (reply, start, end, serverErrors) => {
+    const sent = transport.send(node, Buffer.from(`${lines[0]}\r\n`), "values", {
+      replied: (reply, start, end, serverErrors) => {
         if (reply instanceof TransportError) reject(reply);
         else resolve({ text: reply.toString("latin1", start, end), serverErrors });
       },
-    );
+    });
     // Requests added in the same turn travel with the first and come back as one reply.
     for (const l of lines.slice(1)) expect(transport.add(sent, Buffer.from(`${l}\r\n`))).toBe(true);
   });
@@ -83,7 +80,7 @@ describe("memcached transport", () => {
     const transport = new MemcacheTransport(1, 2000);
     let sent: Sent | undefined;
     const reply = new Promise<void>((resolve) => {
-      sent = transport.send(node, Buffer.from("get c\r\n"), "values", () => resolve());
+      sent = transport.send(node, Buffer.from("get c\r\n"), "values", { replied: () => resolve() });
     });
     await new Promise((r) => setImmediate(r));
     expect(transport.add(sent as Sent, Buffer.from("get a\r\n"))).toBe(false);
