@@ -6,6 +6,7 @@ import { admin, joinArgs, nodeState, startIndex, until } from "../helpers/cluste
 import { checkHttpContract } from "../helpers/http-contract.js";
 import { startNodeProcess, startRole, stopAll } from "../helpers/processes.js";
 import { RawClient } from "../helpers/raw-client.js";
+import { slowReader } from "../helpers/slow-reader.js";
 
 afterAll(stopAll);
 
@@ -136,5 +137,18 @@ describe("proxy routing", () => {
     expect(Date.now() - t0).toBeGreaterThanOrEqual(1400);
     // The dead master keeps its partition reserved (Flare): nothing can serve it.
     expect(await admin(proxy.port, "get k", "\r\n")).toBe("SERVER_ERROR no partition available\r\n");
+  });
+
+  it("a client of the proxy that stops reading while it sends one request a packet gets every reply in order", async () => {
+    const index = await startIndex();
+    const a = await startNodeProcess(joinArgs(index));
+    expect(await admin(index.port, `node role localhost ${a.port} master 1 0`)).toBe("OK\r\n");
+    const proxy = await startRole("proxy", "proxy started", ["--server-port", "0", ...joinArgs(index)]);
+    await until("the proxy to see the master", async () =>
+      (await admin(proxy.port, "stats nodes", "END\r\n")).includes(`STAT localhost:${a.port}:role master`),
+    );
+    const { got, expected } = await slowReader(proxy.port);
+    expect(got.length).toBe(expected.length);
+    expect(got.equals(expected)).toBe(true);
   });
 });

@@ -4,6 +4,7 @@ import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type NodeProcess, startNodeProcess, stopAll } from "../helpers/processes.js";
 import { RawClient } from "../helpers/raw-client.js";
+import { slowReader } from "../helpers/slow-reader.js";
 
 const MAX_CONNECTIONS = 6;
 let node: NodeProcess;
@@ -115,5 +116,12 @@ describe("bad input against a node", () => {
     for (let i = 0; i < n; i++) expected += `STORED\r\nVALUE p${i} 0 ${String(i).length}\r\n${i}\r\nEND\r\n`;
     expect(out === expected).toBe(true);
     c.close();
+  });
+
+  it("a client that stops reading while it sends one request a packet gets every reply in order once it reads", async () => {
+    const { got, expected } = await slowReader(node.port);
+    expect(got.length).toBe(expected.length);
+    expect(got.equals(expected)).toBe(true);
+    await stillServes();
   });
 });
