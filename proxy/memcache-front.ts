@@ -38,9 +38,9 @@ import {
 } from "./failover.js";
 import type { Router } from "./router.js";
 import {
+  type BackendConnection,
   MemcacheTransport,
   type ReplyShape,
-  type ReplyTaker,
   type Sent,
 } from "./transports/memcache-transport.js";
 import { TransportError } from "./transports/transport.js";
@@ -274,7 +274,7 @@ export class ProxyCommands implements CommandHandler {
     const node = this.router.readerIn(partition);
     if (node === undefined) return this.reply(op, this.readFrom(key, bytes), out);
     const run = new Run(this, node, out, packet, op, partition, false, false, "values", key, bytes, 0);
-    run.sent = this.transport.send(node, bytes, "values", run);
+    this.transport.send(node, bytes, run);
     this.run = run;
     return run;
   }
@@ -334,7 +334,7 @@ export class ProxyCommands implements CommandHandler {
       bytes,
       this.member.version,
     );
-    run.sent = this.transport.send(master, bytes, shape, run);
+    this.transport.send(master, bytes, run);
     this.run = run;
     return run;
   }
@@ -371,7 +371,7 @@ export class ProxyCommands implements CommandHandler {
 
   /** Adds `bytes` to the run's request to its node, if that is not written yet. */
   private joined(run: Run, bytes: Buffer): boolean {
-    return run.sent !== undefined && this.transport.add(run.sent, bytes);
+    return this.transport.add(run, bytes);
   }
 
   close(): void {
@@ -567,9 +567,11 @@ function forwarded(req: Request): Buffer {
  * reply (every request's in it) is written. One object per run: it is the run's Later and what the
  * transport hands the reply to.
  */
-class Run extends Later implements ReplyTaker {
+class Run extends Later implements Sent {
   /** The run's request to the node, which later requests may join until it is written. */
-  sent: Sent | undefined = undefined;
+  requests = 1;
+  deadline = 0;
+  conn: BackendConnection | undefined = undefined;
   /** The keys and bytes of the requests that joined the first. */
   private moreKeys: string[] | undefined = undefined;
   private moreBytes: Buffer[] | undefined = undefined;
@@ -577,7 +579,7 @@ class Run extends Later implements ReplyTaker {
   constructor(
     private readonly commands: ProxyCommands,
     readonly node: NodeEntry,
-    readonly out: ReplyBuffer,
+    out: ReplyBuffer,
     readonly packet: number,
     readonly op: string,
     readonly partition: number,
@@ -589,7 +591,7 @@ class Run extends Later implements ReplyTaker {
     /** Writes: the map version they were sent under (a retry waits for a newer one). */
     readonly seen: number,
   ) {
-    super();
+    super(out);
   }
 
   /** Requests in the run. */

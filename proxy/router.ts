@@ -80,23 +80,21 @@ export class Router {
    * A replica to read `key` from, by balance weight, skipping `tried` (replicas that just failed).
    * `random` is in [0, 1).
    */
-  reader(key: string, tried: ReadonlySet<string> = EMPTY, random = Math.random()): NodeEntry | undefined {
+  reader(key: string, tried: ReadonlySet<string> = EMPTY, random?: number): NodeEntry | undefined {
     return this.readerIn(this.partitionOf(key), tried, random);
   }
 
-  readerIn(
-    partition: number,
-    tried: ReadonlySet<string> = EMPTY,
-    random = Math.random(),
-  ): NodeEntry | undefined {
+  readerIn(partition: number, tried: ReadonlySet<string> = EMPTY, random?: number): NodeEntry | undefined {
     const p = this.partitions[partition];
     if (p === undefined) return undefined;
     // The hot path tried nothing yet: no node names to build and look up.
     const skips = tried.size > 0;
+    // A lone replica needs no draw.
+    if (!skips && p.readers.length === 1) return (p.readers[0] as { node: NodeEntry }).node;
     let total = 0;
     for (const r of p.readers) if (!skips || !tried.has(nodeKey(r.node.host, r.node.port))) total += r.weight;
     if (total === 0) return undefined;
-    let point = random * total;
+    let point = (random ?? Math.random()) * total;
     for (const r of p.readers) {
       if (skips && tried.has(nodeKey(r.node.host, r.node.port))) continue;
       point -= r.weight;

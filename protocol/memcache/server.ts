@@ -3,6 +3,7 @@
  * buffer, and the buffer leaves in one write: pipelined clients cost one syscall per packet.
  */
 import { type AddressInfo, createServer, type Server, Socket } from "node:net";
+import { now as clock } from "../../common/clock.js";
 import type { Logger } from "../../common/log.js";
 import type { LatencyRecorder } from "../../common/metrics.js";
 import type { ClusterSecret } from "../cluster-auth.js";
@@ -25,14 +26,44 @@ export interface SlotKeeper {
   end(slot: number): void;
 }
 
+/** What a held-back reply tells when it is ready: its connection. */
+interface SlotOwner {
+  settled(): void;
+}
+
+/**
+ * A reply held back until the replies before it are sent: its buffer, whether it is ready, and
+ * (once it is) whether to keep the connection and how many requests it answers.
+ */
+export class Slot implements Settle {
+  ready = false;
+  keep = true;
+  /** Requests it answers (itself and those that FOLLOW it). */
+  count = 1;
+  /** A timed reply: its command, timed from its packet's arrival to its release. */
+  timed: string | undefined = undefined;
+  started = 0;
+  /** The connection waiting for it, told when it is ready. */
+  owner: SlotOwner | undefined = undefined;
+
+  constructor(readonly out: ReplyBuffer) {}
+
+  settle(keep: boolean, count: number): void {
+    this.count = count;
+    this.keep = keep;
+    this.ready = true;
+    this.owner?.settled();
+  }
+}
+
 /**
  * A reply finished by a call instead of a promise: no microtask hops and no closures, for the
- * proxy, whose every reply waits for a node.
+ * proxy, whose every reply waits for a node. It writes into the buffer its request was given, and
+ * is its own slot in the connection's line: no second object per reply.
  */
-export class Later {
+export class Later extends Slot {
+  /** Told as well, when something other than a connection waits (a held request's promise). */
   private listener: Settle | undefined;
-  private result: boolean | undefined;
-  private count = 1;
   /**
    * Slots ended when it is done, after the listener: usually one, kept without an array; those of
    * requests that FOLLOW it in `more`.
@@ -42,10 +73,8 @@ export class Later {
   private more: { keeper: SlotKeeper; slot: number }[] | undefined;
 
   done(keep = true, count = 1): void {
-    if (this.listener === undefined) {
-      this.result = keep;
-      this.count = count;
-    } else this.listener.settle(keep, count);
+    this.settle(keep, count);
+    this.listener?.settle(keep, count);
     const keeper = this.keeper;
     if (keeper === undefined) return;
     this.keeper = undefined;
@@ -57,7 +86,7 @@ export class Later {
 
   /** Ends `slot` of `keeper` once done (at once if it already is). */
   also(keeper: SlotKeeper, slot: number): void {
-    if (this.result !== undefined) keeper.end(slot);
+    if (this.ready) keeper.end(slot);
     else if (this.keeper === undefined) {
       this.keeper = keeper;
       this.slot = slot;
@@ -66,8 +95,8 @@ export class Later {
   }
 
   listen(listener: Settle): void {
-    if (this.result === undefined) this.listener = listener;
-    else listener.settle(this.result, this.count);
+    if (this.ready) listener.settle(this.keep, this.count);
+    else this.listener = listener;
   }
 }
 
@@ -103,7 +132,8 @@ class PeerAware implements ConnectionState {
 /** What answers requests: a storage node's commands, or the proxy's. */
 export interface CommandHandler {
   /**
-   * Writes the reply of `req` to `out` (now, or by the time the promise settles or Later is done).
+   * Writes the reply of `req` to `out` (now, or by the time the promise settles or Later is done;
+   * a Later is made with `out` as its buffer).
    * `packet` numbers the packets read, across connections: requests with the same number came
    * one after another from one connection.
    */
@@ -289,29 +319,6 @@ function readInto(accepted: Socket, reader: Reader): Socket {
   return socket;
 }
 
-/** A reply held back until the replies before it are sent. */
-class Slot implements Settle {
-  /** A reply that waited: its command, timed from its packet's arrival to its release. */
-  op: string | undefined = undefined;
-  started = 0;
-  /** Requests it answers (itself and those that FOLLOW it). */
-  count = 1;
-
-  constructor(
-    readonly out: ReplyBuffer,
-    private readonly conn: Connection | undefined,
-    public done = false,
-    public keep = true,
-  ) {}
-
-  settle(keep: boolean, count: number): void {
-    this.count = count;
-    this.done = true;
-    this.keep = keep;
-    this.conn?.settled();
-  }
-}
-
 /** Small enough to come from Node's buffer pool: most held-back replies are a line or one value. */
 const SLOT_CHUNK = 512;
 
@@ -396,7 +403,9 @@ class Connection implements ConnectionView, Reader {
           return;
         }
         // After the replies still owed to the requests before it, then the connection closes.
-        const slot = new Slot(new ReplyBuffer(SLOT_CHUNK, true), undefined, true, false);
+        const slot = new Slot(new ReplyBuffer(SLOT_CHUNK, true));
+        slot.ready = true;
+        slot.keep = false;
         if (line !== "") slot.out.line(line);
         this.waiting.push(slot);
         this.parser.halted = true;
@@ -439,26 +448,23 @@ class Connection implements ConnectionView, Reader {
     this.lastOp = req.op;
     const timed = this.info.latency !== undefined;
     if (this.waiting.length === 0) {
+      // The first waiting reply writes straight into `out`: everything before it is already there.
       const r = this.commands.execute(req, this.out, this.stream, packets, this.state);
       if (r === FOLLOWS) return;
       if (typeof r !== "boolean") {
-        // The first waiting reply writes straight into `out`: everything before it is already there.
-        const slot = new Slot(this.out, this);
-        if (timed) this.timeSlot(slot, req.op);
-        this.wait(r, slot);
+        this.wait(r, this.out, timed ? req.op : undefined);
         return;
       }
       if (!r) this.quit();
     } else {
-      const r = this.commands.execute(req, this.spare, undefined, packets, this.state);
+      const out = this.spare;
+      const r = this.commands.execute(req, out, undefined, packets, this.state);
       if (r === FOLLOWS) return;
-      const slot = new Slot(this.spare, this);
       this.spare = new ReplyBuffer(SLOT_CHUNK, true);
-      if (typeof r !== "boolean") {
-        if (timed) this.timeSlot(slot, req.op);
-        this.wait(r, slot);
-      } else {
-        slot.done = true;
+      if (typeof r !== "boolean") this.wait(r, out, timed ? req.op : undefined);
+      else {
+        const slot = new Slot(out);
+        slot.ready = true;
         slot.keep = r;
         // quit: nothing after it is read, but it is answered after the replies before it.
         if (!r) this.parser.halted = true;
@@ -505,11 +511,6 @@ class Connection implements ConnectionView, Reader {
     this.runLength = 0;
   }
 
-  private timeSlot(slot: Slot, op: string): void {
-    slot.op = op;
-    slot.started = this.packetStart;
-  }
-
   /** For a long reply at the head of the line (dump): send what is ready, then wait for the socket. */
   private readonly stream = (): Promise<void> => {
     this.lastCommandAt = performance.now();
@@ -532,10 +533,26 @@ class Connection implements ConnectionView, Reader {
     if (this.waiting.length < MAX_WAITING && !this.socket.destroyed) this.socket.resume();
   };
 
-  private wait(r: Promise<boolean> | Later, slot: Slot): void {
+  /**
+   * Puts a reply that is not ready in line: a Later (which writes into `out`, the buffer its
+   * request was given) is its own slot; a promise gets one. `op`: timed, from its packet's arrival
+   * to its release.
+   */
+  private wait(r: Promise<boolean> | Later, out: ReplyBuffer, op: string | undefined): void {
+    let slot: Slot;
+    if (r instanceof Later) slot = r;
+    else {
+      const held = new Slot(out);
+      r.then((keep) => held.settle(keep, 1));
+      slot = held;
+    }
+    if (op !== undefined) {
+      slot.timed = op;
+      slot.started = this.packetStart;
+    }
     this.waiting.push(slot);
-    if (r instanceof Later) r.listen(slot);
-    else r.then((keep) => slot.settle(keep, 1));
+    if (slot.ready) this.settled();
+    else slot.owner = this;
   }
 
   /** A waiting reply is done. */
@@ -564,11 +581,11 @@ class Connection implements ConnectionView, Reader {
     this.releaseQueued = false;
     const waiting = this.waiting;
     const latency = this.info.latency;
-    const now = latency === undefined ? 0 : performance.now();
+    const now = latency === undefined ? 0 : clock();
     let n = 0;
-    while (n < waiting.length && (waiting[n] as Slot).done) {
+    while (n < waiting.length && (waiting[n] as Slot).ready) {
       const slot = waiting[n++] as Slot;
-      if (slot.op !== undefined) latency?.record(slot.op, (now - slot.started) / 1000, slot.count);
+      if (slot.timed !== undefined) latency?.record(slot.timed, (now - slot.started) / 1000, slot.count);
       if (slot.out !== this.out) this.out.append(slot.out);
       if (!slot.keep) {
         this.quit();

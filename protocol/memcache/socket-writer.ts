@@ -66,8 +66,15 @@ export class SocketWriter {
     const socket = this.socket;
     const handle = (socket as unknown as { _handle: WritableHandle | null })._handle;
     const req = this.req;
-    // The stream's own queue goes first: bytes written past it would overtake it.
-    if (req === undefined || handle === null || socket.writableLength > 0 || socket.destroyed)
+    // The stream's own queue goes first: bytes written past it would overtake it. A socket still
+    // connecting has nowhere to write yet: its stream holds the bytes until it connects.
+    if (
+      req === undefined ||
+      handle === null ||
+      socket.writableLength > 0 ||
+      socket.destroyed ||
+      socket.connecting
+    )
       return socket.write(data);
     const err = handle.writeBuffer(req, data);
     if (err !== 0) {

@@ -4,8 +4,10 @@
  * fails its requests at once (error/close), a slow one after the request timeout.
  */
 import { connect, type Socket } from "node:net";
+import { stampNow, unstamp } from "../../common/clock.js";
 import { authenticate, type Credentials } from "../../protocol/cluster-auth.js";
 import { byteIn, newlineAt } from "../../protocol/memcache/bytes.js";
+import { SocketWriter } from "../../protocol/memcache/socket-writer.js";
 import { metaReplyEnd } from "../../protocol/memcache/values.js";
 import { type NodeEntry, nodeKey } from "../../protocol/node-map.js";
 import { type Transport, TransportError } from "./transport.js";
@@ -33,14 +35,29 @@ export interface ConnectionOptions {
   credentials?: Credentials;
 }
 
-/** Requests sent together, answered together: `count` replies of one shape. */
-export interface Sent {
-  shape: ReplyShape;
-  taker: ReplyTaker;
+/**
+ * Requests sent together, answered together: `requests` replies of one shape. It is the caller's
+ * object (the proxy's run is one, so a request makes no second object): the transport fills in
+ * where and until when, and hands it the replies.
+ */
+export interface Sent extends ReplyTaker {
+  readonly shape: ReplyShape;
+  requests: number;
   deadline: number;
-  count: number;
-  /** The connection they went out on. */
-  conn: BackendConnection;
+  /** The connection they went out on; undefined until sent. */
+  conn: BackendConnection | undefined;
+}
+
+/** A Sent that hands its replies to a function: for the paths that are not hot. */
+export class SentTo implements Sent {
+  requests = 1;
+  deadline = 0;
+  conn: BackendConnection | undefined = undefined;
+
+  constructor(
+    readonly shape: ReplyShape,
+    readonly replied: ReplyTaker["replied"],
+  ) {}
 }
 
 const MAX_REPLY = 64 * 1024 * 1024;
@@ -50,6 +67,7 @@ const MIN_READ = 16 * 1024;
 
 export class BackendConnection {
   private socket: Socket | undefined;
+  private writer: SocketWriter | undefined;
   private readonly queue: Sent[] = [];
   private buf: Buffer = Buffer.alloc(0);
   /** Where the unread replies in `buf` start. */
@@ -78,18 +96,19 @@ export class BackendConnection {
     return this.queue.length;
   }
 
-  send(bytes: Buffer, shape: ReplyShape, taker: ReplyTaker): Sent {
+  send(bytes: Buffer, sent: Sent): void {
     if (this.socket === undefined) this.open();
     // Requests of one turn leave together, so they share one reading of the clock.
     if (this.outgoing.length === 0) this.turnStarted = Date.now();
-    const sent: Sent = { shape, taker, deadline: this.turnStarted + this.timeoutMs, count: 1, conn: this };
+    sent.requests = 1;
+    sent.deadline = this.turnStarted + this.timeoutMs;
+    sent.conn = this;
     this.queue.push(sent);
     // Everything sent to this node in one turn of the event loop (all the client packets read in
     // it) leaves in one write: one syscall for many requests.
     this.outgoing.push(bytes);
     if (this.outgoing.length === 1) setImmediate(this.flush);
     if (this.timer === undefined) this.arm();
-    return sent;
   }
 
   /**
@@ -98,7 +117,7 @@ export class BackendConnection {
    */
   add(sent: Sent, bytes: Buffer): boolean {
     if (this.dead || this.queue[this.queue.length - 1] !== sent || this.outgoing.length === 0) return false;
-    sent.count++;
+    sent.requests++;
     this.outgoing.push(bytes);
     return true;
   }
@@ -109,7 +128,7 @@ export class BackendConnection {
   private readonly flush = (): void => {
     const out = this.outgoing;
     if (out.length === 0 || this.socket === undefined || this.authenticating) return;
-    this.socket.write(out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out));
+    (this.writer as SocketWriter).write(out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out));
     out.length = 0;
   };
 
@@ -139,7 +158,15 @@ export class BackendConnection {
     this.offset += n;
     // The cluster handshake reads the socket's data events until it is done.
     if (this.authenticating) this.socket?.emit("data", chunk);
-    else this.onData(chunk);
+    else {
+      // The replies of one read leave timed by one reading of the clock.
+      stampNow();
+      try {
+        this.onData(chunk);
+      } finally {
+        unstamp();
+      }
+    }
     return true;
   };
 
@@ -151,6 +178,8 @@ export class BackendConnection {
       onread: { buffer: this.nextBuffer, callback: this.onRead },
     });
     this.socket = socket;
+    // A node that is slow to take requests is not waited for: its requests time out instead.
+    this.writer = new SocketWriter(socket, () => {});
     socket.on("error", (err) => this.fail(err.message));
     socket.on("close", () => this.fail("connection closed"));
     const credentials = this.options.credentials;
@@ -189,7 +218,7 @@ export class BackendConnection {
     this.socket?.destroy();
     this.outgoing.length = 0;
     const err = new TransportError(`${this.host}:${this.port}`, reason);
-    for (const p of this.queue.splice(0)) p.taker.replied(err, 0, 0, 0);
+    for (const p of this.queue.splice(0)) p.replied(err, 0, 0, 0);
   }
 
   private onData(d: Buffer): void {
@@ -208,7 +237,7 @@ export class BackendConnection {
         if (this.start < buf.length) this.fail("reply nobody asked for");
         return;
       }
-      while (this.seen < head.count) {
+      while (this.seen < head.requests) {
         const end = this.replyEnd(buf, this.scanned, head.shape);
         if (end < 0) {
           this.scanned = -end - 1;
@@ -225,7 +254,7 @@ export class BackendConnection {
       this.seen = 0;
       this.serverErrors = 0;
       this.queue.shift();
-      head.taker.replied(buf, start, this.scanned, serverErrors);
+      head.replied(buf, start, this.scanned, serverErrors);
     }
   }
 
@@ -307,23 +336,25 @@ class Backend {
     private readonly options: ConnectionOptions,
   ) {}
 
-  send(bytes: Buffer, shape: ReplyShape, taker: ReplyTaker): Sent {
+  send(bytes: Buffer, sent: Sent): void {
     let conn = this.current;
     if (conn === undefined || conn.dead) {
       conn = this.pick();
       this.current = conn;
       setImmediate(this.endTurn);
     }
-    return conn.send(bytes, shape, taker);
+    conn.send(bytes, sent);
   }
 
   /** `send` as a promise, for the paths that are not hot (retries, fan-outs). */
   request(bytes: Buffer, shape: ReplyShape): Promise<Buffer> {
     return new Promise((resolve, reject) =>
-      this.send(bytes, shape, {
-        replied: (reply, start, end) =>
+      this.send(
+        bytes,
+        new SentTo(shape, (reply, start, end) =>
           reply instanceof TransportError ? reject(reply) : resolve(reply.subarray(start, end)),
-      }),
+        ),
+      ),
     );
   }
 
@@ -368,14 +399,14 @@ export class MemcacheTransport implements Transport<MemcacheRequest, Buffer> {
     this.options = { timeoutMs, credentials };
   }
 
-  /** The hot path: the reply goes to a callback, no promise is made. */
-  send(node: NodeEntry, bytes: Buffer, shape: ReplyShape, taker: ReplyTaker): Sent {
-    return this.backend(node).send(bytes, shape, taker);
+  /** The hot path: the reply goes to `sent`, no promise is made. */
+  send(node: NodeEntry, bytes: Buffer, sent: Sent): void {
+    this.backend(node).send(bytes, sent);
   }
 
   /** Adds a request to what `sent` sent, answered with it; false once that has been written. */
   add(sent: Sent, bytes: Buffer): boolean {
-    return sent.conn.add(sent, bytes);
+    return sent.conn?.add(sent, bytes) === true;
   }
 
   request(node: NodeEntry, req: MemcacheRequest): Promise<Buffer> {

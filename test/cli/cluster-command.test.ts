@@ -165,6 +165,12 @@ describe("npm start", () => {
     const proxyMetrics = await scrape("proxy");
     expect(proxyMetrics).toMatch(/flare_command_results_total\{command="set",result="ok"\} 1\n/);
     expect(proxyMetrics).toMatch(/flare_request_duration_seconds_count\{command="get"\} 1\n/);
+    // Timed from the request's arrival to its reply leaving: more than nothing, less than forever.
+    const getSeconds = Number(
+      /flare_request_duration_seconds_sum\{command="get"\} (\S+)\n/.exec(proxyMetrics)?.[1],
+    );
+    expect(getSeconds).toBeGreaterThan(0);
+    expect(getSeconds).toBeLessThan(5);
     expect(proxyMetrics).toMatch(
       /flare_http_request_duration_seconds_count\{method="PUT",route="\/v1\/kv\/:key",status="200"\} 1\n/,
     );

@@ -1,7 +1,8 @@
 /**
  * Replies written straight to the socket's handle: what the kernel does not take at once waits, in
- * order, behind and before writes made through the socket's own stream; the writer says when it
- * is full and when it drained; a vanished peer closes the socket and throws nothing.
+ * order, behind and before writes made through the socket's own stream; writes made while the
+ * socket connects wait in the stream; the writer says when it is full and when it drained; a
+ * vanished peer closes the socket and throws nothing.
  */
 import { type AddressInfo, connect, createServer, type Server, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
@@ -77,6 +78,35 @@ describe("socket writer", () => {
     expect(writer.full).toBe(false);
     expect(drains).toBeGreaterThanOrEqual(1);
   });
+
+  it("writes made while the socket still connects wait in its stream, ahead of the writes after", async () => {
+    const srv = createServer();
+    open.push(srv);
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+    const received: Buffer[] = [];
+    const got = new Promise<void>((resolve) => {
+      srv.once("connection", (s: Socket) => {
+        open.push(s);
+        s.on("data", (d: Buffer) => {
+          received.push(d);
+          if (Buffer.concat(received).length >= 3 * 16 * 1024) resolve();
+        });
+      });
+    });
+    const client = connect((srv.address() as AddressInfo).port, "127.0.0.1");
+    open.push(client);
+    const writer = new SocketWriter(client, () => {});
+    expect(client.connecting).toBe(true);
+    writer.write(piece(0));
+    writer.write(piece(1));
+    await new Promise<void>((r) => client.once("connect", () => r()));
+    writer.write(piece(2));
+    // Written past the stream while it connects, the pieces never all come: a closed socket or a
+    // wait that times out.
+    await Promise.race([got, new Promise((r) => client.once("close", r))]);
+    expect(client.destroyed).toBe(false);
+    expect(Buffer.concat(received).equals(Buffer.concat([piece(0), piece(1), piece(2)]))).toBe(true);
+  }, 10_000);
 
   it("a peer that vanished closes the socket; writing on throws nothing", async () => {
     const { server, client } = await pair();

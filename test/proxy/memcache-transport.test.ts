@@ -2,7 +2,7 @@
 import { createServer, type Server } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import type { NodeEntry } from "../../protocol/node-map.js";
-import { MemcacheTransport, type Sent } from "../../proxy/transports/memcache-transport.js";
+import { MemcacheTransport, type Sent, SentTo } from "../../proxy/transports/memcache-transport.js";
 import { TransportError } from "../../proxy/transports/transport.js";
 
 const REPLIES: Record<string, string> = {
@@ -50,12 +50,11 @@ async function listening(s: Server): Promise<NodeEntry> {
 
 function run(transport: MemcacheTransport, node: NodeEntry, lines: string[]) {
   return new Promise<{ text: string; serverErrors: number }>((resolve, reject) => {
-    const sent = transport.send(node, Buffer.from(`${lines[0]}\r\n`), "values", {
-      replied: (reply, start, end, serverErrors) => {
-        if (reply instanceof TransportError) reject(reply);
-        else resolve({ text: reply.toString("latin1", start, end), serverErrors });
-      },
+    const sent = new SentTo("values", (reply, start, end, serverErrors) => {
+      if (reply instanceof TransportError) reject(reply);
+      else resolve({ text: reply.toString("latin1", start, end), serverErrors });
     });
+    transport.send(node, Buffer.from(`${lines[0]}\r\n`), sent);
     // Requests added in the same turn travel with the first and come back as one reply.
     for (const l of lines.slice(1)) expect(transport.add(sent, Buffer.from(`${l}\r\n`))).toBe(true);
   });
@@ -80,7 +79,8 @@ describe("memcached transport", () => {
     const transport = new MemcacheTransport(1, 2000);
     let sent: Sent | undefined;
     const reply = new Promise<void>((resolve) => {
-      sent = transport.send(node, Buffer.from("get c\r\n"), "values", { replied: () => resolve() });
+      sent = new SentTo("values", () => resolve());
+      transport.send(node, Buffer.from("get c\r\n"), sent);
     });
     await new Promise((r) => setImmediate(r));
     expect(transport.add(sent as Sent, Buffer.from("get a\r\n"))).toBe(false);
