@@ -568,7 +568,10 @@ function forwarded(req: Request): Buffer {
  * transport hands the reply to.
  */
 class Run extends Later implements Sent {
-  /** The run's request to the node, which later requests may join until it is written. */
+  /**
+   * What the transport keeps of the run's request to the node (which later requests may join until
+   * it is written): how many requests it holds, its deadline, the connection it went out on.
+   */
   requests = 1;
   deadline = 0;
   conn: BackendConnection | undefined = undefined;

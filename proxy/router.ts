@@ -78,7 +78,7 @@ export class Router {
 
   /**
    * A replica to read `key` from, by balance weight, skipping `tried` (replicas that just failed).
-   * `random` is in [0, 1).
+   * `random` is in [0, 1); drawn when not given and there is a choice to make.
    */
   reader(key: string, tried: ReadonlySet<string> = EMPTY, random?: number): NodeEntry | undefined {
     return this.readerIn(this.partitionOf(key), tried, random);
