@@ -284,7 +284,7 @@ export class ProxyCommands implements CommandHandler {
     const node = run.node;
     if (reply instanceof TransportError) this.hooks.unreachable(node, reply);
     else this.hooks.refused?.(node, reply.subarray(start, end));
-    const n = run.size;
+    const n = run.requests;
     this.events.readRetries += n;
     const tried = nodeKey(node.host, node.port);
     const retried: Promise<Buffer>[] = [];
@@ -350,7 +350,7 @@ export class ProxyCommands implements CommandHandler {
     // The wait for a new master is bounded from the moment the writes found their master gone.
     const deadline = Date.now() + this.options.writeWaitMs;
     let previous: Promise<unknown> = Promise.resolve();
-    const n = run.size;
+    const n = run.requests;
     const results: Promise<Buffer>[] = [];
     for (let i = 0; i < n; i++) {
       const line = lines?.[i];
@@ -556,7 +556,6 @@ const MN_REPLY = Buffer.from("MN\r\n");
 const OK = Buffer.from("OK\r\n");
 const FAILED = Buffer.from("SERVER_ERROR unreachable\r\n");
 
-/** A held request's outcome, as the connection waits for it. */
 /** The bytes to send a node: as the client sent them when that was plain enough, else encoded. */
 function forwarded(req: Request): Buffer {
   return "raw" in req && req.raw !== undefined ? req.raw : encodeRequest(req);
@@ -570,7 +569,8 @@ function forwarded(req: Request): Buffer {
 class Run extends Later implements Sent {
   /**
    * What the transport keeps of the run's request to the node (which later requests may join until
-   * it is written): how many requests it holds, its deadline, the connection it went out on.
+   * it is written): how many requests it holds (the run's size: the transport counts each that
+   * joins), its deadline, the connection it went out on.
    */
   requests = 1;
   deadline = 0;
@@ -597,11 +597,6 @@ class Run extends Later implements Sent {
     super(out);
   }
 
-  /** Requests in the run. */
-  get size(): number {
-    return this.moreKeys === undefined ? 1 : 1 + this.moreKeys.length;
-  }
-
   keyAt(i: number): string {
     return i === 0 ? this.key : ((this.moreKeys as string[])[i - 1] as string);
   }
@@ -623,7 +618,7 @@ class Run extends Later implements Sent {
   replied(reply: Buffer | TransportError, start: number, end: number, serverErrors: number): void {
     if (!(reply instanceof TransportError) && serverErrors === 0) {
       if (!this.noreply) this.out.range(reply, start, end);
-      this.done(true, this.size);
+      this.done(true, this.requests);
     } else if (this.write) this.commands.retryWrites(this, reply, start, end);
     else this.commands.retryReads(this, reply, start, end);
   }
@@ -639,7 +634,7 @@ const joins = (run: Run, packet: number, op: string, partition: number, write: b
   run.op === op &&
   run.partition === partition &&
   run.write === write &&
-  run.size < MAX_RUN;
+  run.requests < MAX_RUN;
 
 /** The replies of a run, as views: one line each, or (meta) a line and a VA's data block. */
 function splitReplies(reply: Buffer, start: number, end: number, shape: "line" | "meta"): Buffer[] {

@@ -48,6 +48,14 @@ export class Slot implements Settle {
 
   constructor(readonly out: ReplyBuffer) {}
 
+  /** A reply already answered, held behind the ones before it. */
+  static answered(out: ReplyBuffer, keep: boolean): Slot {
+    const slot = new Slot(out);
+    slot.ready = true;
+    slot.keep = keep;
+    return slot;
+  }
+
   settle(keep: boolean, count: number): void {
     this.count = count;
     this.keep = keep;
@@ -403,9 +411,7 @@ class Connection implements ConnectionView, Reader {
           return;
         }
         // After the replies still owed to the requests before it, then the connection closes.
-        const slot = new Slot(new ReplyBuffer(SLOT_CHUNK, true));
-        slot.ready = true;
-        slot.keep = false;
+        const slot = Slot.answered(new ReplyBuffer(SLOT_CHUNK, true), false);
         if (line !== "") slot.out.line(line);
         this.waiting.push(slot);
         this.parser.halted = true;
@@ -463,12 +469,9 @@ class Connection implements ConnectionView, Reader {
       this.spare = new ReplyBuffer(SLOT_CHUNK, true);
       if (typeof r !== "boolean") this.wait(r, out, timed ? req.op : undefined);
       else {
-        const slot = new Slot(out);
-        slot.ready = true;
-        slot.keep = r;
         // quit: nothing after it is read, but it is answered after the replies before it.
         if (!r) this.parser.halted = true;
-        this.waiting.push(slot);
+        this.waiting.push(Slot.answered(out, r));
       }
       if (this.waiting.length >= MAX_WAITING) this.socket.pause();
       if (typeof r !== "boolean") return;
