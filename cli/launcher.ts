@@ -19,6 +19,20 @@ export const V8_FLAGS = /max-semi-space-size/.test(process.env.NODE_OPTIONS ?? "
   : ["--max-semi-space-size=4"];
 
 /**
+ * A proxy's heap is small and short-lived (requests in flight, the node map): V8's helper threads
+ * for parallel and concurrent collection cost it more than they save. One request in flight per
+ * connection, on two cores, the proxy used about 4% less CPU per request and served 3–5% more
+ * requests without them. Nodes keep them: their heap can be large (LevelDB's caches, millions of
+ * items' index), and one in flight they ran the same either way. V8 takes this flag only on the
+ * command line (not NODE_OPTIONS, not at run time).
+ */
+const ROLE_FLAGS: Record<"index" | "node" | "proxy", string[]> = {
+  index: [],
+  node: [],
+  proxy: ["--single-threaded-gc"],
+};
+
+/**
  * glibc raises its mmap threshold (up to 32 MiB) each time a large block is freed, such as the
  * memory engine's typed arrays when they grow; from then on its 1 MiB pages come from the heap,
  * and up to twice that threshold of freed memory stays in the process. A fixed threshold keeps
@@ -46,7 +60,8 @@ export async function startRole(
   logFile?: string,
   env: Record<string, string> = {},
 ): Promise<Proc> {
-  const proc = spawn(process.execPath, [...V8_FLAGS, CLI, role, "--server-port", "0", ...args], {
+  const flags = [...V8_FLAGS, ...ROLE_FLAGS[role]];
+  const proc = spawn(process.execPath, [...flags, CLI, role, "--server-port", "0", ...args], {
     stdio: ["ignore", "ignore", "pipe"],
     // The "started" line is how readiness is seen: children log at least at info.
     env: {

@@ -174,8 +174,7 @@ export class ProxyCommands implements CommandHandler {
       case "get":
       case "gets":
         c.get += req.keys.length;
-        if (req.keys.length === 1)
-          return this.readRun(run, req.op, req.keys[0] as string, forwarded(req), out, packet);
+        if (req.keys.length === 1) return this.readRun(run, req.op, req.keys[0] as string, out, packet);
         return this.reply(req.op, this.read(req.op, req.keys, encodeRequest(req)), out);
       case "gat":
       case "gats":
@@ -255,26 +254,30 @@ export class ProxyCommands implements CommandHandler {
    * The hot path. A one-key read goes to a replica with a callback, no promise; the reads that
    * follow it in the packet, for the same partition, join it: one request to the node, one reply
    * to copy, one slot (FOLLOWS). Only when a replica fails do the reads take the general path,
-   * which tries the others.
+   * which tries the others. The request, `<op> <key>`, is written straight into what goes to the
+   * node: no Buffer is made for it, and the client's bytes are not kept.
    */
   private readRun(
     prev: Run | undefined,
     op: string,
     key: string,
-    bytes: Buffer,
     out: ReplyBuffer,
     packet: number,
   ): Execution | Later | typeof FOLLOWS {
     const partition = this.router.partitionOf(key);
-    if (prev !== undefined && joins(prev, packet, op, partition, false) && this.joined(prev, bytes)) {
-      prev.join(key, bytes);
-      this.run = prev;
-      return FOLLOWS;
+    if (prev !== undefined && joins(prev, packet, op, partition, false)) {
+      const more = this.transport.add(prev);
+      if (more !== undefined) {
+        more.words(op, key);
+        prev.join(key, undefined);
+        this.run = prev;
+        return FOLLOWS;
+      }
     }
     const node = this.router.readerIn(partition);
-    if (node === undefined) return this.reply(op, this.readFrom(key, bytes), out);
-    const run = new Run(this, node, out, packet, op, partition, false, false, "values", key, bytes, 0);
-    this.transport.send(node, bytes, run);
+    if (node === undefined) return this.reply(op, this.readFrom(key, oneKeyRead(op, key)), out);
+    const run = new Run(this, node, out, packet, op, partition, false, false, "values", key, undefined, 0);
+    this.transport.send(node, run).words(op, key);
     this.run = run;
     return run;
   }
@@ -308,15 +311,14 @@ export class ProxyCommands implements CommandHandler {
     shape: "line" | "meta" = "line",
   ): Execution | Later | typeof FOLLOWS {
     const partition = this.router.partitionOf(key);
-    if (
-      prev !== undefined &&
-      joins(prev, packet, op, partition, true) &&
-      prev.noreply === noreply &&
-      this.joined(prev, bytes)
-    ) {
-      prev.join(key, bytes);
-      this.run = prev;
-      return FOLLOWS;
+    if (prev !== undefined && joins(prev, packet, op, partition, true) && prev.noreply === noreply) {
+      const more = this.transport.add(prev);
+      if (more !== undefined) {
+        more.bytes(bytes);
+        prev.join(key, bytes);
+        this.run = prev;
+        return FOLLOWS;
+      }
     }
     const master = this.router.writerIn(partition);
     if (master === undefined) return this.reply(op, this.write(key, bytes, shape), out, noreply);
@@ -334,7 +336,7 @@ export class ProxyCommands implements CommandHandler {
       bytes,
       this.member.version,
     );
-    this.transport.send(master, bytes, run);
+    this.transport.send(master, run).bytes(bytes);
     this.run = run;
     return run;
   }
@@ -367,11 +369,6 @@ export class ProxyCommands implements CommandHandler {
       results.push(retried);
     }
     this.replyAll(run.op, results, run.out, run.noreply).then((keep) => run.done(keep, n));
-  }
-
-  /** Adds `bytes` to the run's request to its node, if that is not written yet. */
-  private joined(run: Run, bytes: Buffer): boolean {
-    return this.transport.add(run, bytes);
   }
 
   close(): void {
@@ -556,6 +553,9 @@ const MN_REPLY = Buffer.from("MN\r\n");
 const OK = Buffer.from("OK\r\n");
 const FAILED = Buffer.from("SERVER_ERROR unreachable\r\n");
 
+/** A one-key read's request, for the paths that are not hot. */
+const oneKeyRead = (op: string, key: string): Buffer => Buffer.from(`${op} ${key}\r\n`, "latin1");
+
 /** The bytes to send a node: as the client sent them when that was plain enough, else encoded. */
 function forwarded(req: Request): Buffer {
   return "raw" in req && req.raw !== undefined ? req.raw : encodeRequest(req);
@@ -575,7 +575,7 @@ class Run extends Later implements Sent {
   requests = 1;
   deadline = 0;
   conn: BackendConnection | undefined = undefined;
-  /** The keys and bytes of the requests that joined the first. */
+  /** The keys of the requests that joined the first, and (writes) their bytes. */
   private moreKeys: string[] | undefined = undefined;
   private moreBytes: Buffer[] | undefined = undefined;
 
@@ -590,7 +590,8 @@ class Run extends Later implements Sent {
     readonly noreply: boolean,
     readonly shape: ReplyShape,
     private readonly key: string,
-    private readonly bytes: Buffer,
+    /** A write's bytes, kept for a retry; a read keeps none (its request is `<op> <key>`). */
+    private readonly bytes: Buffer | undefined,
     /** Writes: the map version they were sent under (a retry waits for a newer one). */
     readonly seen: number,
   ) {
@@ -602,17 +603,16 @@ class Run extends Later implements Sent {
   }
 
   bytesAt(i: number): Buffer {
-    return i === 0 ? this.bytes : ((this.moreBytes as Buffer[])[i - 1] as Buffer);
+    if (!this.write) return oneKeyRead(this.op, this.keyAt(i));
+    return i === 0 ? (this.bytes as Buffer) : ((this.moreBytes as Buffer[])[i - 1] as Buffer);
   }
 
-  join(key: string, bytes: Buffer): void {
-    if (this.moreKeys === undefined) {
-      this.moreKeys = [key];
-      this.moreBytes = [bytes];
-    } else {
-      this.moreKeys.push(key);
-      (this.moreBytes as Buffer[]).push(bytes);
-    }
+  join(key: string, bytes: Buffer | undefined): void {
+    if (this.moreKeys === undefined) this.moreKeys = [key];
+    else this.moreKeys.push(key);
+    if (bytes === undefined) return;
+    if (this.moreBytes === undefined) this.moreBytes = [bytes];
+    else this.moreBytes.push(bytes);
   }
 
   replied(reply: Buffer | TransportError, start: number, end: number, serverErrors: number): void {

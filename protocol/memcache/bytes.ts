@@ -5,11 +5,13 @@
  */
 const SHORT = 64;
 
-/** Where the next LF at or after `from` is, or -1. */
-export function newlineAt(buf: Buffer, from: number): number {
-  const stop = Math.min(buf.length, from + SHORT);
+/** Where the next LF at or after `from` (and before `end`) is, or -1. */
+export function newlineAt(buf: Buffer, from: number, end = buf.length): number {
+  const stop = Math.min(end, from + SHORT);
   for (let i = from; i < stop; i++) if (buf[i] === 10) return i;
-  return stop === buf.length ? -1 : buf.indexOf(10, stop);
+  if (stop === end) return -1;
+  const nl = buf.indexOf(10, stop);
+  return nl < end ? nl : -1;
 }
 
 /** Where `byte` first is in bytes `from` to `end` (exclusive) of `buf`, or -1: within one line. */

@@ -74,7 +74,7 @@ export class RequestParser {
     private readonly secret?: ClusterSecret,
     /** Where refused oversized values are counted (`stats` store_too_large). */
     private readonly counts: { storeTooLarge: number } = { storeTooLarge: 0 },
-    /** Keep each get's and set's bytes as they arrived (`raw`): a proxy forwards them as they are. */
+    /** Keep each plain set's bytes as they arrived (`raw`): a proxy forwards them as they are. */
     private readonly keepRaw = false,
   ) {}
 
@@ -88,23 +88,29 @@ export class RequestParser {
     return (this.rest?.length ?? 0) + this.partsLength;
   }
 
-  push(chunk: Buffer): void {
+  /**
+   * Parses bytes 0 to `length` of `chunk`: a reader that reads into memory of its own passes that
+   * memory as it is, and makes no view per read.
+   */
+  push(chunk: Buffer, length = chunk.length): void {
     let data = chunk;
+    let end = length;
     let pos = 0;
     if (this.skip > 0) {
-      const n = Math.min(this.skip, data.length);
+      const n = Math.min(this.skip, end);
       this.skip -= n;
       pos = n;
       if (this.skip > 0) return;
       this.emitAll(this.skipThen);
     } else if (this.pending !== null) {
-      pos = this.fillValue(data);
+      pos = this.fillValue(data, 0, end);
       if (this.pending !== null) return;
     } else if (this.rest !== null) {
-      data = Buffer.concat([this.rest, data]);
+      data = Buffer.concat([this.rest, data.subarray(0, end)]);
+      end = data.length;
       this.rest = null;
     }
-    this.parseLines(data, pos);
+    this.parseLines(data, pos, end);
   }
 
   /**
@@ -122,9 +128,8 @@ export class RequestParser {
     if (!this.halted && req !== NOTHING) this.onRequest(req);
   }
 
-  private parseLines(data: Buffer, start: number): void {
+  private parseLines(data: Buffer, start: number, end: number): void {
     let pos = start;
-    const end = data.length;
     while (pos < end && !this.halted) {
       // memcached speaks binary when a connection's first byte says so; we do not: hang up at
       // once, so a binary client fails fast instead of waiting for a reply that never comes.
@@ -136,7 +141,7 @@ export class RequestParser {
           return;
         }
       }
-      const nl = newlineAt(data, pos);
+      const nl = newlineAt(data, pos, end);
       const maxLine = this.maxLineAt(data, pos);
       if (nl < 0 || nl - pos > maxLine) {
         if (end - pos > maxLine) {
@@ -145,7 +150,7 @@ export class RequestParser {
           return;
         }
         // Copy: a view would pin the whole socket chunk while the client dawdles.
-        this.rest = Buffer.from(data.subarray(pos));
+        this.rest = Buffer.from(data.subarray(pos, end));
         return;
       }
       const lineEnd = nl > pos && data[nl - 1] === 13 ? nl - 1 : nl;
@@ -172,10 +177,6 @@ export class RequestParser {
       const proxied = from !== undefined;
       let req = this.parseHot(data, lineStart, lineEnd);
       if (req === undefined) req = this.parseLine(data.latin1Slice(lineStart, lineEnd));
-      else if (this.keepRaw && req !== null && (req.op === "get" || req.op === "gets") && !proxied) {
-        req.raw = data.subarray(lineStart, pos);
-        this.retained = true;
-      }
       if (proxied) markProxied(req ?? this.pending, from as string, seq);
       if (req !== null) {
         this.emit(req);
@@ -200,18 +201,18 @@ export class RequestParser {
         this.finishValue(pending, data.subarray(pos, pos + need), data[pos + need], data[pos + need + 1]);
         pos += need + 2;
       } else {
-        pos += this.fillValue(data.subarray(pos));
+        pos += this.fillValue(data, pos, end);
         return;
       }
     }
   }
 
-  /** Adds bytes to the pending data block; returns how many of `data` it used. */
-  private fillValue(data: Buffer): number {
+  /** Adds bytes `from` to `end` of `data` to the pending data block; returns how many it used. */
+  private fillValue(data: Buffer, from: number, end: number): number {
     const req = this.pending as PendingStore;
     const need = this.pendingBytes + 2 - this.partsLength;
-    const used = Math.min(need, data.length);
-    this.parts.push(used === data.length ? data : data.subarray(0, used));
+    const used = Math.min(need, end - from);
+    this.parts.push(data.subarray(from, from + used));
     this.partsLength += used;
     this.retained = true;
     if (used === need) {
@@ -269,7 +270,8 @@ export class RequestParser {
       const gets = data[at] === 115;
       if (gets) at++;
       if (data[at] !== 32) return undefined;
-      const keys: string[] = [];
+      // Most gets name one key: an array literal of one, not the room for 17 a first push makes.
+      let keys: string[] | undefined;
       at++;
       while (at < end) {
         let sp = byteIn(data, 32, at, end);
@@ -277,9 +279,11 @@ export class RequestParser {
         if (sp === at) return undefined;
         const key = data.latin1Slice(at, sp);
         if (!this.validKey(key)) return undefined;
-        keys.push(key);
+        if (keys === undefined) keys = [key];
+        else keys.push(key);
         at = sp + 1;
       }
+      if (keys === undefined) return undefined;
       return { op: gets ? "gets" : "get", keys };
     }
     if (c0 === 115 /* s */ && data[start + 1] === 101 && data[start + 2] === 116 && data[start + 3] === 32) {

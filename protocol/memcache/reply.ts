@@ -49,6 +49,19 @@ export class ReplyBuffer {
     this.used = at;
   }
 
+  /** Writes `first`, a space, `second` and CRLF (a one-key request, `get <key>`): no string is built. */
+  words(first: string, second: string): void {
+    const need = first.length + second.length + 3;
+    if (this.used + need > this.chunk.length) this.grow(need);
+    const c = this.chunk;
+    let at = writeLatin1(c, this.used, first);
+    c[at++] = 32;
+    at = writeLatin1(c, at, second);
+    c[at++] = 13;
+    c[at++] = 10;
+    this.used = at;
+  }
+
   /**
    * `VALUE <key> <flags> <bytes>[ <cas>]` + data block, written straight into the chunk: the
    * reply of every get hit, so no string is built for it.

@@ -20,11 +20,11 @@ export interface MetaRequest {
 }
 
 /**
- * `raw`: the request's bytes as they arrived (line, and data block for a set), when they arrived in
+ * `raw` (a set): the request's bytes as they arrived (line and data block), when they arrived in
  * one piece in their plainest form; a proxy forwards them instead of encoding the request again.
  */
 export type Request =
-  | { op: "get" | "gets"; keys: string[]; raw?: Buffer }
+  | { op: "get" | "gets"; keys: string[] }
   | { op: "gat" | "gats"; exptime: number; keys: string[] }
   | {
       op: StoreOp;

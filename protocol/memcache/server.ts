@@ -203,7 +203,7 @@ export interface MemcacheServerOptions {
   limits: ParserLimits;
   /** The cluster's secret: connections that prove it may send cluster traffic. */
   secret: ClusterSecret;
-  /** Keep requests' bytes as they arrived (a proxy forwards them). */
+  /** Keep plain sets' bytes as they arrived (a proxy forwards them). */
   keepRaw?: boolean;
 }
 
@@ -379,7 +379,7 @@ class Connection implements ConnectionView, Reader {
   }
 
   onRead(n: number, buf: Buffer): void {
-    this.onData(buf.subarray(0, n));
+    this.onData(buf, n);
     if (!this.parser.retained) return;
     this.parser.retained = false;
     this.offset += n;
@@ -604,8 +604,9 @@ class Connection implements ConnectionView, Reader {
       this.socket.resume();
   };
 
-  private onData(chunk: Buffer): void {
-    this.info.traffic.bytesRead += chunk.length;
+  /** Bytes 0 to `n` of `chunk` were read. */
+  private onData(chunk: Buffer, n: number): void {
+    this.info.traffic.bytesRead += n;
     packets++;
     // One clock read a packet, for latency and for the idle check alike.
     const now = performance.now();
@@ -614,7 +615,7 @@ class Connection implements ConnectionView, Reader {
     const latency = this.info.latency;
     this.parsing = true;
     try {
-      this.parser.push(chunk);
+      this.parser.push(chunk, n);
     } finally {
       this.parsing = false;
     }
@@ -637,8 +638,8 @@ class Connection implements ConnectionView, Reader {
       n = one.length;
       ok = this.writer.write(one);
     } else {
+      if (this.out.empty) return;
       const pieces = this.out.take();
-      if (pieces.length === 0) return;
       socket.cork();
       ok = true;
       for (const piece of pieces) {

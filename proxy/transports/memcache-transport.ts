@@ -7,6 +7,7 @@ import { connect, type Socket } from "node:net";
 import { stampNow, unstamp } from "../../common/clock.js";
 import { authenticate, type Credentials } from "../../protocol/cluster-auth.js";
 import { byteIn, newlineAt } from "../../protocol/memcache/bytes.js";
+import { ReplyBuffer } from "../../protocol/memcache/reply.js";
 import { SocketWriter } from "../../protocol/memcache/socket-writer.js";
 import { metaReplyEnd } from "../../protocol/memcache/values.js";
 import { type NodeEntry, nodeKey } from "../../protocol/node-map.js";
@@ -96,40 +97,50 @@ export class BackendConnection {
     return this.queue.length;
   }
 
-  send(bytes: Buffer, sent: Sent): void {
+  /** Sends `sent`: the caller writes its request into the buffer returned, at once. */
+  send(sent: Sent): ReplyBuffer {
     if (this.socket === undefined) this.open();
     // Requests of one turn leave together, so they share one reading of the clock.
-    if (this.outgoing.length === 0) this.turnStarted = Date.now();
+    if (!this.flushQueued) {
+      this.turnStarted = Date.now();
+      this.flushQueued = true;
+      setImmediate(this.flush);
+    }
     sent.requests = 1;
     sent.deadline = this.turnStarted + this.timeoutMs;
     sent.conn = this;
     this.queue.push(sent);
-    // Everything sent to this node in one turn of the event loop (all the client packets read in
-    // it) leaves in one write: one syscall for many requests.
-    this.outgoing.push(bytes);
-    if (this.outgoing.length === 1) setImmediate(this.flush);
     if (this.timer === undefined) this.arm();
+    return this.outgoing;
   }
 
   /**
-   * Adds a request to what `sent` sent, answered with it. Only while `sent` is the last thing sent
-   * on this connection and not yet written (the same turn of the event loop).
+   * Adds a request to what `sent` sent, answered with it: the caller writes it into the buffer
+   * returned. Only while `sent` is the last thing sent on this connection and not yet written (the
+   * same turn of the event loop); else undefined.
    */
-  add(sent: Sent, bytes: Buffer): boolean {
-    if (this.dead || this.queue[this.queue.length - 1] !== sent || this.outgoing.length === 0) return false;
+  add(sent: Sent): ReplyBuffer | undefined {
+    if (this.dead || this.queue[this.queue.length - 1] !== sent || this.outgoing.empty) return undefined;
     sent.requests++;
-    this.outgoing.push(bytes);
-    return true;
+    return this.outgoing;
   }
 
-  private readonly outgoing: Buffer[] = [];
+  /**
+   * Everything sent to this node in one turn of the event loop (all the client packets read in it)
+   * is written straight into one buffer and leaves in one write: one syscall for many requests,
+   * and no Buffer made per request.
+   */
+  private readonly outgoing = new ReplyBuffer();
+  private flushQueued = false;
   private turnStarted = 0;
 
   private readonly flush = (): void => {
-    const out = this.outgoing;
-    if (out.length === 0 || this.socket === undefined || this.authenticating) return;
-    (this.writer as SocketWriter).write(out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out));
-    out.length = 0;
+    this.flushQueued = false;
+    if (this.socket === undefined || this.authenticating || this.dead) return;
+    const writer = this.writer as SocketWriter;
+    const one = this.outgoing.takeOne();
+    if (one !== undefined) writer.write(one);
+    else if (!this.outgoing.empty) writer.write(Buffer.concat(this.outgoing.take()));
   };
 
   close(): void {
@@ -216,7 +227,7 @@ export class BackendConnection {
     this.dead = true;
     clearTimeout(this.timer);
     this.socket?.destroy();
-    this.outgoing.length = 0;
+    this.outgoing.take();
     const err = new TransportError(`${this.host}:${this.port}`, reason);
     for (const p of this.queue.splice(0)) p.replied(err, 0, 0, 0);
   }
@@ -336,25 +347,24 @@ class Backend {
     private readonly options: ConnectionOptions,
   ) {}
 
-  send(bytes: Buffer, sent: Sent): void {
+  send(sent: Sent): ReplyBuffer {
     let conn = this.current;
     if (conn === undefined || conn.dead) {
       conn = this.pick();
       this.current = conn;
       setImmediate(this.endTurn);
     }
-    conn.send(bytes, sent);
+    return conn.send(sent);
   }
 
   /** `send` as a promise, for the paths that are not hot (retries, fan-outs). */
   request(bytes: Buffer, shape: ReplyShape): Promise<Buffer> {
     return new Promise((resolve, reject) =>
       this.send(
-        bytes,
         new SentTo(shape, (reply, start, end) =>
           reply instanceof TransportError ? reject(reply) : resolve(reply.subarray(start, end)),
         ),
-      ),
+      ).bytes(bytes),
     );
   }
 
@@ -399,14 +409,20 @@ export class MemcacheTransport implements Transport<MemcacheRequest, Buffer> {
     this.options = { timeoutMs, credentials };
   }
 
-  /** The hot path: the reply goes to `sent`, no promise is made. */
-  send(node: NodeEntry, bytes: Buffer, sent: Sent): void {
-    this.backend(node).send(bytes, sent);
+  /**
+   * The hot path: the caller writes the request into the buffer returned, at once; the reply goes
+   * to `sent`, no promise is made.
+   */
+  send(node: NodeEntry, sent: Sent): ReplyBuffer {
+    return this.backend(node).send(sent);
   }
 
-  /** Adds a request to what `sent` sent, answered with it; false once that has been written. */
-  add(sent: Sent, bytes: Buffer): boolean {
-    return sent.conn?.add(sent, bytes) === true;
+  /**
+   * Adds a request to what `sent` sent, answered with it: the caller writes it into the buffer
+   * returned. Undefined once what `sent` sent has been written.
+   */
+  add(sent: Sent): ReplyBuffer | undefined {
+    return sent.conn?.add(sent);
   }
 
   request(node: NodeEntry, req: MemcacheRequest): Promise<Buffer> {

@@ -6,8 +6,20 @@ import type { Request } from "../../protocol/memcache/request.js";
 
 const limits = { maxLine: 2048, maxValue: 1024, maxKey: 250 };
 
-/** `peer`: the connection has proved itself a cluster peer (cluster traffic parses). */
-function parseAll(pieces: Buffer[], lim = limits, peer = false): { requests: Request[]; fatal: string[] } {
+/** Bytes a reader's memory may hold past what it read: none of them may be parsed. */
+const STALE = Buffer.from("\r\nget stale\r\nset x 0 0 1\r\n!\r\n\n", "latin1");
+
+/**
+ * `peer`: the connection has proved itself a cluster peer (cluster traffic parses). `stale`: each
+ * piece is pushed as a server's reader pushes a read, the first bytes of memory whose rest holds
+ * older bytes.
+ */
+function parseAll(
+  pieces: Buffer[],
+  lim = limits,
+  peer = false,
+  stale = false,
+): { requests: Request[]; fatal: string[] } {
   const requests: Request[] = [];
   const fatal: string[] = [];
   const parser = new RequestParser(
@@ -23,7 +35,10 @@ function parseAll(pieces: Buffer[], lim = limits, peer = false): { requests: Req
     new ClusterSecret("s3cret"),
   );
   if (peer) parser.session.peer = "node";
-  for (const p of pieces) parser.push(p);
+  for (const p of pieces) {
+    if (stale) parser.push(Buffer.concat([p, STALE]), p.length);
+    else parser.push(p);
+  }
   return { requests, fatal };
 }
 
@@ -109,8 +124,17 @@ describe("memcached request parser", () => {
           const expected = reqs.map((r) => r.expect);
           expect(parseAll([whole]).requests).toEqual(expected);
           expect(parseAll(split(whole, cuts)).requests).toEqual(expected);
+          expect(parseAll(split(whole, cuts), limits, false, true).requests).toEqual(expected);
           // Byte by byte: the worst case of a slow network.
           expect(parseAll([...whole].map((b) => Buffer.from([b]))).requests).toEqual(expected);
+          expect(
+            parseAll(
+              [...whole].map((b) => Buffer.from([b])),
+              limits,
+              false,
+              true,
+            ).requests,
+          ).toEqual(expected);
         },
       ),
       { numRuns: 300 },
@@ -209,7 +233,7 @@ describe("memcached request parser", () => {
     expect(requests).toEqual([]);
   });
 
-  it("keeps the bytes of plain gets and sets to forward as they came (a proxy's parser); never for noreply or proxied ones", () => {
+  it("keeps the bytes of plain sets to forward as they came (a proxy's parser); never for gets, noreply or proxied ones", () => {
     const raws: (string | undefined)[] = [];
     const parser = new RequestParser(
       limits,
@@ -222,16 +246,20 @@ describe("memcached request parser", () => {
     parser.session.peer = "node";
     const plainGet = "get a b\r\n";
     const plainSet = "set k 1 2 3\r\nv\r\n\r\n";
+    // A proxy writes a get's request itself: the memory a get was read into is free for the next read.
+    parser.push(Buffer.from(`${plainGet}gets a\n`, "latin1"));
+    expect(parser.retained).toBe(false);
     parser.push(
       Buffer.from(
-        `${plainGet}gets a\n${plainSet}set k 0 0 1 noreply\r\nx\r\n<127.0.0.1:1>set k 0 0 1\r\nx\r\nincr n 1\r\n`,
+        `${plainSet}set k 0 0 1 noreply\r\nx\r\n<127.0.0.1:1>set k 0 0 1\r\nx\r\nincr n 1\r\n`,
         "latin1",
       ),
     );
     // A set whose data block arrives in a later piece is encoded again by whoever forwards it.
     parser.push(Buffer.from("set s 0 0 2\r\n", "latin1"));
     parser.push(Buffer.from("ab\r\n", "latin1"));
-    expect(raws).toEqual([plainGet, "gets a\n", plainSet, undefined, undefined, undefined, undefined]);
+    expect(parser.retained).toBe(true);
+    expect(raws).toEqual([undefined, undefined, plainSet, undefined, undefined, undefined, undefined]);
     // A node's parser keeps nothing: the views would cost an allocation a request for nothing.
     const kept: unknown[] = [];
     const plain = new RequestParser(

@@ -54,9 +54,13 @@ function run(transport: MemcacheTransport, node: NodeEntry, lines: string[]) {
       if (reply instanceof TransportError) reject(reply);
       else resolve({ text: reply.toString("latin1", start, end), serverErrors });
     });
-    transport.send(node, Buffer.from(`${lines[0]}\r\n`), sent);
+    transport.send(node, sent).bytes(Buffer.from(`${lines[0]}\r\n`));
     // Requests added in the same turn travel with the first and come back as one reply.
-    for (const l of lines.slice(1)) expect(transport.add(sent, Buffer.from(`${l}\r\n`))).toBe(true);
+    for (const l of lines.slice(1)) {
+      const more = transport.add(sent);
+      expect(more).toBeDefined();
+      more?.bytes(Buffer.from(`${l}\r\n`));
+    }
   });
 }
 
@@ -80,10 +84,10 @@ describe("memcached transport", () => {
     let sent: Sent | undefined;
     const reply = new Promise<void>((resolve) => {
       sent = new SentTo("values", () => resolve());
-      transport.send(node, Buffer.from("get c\r\n"), sent);
+      transport.send(node, sent).words("get", "c");
     });
     await new Promise((r) => setImmediate(r));
-    expect(transport.add(sent as Sent, Buffer.from("get a\r\n"))).toBe(false);
+    expect(transport.add(sent as Sent)).toBeUndefined();
     await reply;
     transport.close();
   });
