@@ -59,7 +59,10 @@ export class Router {
   }
 
   partitionOf(key: string): number {
-    return this.resolver.resolve(keyHash(key, this.algorithm), this.partitions.length);
+    const count = this.partitions.length;
+    // One partition holds every key: no hash to compute (twemproxy skips it for one server too).
+    if (count <= 1) return 0;
+    return this.resolver.resolve(keyHash(key, this.algorithm), count);
   }
 
   partition(index: number): Partition | undefined {

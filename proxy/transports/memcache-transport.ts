@@ -445,7 +445,20 @@ export class MemcacheTransport implements Transport<MemcacheRequest, Buffer> {
     this.backends.clear();
   }
 
+  /** The last node sent to, and its connections: most requests go where the one before went. */
+  private lastNode: NodeEntry | undefined;
+  private lastBackend: Backend | undefined;
+
   private backend(node: NodeEntry): Backend {
+    const last = this.lastBackend;
+    if (node === this.lastNode && last !== undefined && !last.closed) return last;
+    const b = this.lookUp(node);
+    this.lastNode = node;
+    this.lastBackend = b;
+    return b;
+  }
+
+  private lookUp(node: NodeEntry): Backend {
     const known = this.backendOf.get(node);
     if (known !== undefined && !known.closed) return known;
     const key = nodeKey(node.host, node.port);
