@@ -22,9 +22,9 @@ export const V8_FLAGS = /max-semi-space-size/.test(process.env.NODE_OPTIONS ?? "
  * A proxy's heap is small and short-lived (requests in flight, the node map): V8's helper threads
  * for parallel and concurrent collection cost it more than they save. One request in flight per
  * connection, on two cores, the proxy used about 4% less CPU per request and served 5% more
- * requests without them (mean of 13 turns back to back; see the README). Nodes keep them: their heap can be large (LevelDB's caches, millions of
- * items' index), and one in flight they ran the same either way. V8 takes this flag only on the
- * command line (not NODE_OPTIONS, not at run time).
+ * requests without them (mean of 13 turns back to back; see the README). Nodes keep them: their
+ * heap can be large (LevelDB's caches, millions of items' index), and one in flight they ran the
+ * same either way. V8 takes this flag only on the command line (not NODE_OPTIONS, not at run time).
  */
 const ROLE_FLAGS: Record<"index" | "node" | "proxy", string[]> = {
   index: [],
