@@ -35,6 +35,23 @@ describe("reply buffer", () => {
     }
   });
 
+  it("words writes a one-key request as the string would be written, for any key length and byte", () => {
+    const high = Buffer.from(Array.from({ length: 200 }, (_, i) => 0x21 + ((i * 7) % 0xde))).toString(
+      "latin1",
+    );
+    const out = new ReplyBuffer(64);
+    let expected = "";
+    for (const keyLength of [1, 63, 64, 65, 200, 250]) {
+      for (const key of ["k".repeat(keyLength), high.slice(0, keyLength)]) {
+        for (const op of ["get", "gets"]) {
+          out.words(op, key);
+          expected += `${op} ${key}\r\n`;
+        }
+      }
+    }
+    expect(bytes(out)).toEqual(Buffer.from(expected, "latin1"));
+  });
+
   it("a held-back reply keeps the value as it was when written, not a view of the engine's memory", () => {
     for (const valueLength of [10, 100, 10_000]) {
       const page = Buffer.alloc(valueLength + 8, 0x61);
