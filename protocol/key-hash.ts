@@ -122,6 +122,14 @@ export class ModularResolver {
     readonly virtual = 4096,
   ) {}
 
+  /**
+   * The partition of `key`, hashed with `algorithm`, among `count` partitions. One partition holds
+   * every key: no hash is computed (twemproxy skips it for one server too).
+   */
+  partitionOf(key: string, algorithm: HashAlgorithm, count: number): number {
+    return count <= 1 ? 0 : this.resolve(keyHash(key, algorithm), count);
+  }
+
   /** The partition of `hash` among `count` partitions. */
   resolve(hash: number, count: number): number {
     if (count <= 1) return 0;

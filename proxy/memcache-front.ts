@@ -259,7 +259,7 @@ export class ProxyCommands implements CommandHandler {
    */
   private readRun(
     prev: Run | undefined,
-    op: string,
+    op: "get" | "gets",
     key: string,
     out: ReplyBuffer,
     packet: number,
@@ -275,7 +275,8 @@ export class ProxyCommands implements CommandHandler {
       }
     }
     const node = this.router.readerIn(partition);
-    if (node === undefined) return this.reply(op, this.readFrom(key, oneKeyRead(op, key)), out);
+    if (node === undefined)
+      return this.reply(op, this.readFrom(key, encodeRequest({ op, keys: [key] })), out);
     const run = new Run(this, node, out, packet, op, partition, false, false, "values", key, undefined, 0);
     this.transport.send(node, run).words(op, key);
     this.run = run;
@@ -553,9 +554,6 @@ const MN_REPLY = Buffer.from("MN\r\n");
 const OK = Buffer.from("OK\r\n");
 const FAILED = Buffer.from("SERVER_ERROR unreachable\r\n");
 
-/** A one-key read's request, for the paths that are not hot. */
-const oneKeyRead = (op: string, key: string): Buffer => Buffer.from(`${op} ${key}\r\n`, "latin1");
-
 /** The bytes to send a node: as the client sent them when that was plain enough, else encoded. */
 function forwarded(req: Request): Buffer {
   return "raw" in req && req.raw !== undefined ? req.raw : encodeRequest(req);
@@ -603,7 +601,8 @@ class Run extends Later implements Sent {
   }
 
   bytesAt(i: number): Buffer {
-    if (!this.write) return oneKeyRead(this.op, this.keyAt(i));
+    // A read run's requests are one-key gets (readRun), written again only for a retry.
+    if (!this.write) return encodeRequest({ op: this.op as "get" | "gets", keys: [this.keyAt(i)] });
     return i === 0 ? (this.bytes as Buffer) : ((this.moreBytes as Buffer[])[i - 1] as Buffer);
   }
 

@@ -2,7 +2,7 @@
  * Routing, pure: key -> partition (Flare's hash + modular resolver) -> a replica. Reads pick among
  * the partition's active master and slaves by balance weight; writes go to the master.
  */
-import { type HashAlgorithm, keyHash, ModularResolver } from "../protocol/key-hash.js";
+import { type HashAlgorithm, ModularResolver } from "../protocol/key-hash.js";
 import { type NodeEntry, nodeKey } from "../protocol/node-map.js";
 
 export interface Partition {
@@ -59,10 +59,7 @@ export class Router {
   }
 
   partitionOf(key: string): number {
-    const count = this.partitions.length;
-    // One partition holds every key: no hash to compute (twemproxy skips it for one server too).
-    if (count <= 1) return 0;
-    return this.resolver.resolve(keyHash(key, this.algorithm), count);
+    return this.resolver.partitionOf(key, this.algorithm, this.partitions.length);
   }
 
   partition(index: number): Partition | undefined {

@@ -5,7 +5,7 @@
 import { FlareError } from "../common/errors.js";
 import type { Logger } from "../common/log.js";
 import { PROTOCOL_VERSION } from "../common/version.js";
-import { type HashAlgorithm, keyHash, ModularResolver } from "../protocol/key-hash.js";
+import { type HashAlgorithm, ModularResolver } from "../protocol/key-hash.js";
 import { ReplyBuffer } from "../protocol/memcache/reply.js";
 import { type Request, WRITE_OPS } from "../protocol/memcache/request.js";
 import type {
@@ -222,8 +222,7 @@ export class MemcacheCommands implements CommandHandler {
       if (owns !== undefined && !owns(key)) continue;
       if (
         req.partition >= 0 &&
-        this.partitioning.resolver.resolve(keyHash(key, this.partitioning.algorithm), req.size) !==
-          req.partition
+        this.partitioning.resolver.partitionOf(key, this.partitioning.algorithm, req.size) !== req.partition
       )
         continue;
       if (req.keysOnly) {

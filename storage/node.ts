@@ -8,7 +8,7 @@ import { createRegistry, LatencyRecorder } from "../common/metrics.js";
 import { VERSION } from "../common/version.js";
 import type { ClusterSecret } from "../protocol/cluster-auth.js";
 import { ClusterMember } from "../protocol/cluster-member.js";
-import { keyHash, partitioning } from "../protocol/key-hash.js";
+import { partitioning } from "../protocol/key-hash.js";
 import { MemcacheServer, newServerCounters } from "../protocol/memcache/server.js";
 import type { NodeEntry } from "../protocol/node-map.js";
 import type { NodeConfig } from "./config.js";
@@ -147,8 +147,7 @@ export async function startNode(config: NodeConfig, log: Logger): Promise<Runnin
       const keys = partitioning(member.meta);
       commands.partitioning = keys;
       forwarding?.router.use(keys.algorithm, keys.resolver);
-      member.keyPartition = (key, partitions) =>
-        keys.resolver.resolve(keyHash(key, keys.algorithm), partitions);
+      member.keyPartition = (key, partitions) => keys.resolver.partitionOf(key, keys.algorithm, partitions);
     } catch (err) {
       await Promise.all([tcp.close(), http?.close()]);
       await engine.close();

@@ -11,6 +11,19 @@ describe("Flare key hashing and the modular resolver", () => {
     expect(parts("::test::key::19790217")).toEqual([0, 0, 2, 2, 2, 2, 2, 2]);
   });
 
+  it("partitionOf is the resolver applied to the key's hash, and partition 0 of one", () => {
+    const r = new ModularResolver();
+    for (const algorithm of ["simple", "crc32", "jenkins"] as const) {
+      for (const key of ["test_key1", "::test::key::1979", "a", "\xff\x80 key", "k".repeat(250)]) {
+        for (let n = 1; n <= 8; n++) {
+          expect(r.partitionOf(key, algorithm, n)).toBe(r.resolve(keyHash(key, algorithm), n));
+        }
+      }
+    }
+    expect(r.partitionOf("test_key1", "simple", 3)).toBe(2);
+    expect(r.partitionOf("test_key1", "simple", 1)).toBe(0);
+  });
+
   it("simple hashing reads bytes as signed chars", () => {
     expect(keyHash("\xff", "simple")).toBe(1);
     expect(keyHash("ab", "simple")).toBe(97 + 98);

@@ -1,5 +1,5 @@
 /** The proxy's memcached transport against a scripted server on a real socket. */
-import { createServer, type Server } from "node:net";
+import { createServer, type Server, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import type { NodeEntry } from "../../protocol/node-map.js";
 import { MemcacheTransport, type Sent, SentTo } from "../../proxy/transports/memcache-transport.js";
@@ -89,6 +89,53 @@ describe("memcached transport", () => {
     await new Promise((r) => setImmediate(r));
     expect(transport.add(sent as Sent)).toBeUndefined();
     await reply;
+    transport.close();
+  });
+
+  it("a read of replies first sends the requests waiting for the end of the turn", async () => {
+    // The node holds its reply to the first request; the test releases it while a later request
+    // waits in the transport, unsent: the reply's read must send that request before handing the
+    // reply on.
+    let held: Socket | undefined;
+    const reached = new Promise<void>((resolve) => {
+      server = createServer((socket) => {
+        socket.on("data", (d) => {
+          for (const _ of d.toString("latin1").split("\r\n").slice(0, -1)) {
+            if (held === undefined) {
+              held = socket;
+              resolve();
+            } else socket.write("END\r\n");
+          }
+        });
+      });
+    });
+    const node = await listening(server as Server);
+    const transport = new MemcacheTransport(1, 5000);
+    let second: Sent | undefined;
+    let secondWaited: boolean | undefined;
+    const firstDone = new Promise<void>((resolve) => {
+      const first = new SentTo("values", () => {
+        // Still joinable: it was not written before this reply was handed on.
+        if (second !== undefined) secondWaited = transport.add(second) !== undefined;
+        resolve();
+      });
+      transport.send(node, first).words("get", "a");
+    });
+    await reached;
+    // In one timer callback (before the loop's poll): the second request waits for the end of the
+    // turn, and the first reply is already on its way; the poll reads that reply before the turn's
+    // end would send the request.
+    const secondDone = new Promise<void>((resolve) => {
+      setTimeout(() => {
+        second = new SentTo("values", () => resolve());
+        transport.send(node, second).words("get", "b");
+        held?.write("END\r\n");
+        const until = performance.now() + 50;
+        while (performance.now() < until);
+      }, 1);
+    });
+    await Promise.all([firstDone, secondDone]);
+    expect(secondWaited).toBe(false);
     transport.close();
   });
 
