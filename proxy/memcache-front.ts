@@ -614,12 +614,16 @@ class Run extends Later implements Sent {
     else this.moreBytes.push(bytes);
   }
 
-  replied(reply: Buffer | TransportError, start: number, end: number, serverErrors: number): void {
+  replied(reply: Buffer | TransportError, start: number, end: number, serverErrors: number): boolean {
     if (!(reply instanceof TransportError) && serverErrors === 0) {
-      if (!this.noreply) this.out.range(reply, start, end);
+      const kept = !this.noreply && this.out.range(reply, start, end);
       this.done(true, this.requests);
-    } else if (this.write) this.commands.retryWrites(this, reply, start, end);
+      return kept;
+    }
+    // A retry keeps views of the replies that need none.
+    if (this.write) this.commands.retryWrites(this, reply, start, end);
     else this.commands.retryReads(this, reply, start, end);
+    return true;
   }
 }
 

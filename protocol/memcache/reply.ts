@@ -21,15 +21,8 @@ export class ReplyBuffer {
   private start = 0;
   private used = 0;
 
-  /**
-   * `chunkSize`: a connection's buffer takes big packets of replies; a slot's, one reply.
-   * `keepViews`: a slot's buffer keeps views of `range` bytes rather than copying them; they are
-   * copied once, when the slot is appended to its connection's buffer.
-   */
-  constructor(
-    private readonly chunkSize = CHUNK,
-    private readonly keepViews = false,
-  ) {}
+  /** `chunkSize`: a connection's buffer takes big packets of replies; a slot's, one reply. */
+  constructor(private readonly chunkSize = CHUNK) {}
   /** Chunk pieces and referenced buffers before `chunk`, in order. */
   private done: Buffer[] = [];
 
@@ -119,15 +112,19 @@ export class ReplyBuffer {
     this.used += data.length;
   }
 
-  /** Bytes `start` to `end` of `data`, without making a view of them first. */
-  range(data: Buffer, start: number, end: number): void {
+  /**
+   * Bytes `start` to `end` of `data`, without making a view of them first. Returns whether a view
+   * of `data` is kept (a large value, sent by reference): then its memory must not be reused.
+   */
+  range(data: Buffer, start: number, end: number): boolean {
     const n = end - start;
-    if (n >= BY_REFERENCE || this.keepViews) {
+    if (n >= BY_REFERENCE) {
       this.bytes(data.subarray(start, end));
-      return;
+      return true;
     }
     if (this.used + n > this.chunk.length) this.grow(n);
     this.used = copyBytes(data, start, end, this.chunk, this.used);
+    return false;
   }
 
   /** Appends everything another buffer holds (used to release replies that waited their turn). */
@@ -153,6 +150,15 @@ export class ReplyBuffer {
     const piece = this.chunk.subarray(this.start, this.used);
     this.handedOver();
     return piece;
+  }
+
+  /**
+   * Everything handed over has left (the kernel took it; no view of it is held): the chunk is
+   * written again from its start, so a connection's replies keep landing in memory the cache
+   * holds instead of walking through fresh chunks.
+   */
+  reuse(): void {
+    if (this.used === this.start && this.done.length === 0) this.start = this.used = 0;
   }
 
   private seal(): void {

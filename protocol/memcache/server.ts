@@ -354,7 +354,7 @@ class Connection implements ConnectionView, Reader {
   private readonly parser: RequestParser;
   private closing = false;
   /** The buffer the next held-back reply is written into (made only once one is used). */
-  private spare = new ReplyBuffer(SLOT_CHUNK, true);
+  private spare = new ReplyBuffer(SLOT_CHUNK);
   /** Replies not yet sent because an earlier one waits for the engine. */
   private readonly waiting: Slot[] = [];
   private readonly state: ConnectionState;
@@ -411,7 +411,7 @@ class Connection implements ConnectionView, Reader {
           return;
         }
         // After the replies still owed to the requests before it, then the connection closes.
-        const slot = Slot.answered(new ReplyBuffer(SLOT_CHUNK, true), false);
+        const slot = Slot.answered(new ReplyBuffer(SLOT_CHUNK), false);
         if (line !== "") slot.out.line(line);
         this.waiting.push(slot);
         this.parser.halted = true;
@@ -466,7 +466,7 @@ class Connection implements ConnectionView, Reader {
       const out = this.spare;
       const r = this.commands.execute(req, out, undefined, packets, this.state);
       if (r === FOLLOWS) return;
-      this.spare = new ReplyBuffer(SLOT_CHUNK, true);
+      this.spare = new ReplyBuffer(SLOT_CHUNK);
       if (typeof r !== "boolean") this.wait(r, out, timed ? req.op : undefined);
       else {
         // quit: nothing after it is read, but it is answered after the replies before it.
@@ -637,6 +637,7 @@ class Connection implements ConnectionView, Reader {
     if (one !== undefined) {
       n = one.length;
       ok = this.writer.write(one);
+      if (this.writer.taken) this.out.reuse();
     } else {
       if (this.out.empty) return;
       const pieces = this.out.take();

@@ -50,6 +50,12 @@ export class SocketWriter {
   /** Reused while writes finish at once (a finished write leaves its request untouched). */
   private req: WriteRequest | undefined = binding === undefined ? undefined : new binding.WriteWrap();
 
+  /**
+   * Whether the last write's bytes, and every write's before it, were taken by the kernel at once:
+   * nothing holds a view of them any more, so their memory may be written again.
+   */
+  taken = false;
+
   /** `drained`: called when writes that waited for the kernel have all been taken. */
   constructor(
     private readonly socket: Socket,
@@ -66,6 +72,7 @@ export class SocketWriter {
     const socket = this.socket;
     const handle = (socket as unknown as { _handle: WritableHandle | null })._handle;
     const req = this.req;
+    this.taken = false;
     // The stream's own queue goes first: bytes written past it would overtake it. A socket still
     // connecting has nowhere to write yet: its stream holds the bytes until it connects.
     if (
@@ -82,7 +89,12 @@ export class SocketWriter {
       return false;
     }
     const b = binding as StreamWrapBinding;
-    if (b.streamBaseState[b.kLastWriteWasAsync] === 0) return true;
+    if (b.streamBaseState[b.kLastWriteWasAsync] === 0) {
+      // Done at once only when no write before it is still queued in the handle: those would be
+      // ahead of it, and libuv then queues this one too.
+      this.taken = true;
+      return true;
+    }
     // The handle now owns the request until the kernel takes the rest, and must keep the bytes.
     req.buffer = data;
     req.oncomplete = this.complete;

@@ -13,21 +13,25 @@ function binaryValue(n: number): Buffer {
 }
 
 /**
- * Sends `requests` gets of a 3 000-byte value, one a packet, with a set and a get of a fresh key
- * every 100th, while not reading; then reads everything. Returns what arrived and what memcached
- * would have sent.
+ * Sends `requests` gets of a value of `size` bytes, one a packet, with a set and a get of a fresh
+ * key every 100th, while not reading; then reads everything. Returns what arrived and what
+ * memcached would have sent.
  */
-export async function slowReader(port: number, requests = 3000): Promise<{ got: Buffer; expected: Buffer }> {
+export async function slowReader(
+  port: number,
+  requests = 3000,
+  size = 3000,
+): Promise<{ got: Buffer; expected: Buffer }> {
   const socket = connect({ port, host: "127.0.0.1", noDelay: true });
   socket.on("error", () => {});
   await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
-  const big = binaryValue(3000);
+  const big = binaryValue(size);
   const parts: Buffer[] = [];
   let seen = 0;
   const expectedParts: Buffer[] = [Buffer.from("STORED\r\n")];
   socket.pause();
-  socket.write(Buffer.concat([Buffer.from("set big 7 0 3000\r\n"), big, Buffer.from("\r\n")]));
-  const bigReply = Buffer.concat([Buffer.from("VALUE big 7 3000\r\n"), big, Buffer.from("\r\nEND\r\n")]);
+  socket.write(Buffer.concat([Buffer.from(`set big 7 0 ${size}\r\n`), big, Buffer.from("\r\n")]));
+  const bigReply = Buffer.concat([Buffer.from(`VALUE big 7 ${size}\r\n`), big, Buffer.from("\r\nEND\r\n")]);
   for (let i = 0; i < requests; i++) {
     if (i % 100 === 0) {
       const v = `v${i}`;

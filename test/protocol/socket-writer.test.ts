@@ -1,8 +1,9 @@
 /**
  * Replies written straight to the socket's handle: what the kernel does not take at once waits, in
  * order, behind and before writes made through the socket's own stream; writes made while the
- * socket connects wait in the stream; the writer says when it is full and when it drained; a
- * vanished peer closes the socket and throws nothing.
+ * socket connects wait in the stream; the writer says when it is full and when it drained, and
+ * whether the kernel took a write and all before it; a vanished peer closes the socket and throws
+ * nothing.
  */
 import { type AddressInfo, connect, createServer, type Server, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
@@ -77,6 +78,36 @@ describe("socket writer", () => {
     expect(Buffer.concat(got).equals(expected)).toBe(true);
     expect(writer.full).toBe(false);
     expect(drains).toBeGreaterThanOrEqual(1);
+  });
+
+  it("says a write was taken only when the kernel took it and every write before it", async () => {
+    const { server, client } = await pair();
+    let drained: () => void = () => {};
+    const writer = new SocketWriter(server, () => drained());
+    expect(writer.write(Buffer.from("small\r\n"))).toBe(true);
+    expect(writer.taken).toBe(true);
+    let i = 0;
+    while (writer.write(piece(i))) {
+      expect(writer.taken).toBe(true);
+      i++;
+    }
+    expect(writer.taken).toBe(false);
+    // Behind a held write, a small one waits too: its bytes are not taken yet.
+    writer.write(Buffer.from("after\r\n"));
+    expect(writer.taken).toBe(false);
+    // And so does one through the socket's own stream: the writer must not write past it.
+    server.write(Buffer.from("stream\r\n"));
+    expect(server.writableLength).toBeGreaterThan(0);
+    const taken = new Promise<void>((resolve) => {
+      drained = resolve;
+    });
+    client.on("data", () => {});
+    client.resume();
+    await taken;
+    while (server.writableLength > 0) await new Promise((r) => setTimeout(r, 5));
+    expect(writer.full).toBe(false);
+    expect(writer.write(Buffer.from("again\r\n"))).toBe(true);
+    expect(writer.taken).toBe(true);
   });
 
   it("writes made while the socket still connects wait in its stream, ahead of the writes after", async () => {

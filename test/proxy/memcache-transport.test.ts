@@ -1,8 +1,17 @@
-/** The proxy's memcached transport against a scripted server on a real socket. */
+/**
+ * The proxy's memcached transport against a scripted server on a real socket. Replies are read
+ * into memory the connection reads into again once their takers copied them: a reply cut across
+ * reads, and a view a taker kept, must come out intact.
+ */
 import { createServer, type Server, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import type { NodeEntry } from "../../protocol/node-map.js";
-import { MemcacheTransport, type Sent, SentTo } from "../../proxy/transports/memcache-transport.js";
+import {
+  type BackendConnection,
+  MemcacheTransport,
+  type Sent,
+  SentTo,
+} from "../../proxy/transports/memcache-transport.js";
 import { TransportError } from "../../proxy/transports/transport.js";
 
 const REPLIES: Record<string, string> = {
@@ -64,6 +73,33 @@ function run(transport: MemcacheTransport, node: NodeEntry, lines: string[]) {
   });
 }
 
+/** Takes its reply as the proxy's runs do: copies it, so the connection may read over it. */
+class Copying implements Sent {
+  readonly shape = "values" as const;
+  requests = 1;
+  deadline = 0;
+  conn: BackendConnection | undefined = undefined;
+  /** Where the reply was read: to compare with where the next one was. */
+  memory: Buffer | undefined;
+
+  constructor(private readonly take: (text: string) => void) {}
+
+  replied(reply: Buffer | TransportError, start: number, end: number): boolean {
+    if (reply instanceof TransportError) throw reply;
+    this.memory = reply.subarray(start, end);
+    this.take(reply.toString("latin1", start, end));
+    return false;
+  }
+}
+
+/** One get, taken by copying: the reply's text and where it was read. */
+function copied(transport: MemcacheTransport, node: NodeEntry, key: string) {
+  return new Promise<{ text: string; memory: Buffer }>((resolve) => {
+    const sent: Copying = new Copying((text) => resolve({ text, memory: sent.memory as Buffer }));
+    transport.send(node, sent).words("get", key);
+  });
+}
+
 describe("memcached transport", () => {
   for (const dribble of [false, true]) {
     it(`a run of gets comes back as one reply, its SERVER_ERROR replies counted (${dribble ? "a byte at a time" : "whole"})`, async () => {
@@ -77,6 +113,34 @@ describe("memcached transport", () => {
       transport.close();
     });
   }
+
+  it("replies cut across reads come out whole when their takers copy them", async () => {
+    const node = await scripted(true);
+    const transport = new MemcacheTransport(1, 2000);
+    for (const key of ["a", "c", "a", "b", "a", "c"])
+      expect((await copied(transport, node, key)).text).toBe(REPLIES[`get ${key}`]);
+    transport.close();
+  });
+
+  it("a copied reply's memory is read into again; a view a taker kept is not", async () => {
+    const node = await scripted(false);
+    const transport = new MemcacheTransport(1, 2000);
+    const first = await copied(transport, node, "a");
+    const second = await copied(transport, node, "c");
+    expect(second.memory.buffer).toBe(first.memory.buffer);
+    expect(second.memory.byteOffset).toBe(first.memory.byteOffset);
+    const kept = await new Promise<Buffer>((resolve) =>
+      transport
+        .send(
+          node,
+          new SentTo("values", (reply, start, end) => resolve((reply as Buffer).subarray(start, end))),
+        )
+        .words("get", "a"),
+    );
+    for (const key of ["c", "b", "c"]) await copied(transport, node, key);
+    expect(kept.toString("latin1")).toBe(REPLIES["get a"]);
+    transport.close();
+  });
 
   it("a request can no longer join once its run was written", async () => {
     const node = await scripted(false);

@@ -139,7 +139,7 @@ describe("proxy routing", () => {
     expect(await admin(proxy.port, "get k", "\r\n")).toBe("SERVER_ERROR no partition available\r\n");
   });
 
-  it("a client of the proxy that stops reading while it sends one request a packet gets every reply in order", async () => {
+  it("a client of the proxy that stops reading while it sends one request a packet gets every reply in order, small values and large", async () => {
     const index = await startIndex();
     const a = await startNodeProcess(joinArgs(index));
     expect(await admin(index.port, `node role localhost ${a.port} master 1 0`)).toBe("OK\r\n");
@@ -150,5 +150,36 @@ describe("proxy routing", () => {
     const { got, expected } = await slowReader(proxy.port);
     expect(got.length).toBe(expected.length);
     expect(got.equals(expected)).toBe(true);
+    // Replies past 4 KiB are passed on as views of what the proxy read from the node, which it
+    // must not read into again while they wait for this client.
+    const large = await slowReader(proxy.port, 1000, 6000);
+    expect(large.got.length).toBe(large.expected.length);
+    expect(large.got.equals(large.expected)).toBe(true);
+    // Meanwhile another client's replies come from the node on the same connections: they must not
+    // be read into the memory those views hold.
+    const busy = await RawClient.open(proxy.port);
+    const values = Array.from({ length: 20 }, (_, k) => `value-${k}-${"z".repeat(k * 7)}`);
+    for (const [k, v] of values.entries())
+      expect(await busy.ask(`set y${k} 0 0 ${v.length}\r\n${v}\r\n`)).toBe("STORED\r\n");
+    let stop = false;
+    let answered = 0;
+    const wrong: string[] = [];
+    const other = (async () => {
+      for (let i = 0; !stop; i++) {
+        const k = i % values.length;
+        const v = values[k] as string;
+        const reply = await busy.ask(`get y${k}\r\n`, "END\r\n");
+        if (reply !== `VALUE y${k} 0 ${v.length}\r\n${v}\r\nEND\r\n`) wrong.push(reply);
+        answered++;
+      }
+    })();
+    const together = await slowReader(proxy.port, 1000, 6000);
+    stop = true;
+    await other;
+    busy.close();
+    expect(wrong).toEqual([]);
+    expect(answered).toBeGreaterThan(100);
+    expect(together.got.length).toBe(together.expected.length);
+    expect(together.got.equals(together.expected)).toBe(true);
   });
 });
