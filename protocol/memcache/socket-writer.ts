@@ -51,8 +51,8 @@ export class SocketWriter {
   private req: WriteRequest | undefined = binding === undefined ? undefined : new binding.WriteWrap();
 
   /**
-   * Whether the last write's bytes, and every write's before it, were taken by the kernel at once:
-   * nothing holds a view of them any more, so their memory may be written again.
+   * Whether the kernel took the last write at once, and so every write before it too: nothing
+   * holds a view of their bytes any more, so that memory may be written again.
    */
   taken = false;
 

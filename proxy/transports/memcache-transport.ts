@@ -168,9 +168,10 @@ export class BackendConnection {
   /**
    * Replies are read into a slab this connection owns (Node's `onread`), not into a fresh Buffer
    * pushed through a Readable stream per read. Replies are handed on as views. A read whose replies
-   * were all copied, and that left no partial reply, is overwritten by the next: the slab's first
-   * bytes stay in the cache (walking through fresh memory cost 5–8% one in flight). A read that
-   * someone kept a view of moves the next read past it, and a used-up slab is left to those views.
+   * were all copied, and that left no partial reply, is overwritten by the next: the memory stays
+   * in the cache, as a connection's reply buffer does, and Node keeps the buffer it has instead of
+   * taking a new view after every read. A read that someone kept a view of moves the next read
+   * past it, and a used-up slab is left to those views.
    */
   private slab = Buffer.allocUnsafeSlow(SLAB);
   private offset = 0;
